@@ -229,3 +229,238 @@ def load_cache(path: str | Path) -> CacheData:
             return CacheData(Path(path), attrs, f["onset"][:], f["apex"][:], f["aus"][:], f["landmarks"][:], meta)
         except (KeyError, OSError) as exc:
             raise MertoolError(f"{path}: damaged cache ({exc})") from None
+
+
+# ------------------------------------------------------------------------ inspection: info, verify, show, merge
+
+def _texts(ds) -> np.ndarray:
+    return np.array(ds.asstr()[:], dtype=object)
+
+
+def _attrs(f: h5py.File) -> dict:
+    out = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
+    for k in ("alignment", "preprocess_summary", "merged_from"):
+        if isinstance(out.get(k), str):
+            try:
+                out[k] = json.loads(out[k])
+            except ValueError:
+                pass
+    return out
+
+
+def cache_info(path: str | Path) -> dict:
+    """Attributes and counts (samples, per subject, per raw emotion, per AU) of a cache."""
+    from collections import Counter
+
+    with open_cache(path) as f:
+        try:
+            m = f["meta"]
+            subjects, emotions = _texts(m["subject"]), _texts(m["emotion"])
+            aus = f["aus"][:]
+            lm = f["landmarks"][:]
+            return {"path": str(path), "bytes": Path(path).stat().st_size, "samples": int(f["onset"].shape[0]),
+                    "attrs": _attrs(f),
+                    "subjects": dict(sorted(Counter(subjects).items())),
+                    "emotions": dict(Counter(emotions).most_common()),
+                    "aus": {int(au): int(n) for au, n in zip(AU_VOCAB, aus.sum(0)) if n},
+                    "apex_estimated": int(m["apex_estimated"][:].sum()),
+                    "with_landmarks": int(np.isfinite(lm).all(axis=(1, 2)).sum())}
+        except (KeyError, OSError, ValueError) as exc:
+            raise MertoolError(f"{path}: damaged cache ({exc})") from None
+
+
+def verify_cache(path: str | Path, block: int = 64) -> dict:
+    """Check schema, dataset shapes and dtypes, empty (constant) frames, landmarks and checksums.
+
+    Returns {'path', 'samples', 'problems': [one line each, naming the sample], 'ok'}; a file that cannot be opened
+    at all raises MertoolError (from open_cache).
+    """
+    problems: list[str] = []
+    with open_cache(path) as f:
+        expect = {"onset": "uint8", "apex": "uint8", "aus": "uint8", "landmarks": "float32", "checksum": "uint32"}
+        expect.update({f"meta/{k}": "str" for k in TEXT_FIELDS})
+        expect.update({f"meta/{k}": "int32" for k in INT_FIELDS})
+        expect["meta/apex_estimated"] = "bool"
+        missing = [k for k in expect if k not in f]
+        if missing:
+            return {"path": str(path), "samples": None, "ok": False,
+                    "problems": [f"missing dataset(s) {', '.join('/' + k for k in missing)}"]}
+        n = f["onset"].shape[0]
+        s = f.attrs.get("image_size")
+        shapes = {"onset": (n, s, s, 3), "apex": (n, s, s, 3), "aus": (n, len(AU_VOCAB)), "landmarks": (n, 68, 2),
+                  "checksum": (n,)}
+        for k, dtype in expect.items():
+            ds = f[k]
+            want_shape = shapes.get(k, (n,))
+            if ds.shape != want_shape:
+                problems.append(f"/{k}: shape {ds.shape}, expected {want_shape}")
+            ok_dtype = h5py.check_string_dtype(ds.dtype) is not None if dtype == "str" else ds.dtype == np.dtype(dtype)
+            if not ok_dtype:
+                problems.append(f"/{k}: dtype {ds.dtype}, expected {dtype}")
+        vocab = tuple(np.asarray(f.attrs.get("au_vocab", ())).tolist())
+        if vocab != AU_VOCAB:
+            problems.append(f"attribute au_vocab {vocab}, expected {AU_VOCAB}")
+        for a in ("dataset", "alignment", "mertool_version", "created"):
+            if a not in f.attrs:
+                problems.append(f"attribute {a!r} missing")
+        if problems:
+            return {"path": str(path), "samples": n, "ok": False, "problems": problems}
+        try:
+            names = [f"{a}/{b} (#{i})" for i, (a, b) in
+                     enumerate(zip(_texts(f["meta/subject"]), _texts(f["meta/sample_id"])))]
+            seen: dict[str, int] = {}
+            for i, name in enumerate(names):
+                key = name.rsplit(" ", 1)[0]
+                if key in seen:
+                    problems.append(f"{name}: duplicate of sample #{seen[key]}")
+                seen.setdefault(key, i)
+            aus = f["aus"][:]
+            for i in np.flatnonzero((aus > 1).any(1)):
+                problems.append(f"{names[i]}: AU bits other than 0/1")
+            lm = f["landmarks"][:]
+            finite = np.isfinite(lm)
+            for i in np.flatnonzero(finite.any((1, 2)) & ~finite.all((1, 2))):
+                problems.append(f"{names[i]}: landmarks partly missing")
+            stored = f["checksum"][:]
+            for start in range(0, n, block):
+                onset, apex = f["onset"][start:start + block], f["apex"][start:start + block]
+                for j in range(len(onset)):
+                    i = start + j
+                    for what, frame in (("onset", onset[j]), ("apex", apex[j])):
+                        if frame.min() == frame.max():
+                            problems.append(f"{names[i]}: {what} frame is empty (every pixel {int(frame.min())})")
+                    c = checksum(onset[j], apex[j])
+                    if c != int(stored[i]):
+                        problems.append(f"{names[i]}: checksum mismatch (stored {int(stored[i]):08x}, "
+                                        f"frames give {c:08x})")
+        except (OSError, KeyError) as exc:
+            problems.append(f"cannot read the samples ({exc}); the file is damaged")
+    return {"path": str(path), "samples": n, "ok": not problems, "problems": problems}
+
+
+def find_sample(f: h5py.File, spec: str) -> int:
+    """Index of a sample given as 'SAMPLE_ID', 'SUBJECT/SAMPLE_ID' or an index ('12', '-1')."""
+    subjects, ids = _texts(f["meta/subject"]), _texts(f["meta/sample_id"])
+    n = len(ids)
+    spec = str(spec).strip()
+    hits = np.flatnonzero(ids == spec)
+    if "/" in spec and not len(hits):
+        subj, sid = spec.split("/", 1)
+        hits = np.flatnonzero((subjects == subj) & (ids == sid))
+    if len(hits) == 1:
+        return int(hits[0])
+    if len(hits) > 1:
+        keys = ", ".join(f"{subjects[i]}/{ids[i]}" for i in hits[:5])
+        raise MertoolError(f"sample {spec!r} matches {len(hits)} samples ({keys}); give it as SUBJECT/SAMPLE")
+    try:
+        i = int(spec)
+    except ValueError:
+        i = None
+    if i is not None and -n <= i < n:
+        return i % n
+    raise MertoolError(f"sample {spec!r} not found in {f.filename}: expected a sample id, SUBJECT/SAMPLE or an "
+                       f"index 0..{n - 1} (e.g. {subjects[0]}/{ids[0]})" if n else f"{f.filename}: the cache is empty")
+
+
+def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | None = None) -> dict:
+    """Onset, apex and amplified |apex - onset| side by side, written to `png`; returns what was drawn."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    with open_cache(path) as f:
+        try:
+            i = find_sample(f, sample)
+            onset, apex, lm = f["onset"][i], f["apex"][i], f["landmarks"][i]
+            meta = {k: (f["meta"][k].asstr()[i] if k in TEXT_FIELDS else f["meta"][k][i].item()) for k in f["meta"]}
+            dataset = str(f.attrs.get("dataset", ""))
+        except (KeyError, OSError) as exc:
+            raise MertoolError(f"{path}: damaged cache ({exc})") from None
+    diff = np.abs(apex.astype(np.float32) - onset.astype(np.float32)).mean(-1)
+    peak = float(np.percentile(diff, 99.5))
+    if gain is None:  # scale so that the strongest motion (99.5th percentile) reaches full brightness
+        gain = 255.0 / peak if peak > 0 else 1.0
+    fig = Figure(figsize=(12, 4.6), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    frames = (meta.get("onset_frame", -1), meta.get("apex_frame", -1))
+    titles = [f"onset (frame {frames[0]})", f"apex (frame {frames[1]})",
+              f"|apex - onset| x{gain:.1f}" if peak > 0 else "|apex - onset| (no difference)"]
+    for ax, img, title in zip(axes, (onset, apex, np.clip(diff * gain, 0, 255)), titles):
+        ax.imshow(img, cmap="magma" if img.ndim == 2 else None, vmin=0, vmax=255)
+        ax.set_title(title)
+        ax.axis("off")
+    if np.isfinite(lm).all():
+        axes[0].scatter(lm[:, 0], lm[:, 1], s=4, c="#00ff88")
+    fig.suptitle(f"{dataset} {meta['subject']}/{meta['sample_id']}: {meta['emotion'] or '(no emotion)'}, "
+                 f"AUs {meta['aus_raw'] or '?'}")
+    fig.tight_layout()
+    png = Path(png)
+    tmp = png.with_name(png.name + ".tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, png)
+    return {"index": i, "subject": meta["subject"], "sample_id": meta["sample_id"], "emotion": meta["emotion"],
+            "gain": gain, "max_abs_diff": float(diff.max()), "png": str(png)}
+
+
+def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
+    """Concatenate caches of one image size into `out` (for composite sets such as CASME II + SAMM).
+
+    The dataset attribute becomes 'casme2+samm'. When the inputs come from different datasets, every subject of a
+    single-dataset input is renamed '<dataset>_<subject>' (CASME II '01' -> 'casme2_01'), so that subject ids stay
+    unique per person and LOSO folds never mix people from two datasets; inputs that are merges already keep theirs.
+    Inputs of one dataset keep their subjects (the same id is the same person). A sample twice is an error.
+    """
+    paths = [Path(p) for p in paths]
+    out = Path(out)
+    if len(paths) < 2:
+        raise MertoolError("merge needs at least two caches")
+    if any(p.resolve() == out.resolve() for p in paths if p.exists()):
+        raise MertoolError(f"--out {out}: is one of the inputs; choose a new file")
+    files = [open_cache(p) for p in paths]
+    try:
+        sizes = {p: int(f.attrs["image_size"]) for p, f in zip(paths, files)}
+        if len(set(sizes.values())) > 1:
+            raise MertoolError("caches differ in image size (" + ", ".join(f"{p}: {s}px" for p, s in sizes.items())
+                               + "); re-run preprocess with one --size")
+        names = [str(f.attrs["dataset"]) for f in files]
+        parts = list(dict.fromkeys(part for n in names for part in n.split("+")))
+        prefix = len(parts) > 1
+        aligns = [json.loads(f.attrs["alignment"]) for f in files]
+        alignment = aligns[0] if all(a == aligns[0] for a in aligns) else {"merged": aligns}
+        writer = CacheWriter(out, dataset="+".join(parts), image_size=sizes[paths[0]], alignment=alignment)
+        origin: dict[tuple[str, str], Path] = {}
+        try:
+            for p, f, name in zip(paths, files, names):
+                m = f["meta"]
+                text = {k: _texts(m[k]) for k in TEXT_FIELDS}
+                ints = {k: m[k][:] for k in INT_FIELDS + ("apex_estimated",)}
+                rename = prefix and "+" not in name
+                for start in range(0, f["onset"].shape[0], block):
+                    sl = slice(start, start + block)
+                    onset, apex, aus, lm = f["onset"][sl], f["apex"][sl], f["aus"][sl], f["landmarks"][sl]
+                    for j in range(len(onset)):
+                        i = start + j
+                        subject = f"{name}_{text['subject'][i]}" if rename else text["subject"][i]
+                        key = (subject, text["sample_id"][i])
+                        if key in origin:
+                            raise MertoolError(f"{p}: sample {key[0]}/{key[1]} is also in {origin[key]}")
+                        origin[key] = p
+                        writer.append(CachedSample(
+                            onset=onset[j], apex=apex[j], aus=aus[j], landmarks=lm[j], subject=subject,
+                            **{k: text[k][i] for k in TEXT_FIELDS if k != "subject"},
+                            **{k: int(ints[k][i]) for k in INT_FIELDS}, apex_estimated=bool(ints["apex_estimated"][i])))
+            sources = [{"path": str(p), "dataset": n, "samples": int(f["onset"].shape[0]),
+                        "created": str(f.attrs.get("created", "")), "subjects_prefixed": prefix and "+" not in n}
+                       for p, f, n in zip(paths, files, names)]
+            writer.set_attrs(merged_from=json.dumps(sources))
+        except BaseException:
+            writer.abort()
+            writer.tmp.unlink(missing_ok=True)
+            raise
+        total = len(writer)
+        writer.close()
+    finally:
+        for f in files:
+            f.close()
+    return {"out": str(out), "dataset": "+".join(parts), "samples": total, "subjects_prefixed": prefix,
+            "sources": sources}

@@ -35,7 +35,8 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one line to stderr and exit 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        # in non-standalone mode click returns (not raises) the code of a `raise typer.Exit(1)` in a command
+        rc = app(args=argv, standalone_mode=False)
     except MertoolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -50,4 +51,4 @@ def main(argv: list[str] | None = None) -> int:
             exc.show()
             return exc.exit_code
         raise
-    return 0
+    return rc if isinstance(rc, int) else 0

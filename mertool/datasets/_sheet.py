@@ -214,18 +214,20 @@ def find_frame_roots(folder: Path, subject_dirs: set[str], max_depth: int = 6) -
     return roots
 
 
-def is_cropped(root: Path) -> bool:
-    """A frame root of already-cropped faces (CASME II 'Cropped', SAMM 'SAMM_CROP', ...)."""
-    return any("crop" in part.lower() for part in root.parts)
+def is_cropped(root: Path, base: Path | None = None) -> bool:
+    """A frame root of already-cropped faces (CASME II 'Cropped', SAMM 'SAMM_CROP', ...); only `base` (the dataset
+    folder) and the folders below it count, so a parent such as /data/cropped_sets/ does not make raw frames 'cropped'."""
+    parts = root.relative_to(base.parent).parts if base is not None and root.is_relative_to(base) else root.parts
+    return any("crop" in part.lower() for part in parts)
 
 
-def choose_root(roots: list[tuple[Path, int]], layout: str | None) -> Path | None:
+def choose_root(roots: list[tuple[Path, int]], layout: str | None, base: Path | None = None) -> Path | None:
     """The root with most subjects, preferring raw frames unless layout == 'cropped'."""
     if layout not in (None, "raw", "cropped"):
         raise MertoolError(f"frame layout {layout!r}: expected 'raw' or 'cropped'")
     want_cropped = layout == "cropped"
-    ranked = sorted(roots, key=lambda r: (is_cropped(r[0]) == want_cropped, r[1]), reverse=True)
-    if not ranked or (layout is not None and is_cropped(ranked[0][0]) != want_cropped):
+    ranked = sorted(roots, key=lambda r: (is_cropped(r[0], base) == want_cropped, r[1]), reverse=True)
+    if not ranked or (layout is not None and is_cropped(ranked[0][0], base) != want_cropped):
         return None
     return ranked[0][0]
 
@@ -242,7 +244,7 @@ def attach_frames(records, folder: Path, rel_dir: Callable, layout: str | None =
     _listing.cache_clear()
     subjects = {rel_dir(r)[0] for r in records}
     roots = find_frame_roots(folder, subjects) if folder.is_dir() else []
-    root = choose_root(roots, layout)
+    root = choose_root(roots, layout, folder)
     report = {"frames_root": str(root) if root else None,
               "frame_roots_found": [str(r) for r, _ in roots], "missing_frames": []}
     if root is None:

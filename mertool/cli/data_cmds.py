@@ -1,0 +1,158 @@
+"""`preprocess` and `cache info|verify|show|merge`: parse arguments and call mertool.preprocess / mertool.cache."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mertool.cli.app import app
+from mertool.errors import MertoolError
+
+cache_app = typer.Typer(help="Inspect, check, picture and merge HDF5 caches made by `mertool preprocess`.",
+                        no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+@app.command("preprocess")
+def preprocess_cmd(
+    dataset_dir: Path = typer.Argument(..., help="Dataset folder (sheet and frame folders anywhere under it)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset",
+                                          help="casme2, samm, casme3 or manifest (default: detected from the sheet)."),
+    sheet: Optional[Path] = typer.Option(None, "--sheet", help="Annotation sheet, xlsx or csv (default: found under "
+                                                               "DATASET_DIR)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Cache file (default: <dataset>.h5)."),
+    workers: int = typer.Option(2, "--workers", help="Processes reading and aligning frames (0: in this process)."),
+    no_align: bool = typer.Option(False, "--no-align", help="Frames are already face crops (CASME II Cropped/): "
+                                                            "resize them, no detection."),
+    layout: Optional[str] = typer.Option(None, "--layout", help="raw or cropped frame folders when both exist "
+                                                                "(default: raw, or cropped with --no-align)."),
+    resume: bool = typer.Option(False, "--resume", help="Keep samples already in --out (or its .tmp) and add the "
+                                                        "rest."),
+    size: int = typer.Option(224, "--size", help="Crop size in pixels."),
+    padding: float = typer.Option(0.25, "--padding", help="dlib face-chip padding around the landmarks."),
+    upsample: int = typer.Option(1, "--upsample", help="dlib detector upsampling (1 finds faces down to ~40 px)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Turn a dataset folder (annotation sheet + frames) into one HDF5 cache of aligned onset/apex pairs.
+
+    The face is found on the onset frame (dlib detector + 68 landmarks); the same crop is cut from the apex.
+
+    Skipped samples (missing frame, unreadable image, no face) are listed in the summary and in <out>.json.
+
+    Example:
+      mertool preprocess /data/CASME2 --out casme2.h5 --workers 2
+      mertool preprocess /data/CASME2 --no-align --out casme2-cropped.h5
+      mertool preprocess /data/SAMM --dataset samm --sheet SAMM_Micro_FACS_Codes_v2.xlsx --resume
+    """
+    from mertool.preprocess import preprocess, print_summary
+
+    if layout not in (None, "raw", "cropped"):
+        raise MertoolError(f"--layout {layout!r}: expected raw or cropped")
+    summary = preprocess(dataset_dir, kind=dataset, sheet=sheet, out=out, workers=workers, align=not no_align,
+                         resume=resume, size=size, progress=not quiet, layout=layout, padding=padding,
+                         upsample=upsample)
+    print_summary(summary, _console())
+
+
+@cache_app.command("info")
+def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None:
+    """Show a cache's attributes and its counts per subject, emotion and AU.
+
+    Example:
+      mertool cache info casme2.h5
+    """
+    from rich.table import Table
+
+    from mertool.cache import cache_info
+
+    info = cache_info(file)
+    con = _console()
+    a = info["attrs"]
+    t = Table(title=f"{file}", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    for k in ("dataset", "schema_version", "image_size", "mertool_version", "created"):
+        t.add_row(k, str(a.get(k, "")))
+    align = a.get("alignment", {})
+    t.add_row("alignment", ", ".join(f"{k}={v}" for k, v in align.items()) if isinstance(align, dict) else str(align))
+    t.add_row("samples", str(info["samples"]))
+    t.add_row("subjects", str(len(info["subjects"])))
+    t.add_row("with landmarks", str(info["with_landmarks"]))
+    t.add_row("apex estimated", str(info["apex_estimated"]))
+    t.add_row("file size", f"{info['bytes'] / 2**20:.1f} MiB")
+    if "merged_from" in a:
+        t.add_row("merged from", ", ".join(f"{s['path']} ({s['dataset']}, {s['samples']})" for s in a["merged_from"]))
+    con.print(t)
+    for title, counts in (("emotions (raw sheet values)", info["emotions"]), ("subjects", info["subjects"]),
+                          ("AUs", {f"AU{k}": v for k, v in info["aus"].items()})):
+        c = Table(title=title)
+        c.add_column(title.split()[0].rstrip("s"))
+        c.add_column("samples", justify="right")
+        for k, v in counts.items():
+            c.add_row(str(k) or "(blank)", str(v))
+        con.print(c)
+
+
+@cache_app.command("verify")
+def verify_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None:
+    """Check a cache: schema, shapes and dtypes, no empty frames, landmarks, checksums; exit 1 on a problem.
+
+    Example:
+      mertool cache verify casme2.h5
+    """
+    from mertool.cache import verify_cache
+
+    report = verify_cache(file)
+    if report["ok"]:
+        typer.echo(f"ok: {file}: {report['samples']} samples, shapes, frames and checksums verified")
+        return
+    for p in report["problems"][:50]:  # plain lines (no wrapping), one per problem, each naming its sample
+        typer.echo(f"problem: {p}", err=True)
+    if len(report["problems"]) > 50:
+        typer.echo(f"... {len(report['problems']) - 50} more", err=True)
+    typer.echo(f"error: {file}: {len(report['problems'])} problem(s) found", err=True)
+    raise typer.Exit(1)
+
+
+@cache_app.command("show")
+def show_cmd(
+    file: Path = typer.Argument(..., help="Cache file (.h5)."),
+    sample: str = typer.Argument(..., help="Sample id (EP02_01f), SUBJECT/SAMPLE (01/EP02_01f) or index (0)."),
+    png: Path = typer.Option(..., "--png", help="Picture to write."),
+    gain: Optional[float] = typer.Option(None, "--gain", help="Difference amplification (default: automatic)."),
+) -> None:
+    """Draw one sample's onset, apex and amplified |apex - onset| side by side into a PNG.
+
+    Example:
+      mertool cache show casme2.h5 01/EP02_01f --png ep02.png
+    """
+    from mertool.cache import show_sample
+
+    r = show_sample(file, sample, png, gain)
+    typer.echo(f"{r['png']}: {r['subject']}/{r['sample_id']} ({r['emotion']}), difference x{r['gain']:.1f}")
+
+
+@cache_app.command("merge")
+def merge_cmd(
+    files: List[Path] = typer.Argument(..., help="Two or more caches of the same image size."),
+    out: Path = typer.Option(..., "--out", help="Merged cache to write."),
+) -> None:
+    """Merge caches of one image size into one (composite sets, e.g. CASME II + SAMM).
+
+    Caches of different datasets get subjects renamed <dataset>_<subject> (casme2_01, samm_006).
+
+    Example:
+      mertool cache merge casme2.h5 samm.h5 --out composite.h5
+    """
+    from mertool.cache import merge_caches
+
+    r = merge_caches(files, out)
+    note = " (subjects prefixed with their dataset)" if r["subjects_prefixed"] else ""
+    typer.echo(f"{r['out']}: {r['samples']} samples, dataset {r['dataset']}{note}")

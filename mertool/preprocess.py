@@ -1,0 +1,350 @@
+"""Dataset folder -> HDF5 cache: sheet -> sample records -> aligned onset/apex pairs -> CacheWriter.
+
+    summary = preprocess("/data/CASME2", out="casme2.h5", workers=2)
+
+Worker processes read the frames and align them (each builds its own FaceAligner once); the main process alone writes
+the cache, in sheet order. A sample that cannot be used (missing frame file, unreadable image, no face) is skipped and
+recorded by reason; several faces in a frame is a note, not a skip (the largest face is used). The summary is returned,
+stored in the cache's attributes and written beside it as `<out>.json`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mertool.align import MISSING, SIZE_MISMATCH, AlignSkip, FaceAligner, describe, read_rgb, resize_square
+from mertool.aus import au_bits
+from mertool.cache import CachedSample, CacheWriter, open_cache
+from mertool.errors import MertoolError
+
+DUPLICATE = "duplicate sample id"
+FAILED = "alignment failed"
+
+
+@dataclass(frozen=True)
+class _Task:
+    index: int
+    name: str          # subject/sample, for messages
+    onset: str
+    apex: str
+
+
+# ------------------------------------------------------------------------------------------------ worker side
+
+_WORKER: dict = {}
+
+
+def _init_worker(settings: dict) -> None:
+    """Pool initializer: ignore Ctrl-C (the main process handles it) and build this process's aligner once."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _setup(settings)
+
+
+def _setup(settings: dict) -> None:
+    _WORKER["size"] = settings["size"]
+    _WORKER["aligner"] = FaceAligner(**settings["aligner"]) if settings["aligner"] else None
+
+
+def _work(task: _Task) -> tuple:
+    """Read and align one sample: ('ok', index, onset, apex, landmarks, n_faces, seconds) or ('skip', index, reason,
+    message, seconds)."""
+    t0 = time.perf_counter()
+    try:
+        onset, apex = read_rgb(task.onset), read_rgb(task.apex)
+        aligner: FaceAligner | None = _WORKER["aligner"]
+        if aligner is not None:
+            pair = aligner.align_pair(onset, apex, name=task.onset)
+            return "ok", task.index, pair.onset, pair.apex, pair.landmarks, pair.n_faces, time.perf_counter() - t0
+        if onset.shape != apex.shape:  # resizing frames of different sizes would add motion between them
+            raise AlignSkip(SIZE_MISMATCH, f"{task.name}: onset {onset.shape[:2]} and apex {apex.shape[:2]} differ")
+        size = _WORKER["size"]
+        return "ok", task.index, resize_square(onset, size), resize_square(apex, size), None, 0, \
+            time.perf_counter() - t0
+    except AlignSkip as exc:
+        return "skip", task.index, exc.reason, str(exc), time.perf_counter() - t0
+    except Exception as exc:  # e.g. dlib rejecting a degenerate image: the run goes on, the sample is recorded
+        return "skip", task.index, FAILED, f"{task.onset}: {type(exc).__name__}: {exc}", time.perf_counter() - t0
+
+
+def _results(tasks: list[_Task], settings: dict, workers: int):
+    """Results in task order, from `workers` processes (or this process when workers <= 1)."""
+    if workers <= 1 or len(tasks) <= 1:
+        _setup(settings)
+        yield from map(_work, tasks)
+        return
+    ex = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_init_worker, initargs=(settings,))
+    try:
+        yield from ex.map(_work, tasks, chunksize=1)
+    finally:
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+# ------------------------------------------------------------------------------------------------- main side
+
+def _load(folder, kind, sheet, layout, align: bool):
+    """Sample records; with --no-align the already-cropped frames are preferred when the folder has both."""
+    from mertool.datasets import load_records
+
+    if layout is None and not align:
+        records, report = load_records(folder, kind=kind, sheet=sheet, layout="cropped")
+        if report.get("frames_root") or report["dataset"] == "manifest":
+            return records, report
+        records, report = load_records(folder, kind=kind, sheet=sheet)
+        report.setdefault("warnings", []).append(
+            "--no-align: no cropped frame folder found; the frames are resized as they are (are they face crops?)")
+        return records, report
+    return load_records(folder, kind=kind, sheet=sheet, layout=layout)
+
+
+def _relative(path, base: Path) -> str:
+    """Source path relative to the dataset folder when inside it (the cache stays meaningful if the folder moves)."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(base))
+    except ValueError:
+        return str(p)
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """Atomic JSON write (temp file + rename)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _progress(enabled: bool):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+                    console=Console(stderr=True), disable=not enabled)
+
+
+@dataclass
+class _Tally:
+    """What a run did, sample by sample."""
+
+    skipped: dict[str, list[dict]] = field(default_factory=dict)   # reason -> [{sample, detail}]
+    notes: list[str] = field(default_factory=list)
+    already: int = 0
+    cached: int = 0
+    done: int = 0            # samples that went through read + align (cached or skipped there)
+    busy: float = 0.0        # seconds spent on them inside the workers
+
+    def skip(self, reason: str, name: str, message: str) -> None:
+        self.skipped.setdefault(reason, []).append({"sample": name, "detail": message})
+
+
+def _plan(records, writer: CacheWriter, tally: _Tally) -> list[_Task]:
+    """Samples to read and align; duplicates, samples already cached (--resume) and missing frames are settled here."""
+    tasks, seen = [], set()
+    for i, rec in enumerate(records):
+        ident = (rec.subject, rec.sample_id)
+        if ident in seen:
+            tally.skip(DUPLICATE, rec.key, f"{rec.key}: appears more than once in the sheet (row {rec.row}); "
+                                           f"the first is kept")
+            continue
+        seen.add(ident)
+        if writer.has(*ident):
+            tally.already += 1
+        elif rec.onset_path is None or rec.apex_path is None:
+            detail = "; ".join(w for w in rec.warnings if "not found" in w) or "frame file not found"
+            tally.skip(MISSING, rec.key, f"{rec.key}: {detail}")
+        else:
+            tasks.append(_Task(i, rec.key, str(rec.onset_path), str(rec.apex_path)))
+    return tasks
+
+
+def _sample(rec, onset, apex, landmarks, base: Path) -> CachedSample:
+    """The cache row of one record: aligned frames plus the sheet's facts."""
+    def frame(n):
+        return -1 if n is None else n
+
+    return CachedSample(onset=onset, apex=apex, aus=au_bits(rec.aus), landmarks=landmarks, subject=rec.subject,
+                        sample_id=rec.sample_id, emotion=rec.emotion, aus_raw=rec.aus_raw,
+                        source_onset=_relative(rec.onset_path, base), source_apex=_relative(rec.apex_path, base),
+                        onset_frame=frame(rec.onset), apex_frame=frame(rec.apex), offset_frame=frame(rec.offset),
+                        apex_estimated=rec.apex_estimated)
+
+
+def _settings(align: bool, size: int, padding: float, upsample: int, detect_max_side) -> tuple[dict, dict]:
+    """(alignment attribute of the cache, worker settings)."""
+    if not align:
+        return ({"method": "resize", "size": size, "note": "frames cached as found (already cropped faces)"},
+                {"size": size, "aligner": None})
+    return (describe(size, padding, upsample, detect_max_side),
+            {"size": size, "aligner": {"size": size, "padding": padding, "upsample": upsample,
+                                       "detect_max_side": detect_max_side}})
+
+
+def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: int = 2, align: bool = True,
+               resume: bool = False, size: int = 224, progress: bool = True, layout: str | None = None,
+               padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640) -> dict:
+    """Turn a dataset folder into one HDF5 cache and return the run's summary (also written to `<out>.json`).
+
+    `layout` ('raw' | 'cropped') picks the frame folders when a dataset has both; by default raw frames are aligned,
+    and with `align=False` the cropped ones are resized to `size`.
+    """
+    if size < 16:
+        raise MertoolError(f"--size {size}: expected at least 16 px")
+    if workers < 0:
+        raise MertoolError(f"--workers {workers}: expected 0 or more")
+    t_start = time.perf_counter()
+    records, report = _load(folder, kind, sheet, layout, align)
+    kind = report["dataset"]
+    base = Path(folder).expanduser().resolve()
+    base = base.parent if base.is_file() else base
+    out = Path(out) if out else Path(f"{kind}.h5")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    alignment, settings = _settings(align, size, padding, upsample, detect_max_side)
+    if align:  # load the models here: a broken install fails once, clearly, and forked workers inherit them
+        FaceAligner(**settings["aligner"])
+    if resume:
+        _check_resumable(out, kind, alignment)
+
+    writer = CacheWriter(out, dataset=kind, image_size=size, alignment=alignment, resume=resume)
+    tally = _Tally()
+    try:
+        tasks = _plan(records, writer, tally)
+        t_loop = time.perf_counter()
+        with _progress(progress) as bar, closing(_results(tasks, settings, workers)) as results:
+            job = bar.add_task(f"preprocess {kind}", total=len(tasks), note="")
+            for res in results:
+                rec = records[res[1]]
+                if res[0] == "ok":
+                    _, _, onset, apex, landmarks, n_faces, seconds = res
+                    writer.append(_sample(rec, onset, apex, landmarks, base))
+                    tally.cached += 1
+                    if n_faces > 1:
+                        tally.notes.append(f"{rec.key}: {n_faces} faces in the onset frame; the largest was used")
+                else:
+                    _, _, reason, message, seconds = res
+                    tally.skip(reason, rec.key, message)
+                tally.busy += seconds
+                tally.done += 1
+                n_skip = sum(map(len, tally.skipped.values()))
+                bar.update(job, advance=1, note=f"skipped {n_skip}" if n_skip else "")
+        loop_s = time.perf_counter() - t_loop
+        if len(writer) == 0:
+            raise MertoolError(f"{folder}: no sample could be cached ({_skip_line(tally.skipped)})")
+        summary = _summary(writer, tally, report, records, out, alignment, size, workers, loop_s,
+                           time.perf_counter() - t_start)
+        writer.set_attrs(preprocess_summary=json.dumps({k: v for k, v in summary.items() if k != "skipped_samples"},
+                                                       default=str))
+    except BaseException as exc:
+        writer.abort()  # the .tmp stays for --resume; nothing is renamed over the final name
+        if not len(writer.done):
+            writer.tmp.unlink(missing_ok=True)
+        if isinstance(exc, BrokenProcessPool):
+            raise MertoolError(f"{out}: a worker process died (out of memory?); {len(writer.done)} samples are kept "
+                               f"in {writer.tmp.name}: run again with --resume, perhaps with fewer --workers") from None
+        raise
+    writer.close()
+    write_json(summary_path(out), summary)
+    return summary
+
+
+def _summary(writer: CacheWriter, tally: _Tally, report: dict, records, out: Path, alignment: dict, size: int,
+             workers: int, loop_s: float, total_s: float) -> dict:
+    """The run's report: counts, skips by reason, emotions in the cache, the sheet's warnings, speed."""
+    meta = writer.f["meta"]
+    emotions = Counter(meta["emotion"].asstr()[:])
+    return {
+        "cache": str(out), "dataset": report["dataset"], "sheet": report.get("sheet"),
+        "frames_root": report.get("frames_root"), "alignment": alignment, "image_size": size, "workers": workers,
+        "samples_read": len(records), "cached": tally.cached, "already_cached": tally.already,
+        "in_cache": len(writer), "subjects_in_cache": len(set(meta["subject"].asstr()[:])),
+        "skipped": {r: len(v) for r, v in tally.skipped.items()}, "skipped_samples": tally.skipped,
+        "emotions": dict(emotions.most_common()), "emotions_in_sheet": report.get("emotions", {}),
+        "aus_outside": report.get("aus_outside", {}), "apex_estimated": report.get("apex_estimated", []),
+        "several_faces": tally.notes, "warnings": list(report.get("warnings", [])),
+        "seconds": round(total_s, 3),
+        "frames_per_second": round(2 * tally.done / loop_s, 2) if tally.done else None,
+        "seconds_per_sample_in_worker": round(tally.busy / tally.done, 4) if tally.done else None,
+    }
+
+
+def _check_resumable(out: Path, kind: str, alignment: dict) -> None:
+    """--resume must not mix datasets or alignment settings in one cache."""
+    for path in (out.with_name(out.name + ".tmp"), out):
+        if not path.exists():
+            continue
+        try:
+            with open_cache(path) as f:
+                found = (str(f.attrs["dataset"]), json.loads(f.attrs["alignment"]))
+        except (MertoolError, KeyError, ValueError):
+            continue  # CacheWriter starts a damaged .tmp over, and reports a wrong schema of the final file
+        if found != (kind, alignment):
+            raise MertoolError(f"{path}: made with dataset {found[0]!r} and alignment {found[1]}; this run would use "
+                               f"{kind!r} and {alignment}: resume with the same options or choose a new --out")
+        return
+
+
+def summary_path(out) -> Path:
+    """`cache.h5` -> `cache.h5.json`."""
+    out = Path(out)
+    return out.with_name(out.name + ".json")
+
+
+def _skip_line(skipped: dict[str, list[dict]]) -> str:
+    if not skipped:
+        return "the sheet lists no samples"
+    parts = [f"{len(v)} {r}" for r, v in skipped.items()]
+    first = next(iter(skipped.values()))[0]["detail"]
+    return f"skipped: {', '.join(parts)}; e.g. {first}"
+
+
+def print_summary(summary: dict, console=None) -> None:
+    """The end-of-run tables: counts, skips by reason, emotions, AU codes outside the vocabulary, warnings."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    t = Table(title=f"preprocess {summary['dataset']}", show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    fps = summary.get("frames_per_second")
+    rows = [("samples read", summary["samples_read"]), ("cached now", summary["cached"]),
+            ("already cached (--resume)", summary["already_cached"]),
+            ("skipped", sum(summary["skipped"].values())), ("samples in cache", summary["in_cache"]),
+            ("subjects in cache", summary["subjects_in_cache"]),
+            ("alignment", summary["alignment"]["method"]), ("image size", summary["image_size"]),
+            ("time", f"{summary['seconds']:.1f} s" + (f" ({fps:.1f} frames/s, {summary['workers']} workers)"
+                                                      if fps else "")),
+            ("cache", summary["cache"]), ("report", str(summary_path(summary["cache"])))]
+    for k, v in rows:
+        t.add_row(k, str(v))
+    console.print(t)
+    if summary["skipped_samples"]:
+        s = Table(title="skipped samples")
+        for c in ("reason", "count", "e.g."):
+            s.add_column(c)
+        for reason, items in summary["skipped_samples"].items():
+            s.add_row(reason, str(len(items)), "\n".join(i["detail"] for i in items[:2]))
+        console.print(s)
+    e = Table(title="emotions in cache (raw sheet values)")
+    e.add_column("emotion")
+    e.add_column("samples", justify="right")
+    for emo, n in summary["emotions"].items():
+        e.add_row(emo or "(blank)", str(n))
+    console.print(e)
+    if summary["aus_outside"]:
+        console.print("AU codes outside the 21-AU vocabulary (kept in the raw string): " +
+                      ", ".join(f"{c} x{n}" for c, n in summary["aus_outside"].items()))
+    notes = summary["warnings"] + summary["several_faces"]
+    for w in notes[:10]:
+        console.print(f"[yellow]warning:[/] {w}")
+    if len(notes) > 10:
+        console.print(f"... {len(notes) - 10} more in {summary_path(summary['cache'])}")
