@@ -7,6 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+# Under `pytest -n 2` on a 2-core machine torch's default thread pool per worker oversubscribes the CPU
+# (a model test file took 92 s instead of 19 s): one thread per worker, also for the subprocesses tests start.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
 REALDATA = Path(os.environ.get("MERTOOL_REALDATA", Path(__file__).resolve().parents[1].parent / "shared" / "realdata"))
 
 

@@ -1,0 +1,108 @@
+"""ModelConfig: every variant of the paper's tables is one of these, filled from a recipe's `model:` section."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from mertool.errors import MertoolError
+
+CHOICES = {
+    "arch": ("mer", "resnet18"),
+    "direction": ("vertical", "horizontal", "both", "none"),
+    "fpf": ("swin", "vit", "none"),
+    "frames": ("dual", "onset", "apex"),
+}
+
+
+@dataclass
+class ModelConfig:
+    """Options of the MER network (arch 'mer') and the ResNet-18 baseline (arch 'resnet18').
+
+    direction: attention axis of the motion stream's CVA modules ('none': plain residual stages);
+    continuous: each module's map is multiplied by the previous module's map; fpf: facial position focalizer
+    backbone; frames: which frames the FPF sees; width: channel multiplier (motion stream and FPF) for small models;
+    window: Swin window (timm clips it to a stage's resolution); pretrained / fpf_pretrained: local files only.
+    The baseline uses num_classes, aus, num_aus and pretrained; its trunk is a plain ResNet-18 whatever the others say.
+    """
+
+    arch: str = "mer"
+    num_classes: int = 5
+    image_size: int = 224
+    width: float = 1.0
+    direction: str = "vertical"
+    continuous: bool = True
+    fpf: str = "swin"
+    frames: str = "dual"
+    aus: bool = True
+    num_aus: int = 21
+    mlp_hidden: tuple = (512, 128)
+    dropout: float = 0.5
+    window: int = 7
+    pretrained: str | None = None
+    fpf_pretrained: str | None = None
+
+    def __post_init__(self):
+        for key, choices in CHOICES.items():
+            value = getattr(self, key)
+            if value not in choices:
+                raise MertoolError(f"model.{key} = {value!r}: expected one of {', '.join(choices)}")
+        for key in ("continuous", "aus"):
+            if not isinstance(getattr(self, key), bool):
+                raise MertoolError(f"model.{key} = {getattr(self, key)!r}: expected true or false")
+        for key, lo in (("num_classes", 2), ("image_size", 16), ("num_aus", 1), ("window", 1)):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+                raise MertoolError(f"model.{key} = {value!r}: expected an integer >= {lo}")
+        if self.image_size % 16:
+            # four stride-2 steps (motion stream) and patch 4 + two merges (Swin) / patch 16 (ViT) must meet
+            raise MertoolError(f"model.image_size = {self.image_size}: expected a multiple of 16 (e.g. 64, 112, 224)")
+        for key, ok, expected in (("width", lambda v: 0 < v <= 8, "a number in (0, 8]"),
+                                  ("dropout", lambda v: 0 <= v < 1, "a number in [0, 1)")):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value):
+                raise MertoolError(f"model.{key} = {value!r}: expected {expected}")
+            setattr(self, key, float(value))
+        hidden = self.mlp_hidden
+        if isinstance(hidden, int) and not isinstance(hidden, bool):
+            hidden = (hidden,)
+        if not isinstance(hidden, (list, tuple)) or not all(
+                isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
+            raise MertoolError(f"model.mlp_hidden = {self.mlp_hidden!r}: expected a list of positive integers "
+                               f"(e.g. [512, 128]; [] for a single linear layer)")
+        self.mlp_hidden = tuple(hidden)
+        for key in ("pretrained", "fpf_pretrained"):
+            value = getattr(self, key)
+            if value is not None and not isinstance(value, str):
+                value = str(value)  # a pathlib.Path is fine
+                setattr(self, key, value)
+            if value == "":
+                setattr(self, key, None)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | "ModelConfig" | None) -> "ModelConfig":
+        """Build from a mapping; an unknown key is an error naming it and the valid keys."""
+        if isinstance(d, ModelConfig):
+            return dataclasses.replace(d)
+        d = dict(d or {})
+        valid = [f.name for f in dataclasses.fields(cls)]
+        unknown = [k for k in d if k not in valid]
+        if unknown:
+            raise MertoolError(f"model.{unknown[0]}: unknown model option; valid options: {', '.join(valid)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (lists, not tuples) that from_dict reads back: for checkpoints and recipes."""
+        d = dataclasses.asdict(self)
+        d["mlp_hidden"] = list(self.mlp_hidden)
+        return d
+
+
+def model_config_dict(cfg: dict | ModelConfig | None) -> dict[str, Any]:
+    """Validated, complete config as a plain dict (the form checkpoints store)."""
+    return ModelConfig.from_dict(cfg).to_dict()
+
+
+def channels(c: int, width: float) -> int:
+    """Channel count scaled by the width multiplier, a multiple of 16 (>= 16) so every head split divides."""
+    return max(16, int(round(c * width / 16)) * 16)
