@@ -1,0 +1,238 @@
+"""Ablation tables: each variant of a paper table is a recipe (base recipe + model overrides) run through LOSO.
+
+Table file (recipes/ablations/tableN.yaml):
+  title: "Table 3: direction of the attention"
+  base: {casme2: ../casme2.yaml, samm: ../samm.yaml}   # chosen by the cache's `dataset` attribute (or --base)
+  paper_columns: [accuracy, f1]                         # what the paper reports per dataset
+  variants:
+    - name: vertical                                    # run folder name: OUT/<table>/<name>
+      label: "Vertical (CVA)"
+      model: {direction: vertical}                      # ModelConfig overrides on top of the base recipe
+      set: {train.epochs: 75}                           # optional extra recipe overrides
+      model_file: ../model/full.yaml                    # optional: a recipes/model/ variant file (label + model)
+      paper: {casme2: {accuracy: null, f1: null}, samm: {accuracy: null, f1: null}}
+A paper value of null prints "n/a (not transcribed)": numbers go in only when read off the paper itself.
+Each variant is an ordinary run folder, so it resumes, shards (--subjects) and evaluates like any train-loso run.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mertool.errors import MertoolError
+from mertool.recipe import atomic_write_text, find_recipe, load_recipe, read_yaml
+
+NOT_TRANSCRIBED = "n/a (not transcribed)"
+OURS = ("accuracy", "uf1", "uar", "macro_f1")
+OUR_NAMES = {"accuracy": "Acc", "uf1": "UF1", "uar": "UAR", "macro_f1": "macro F1"}
+
+
+@dataclass
+class Variant:
+    """One row of a table."""
+
+    name: str
+    label: str
+    model: dict = field(default_factory=dict)
+    set: dict = field(default_factory=dict)
+    paper: dict = field(default_factory=dict)
+
+
+@dataclass
+class AblationTable:
+    """A parsed table file."""
+
+    path: Path
+    title: str
+    base: dict
+    paper_columns: list[str]
+    variants: list[Variant]
+    note: str = ""
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+
+def load_table(path: str | Path) -> AblationTable:
+    """Read and check a table file (errors name the file and the key)."""
+    path = find_recipe(path)
+    raw = read_yaml(path)
+    known = {"title", "note", "base", "paper_columns", "variants"}
+    for key in raw:
+        if key not in known:
+            raise MertoolError(f"{path}: unknown key {key!r}; expected one of {', '.join(sorted(known))}")
+    base = raw.get("base") or {}
+    if isinstance(base, str):
+        base = {"*": base}
+    if not isinstance(base, dict):
+        raise MertoolError(f"{path}: base = {base!r}: expected {{dataset: recipe path}}")
+    base = {str(k): (path.parent / v) for k, v in base.items()}
+    variants, seen = [], set()
+    for i, v in enumerate(raw.get("variants") or []):
+        where = f"{path}: variants[{i}]"
+        if not isinstance(v, dict) or not v.get("name"):
+            raise MertoolError(f"{where}: expected a mapping with a name")
+        extra = set(v) - {"name", "label", "model", "set", "paper", "model_file"}
+        if extra:
+            raise MertoolError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+        name = str(v["name"])
+        if name in seen or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise MertoolError(f"{where}: name {name!r} must be unique and use letters, digits, '-', '_', '.'")
+        seen.add(name)
+        model, label = {}, v.get("label")
+        if v.get("model_file"):  # a variant file of recipes/model/: {label: ..., model: {...}}
+            mf = read_yaml(path.parent / v["model_file"])
+            model.update(mf.get("model", mf))
+            label = label or mf.get("label")
+        model.update(v.get("model") or {})
+        sets = v.get("set") or {}
+        if not isinstance(sets, dict):
+            raise MertoolError(f"{where}: set = {sets!r}: expected {{dotted.key: value}}")
+        variants.append(Variant(name, str(label or name), model, dict(sets), v.get("paper") or {}))
+    if not variants:
+        raise MertoolError(f"{path}: no variants")
+    return AblationTable(path, str(raw.get("title") or path.stem), base,
+                         list(raw.get("paper_columns") or ["accuracy", "f1"]), variants, str(raw.get("note") or ""))
+
+
+def base_recipe_path(table: AblationTable, dataset: str | None, base: str | Path | None = None) -> Path:
+    """--base, else the table's base recipe for the cache's dataset."""
+    if base is not None:
+        return find_recipe(base)
+    for key in (dataset, "*"):
+        if key in table.base:
+            return table.base[key]
+    raise MertoolError(f"{table.path}: no base recipe for dataset {dataset!r} (has {', '.join(table.base)}); "
+                       f"pass --base RECIPE")
+
+
+def variant_recipe(table: AblationTable, variant: Variant, base_path: Path, overrides=()) -> dict:
+    """Base recipe + the variant's model and set overrides + the user's --set (last, so they apply to all)."""
+    sets = [(tuple(str(k).split(".")), v) for k, v in variant.set.items()]
+    extra = {"model": dict(variant.model), "name": f"{table.stem}/{variant.name}"}
+    return load_recipe(base_path, overrides=sets + list(overrides), extra=extra)
+
+
+def cache_dataset(cache) -> str | None:
+    """The `dataset` attribute of a cache (casme2, samm, ...)."""
+    from mertool.cache import open_cache
+
+    with open_cache(cache) as f:
+        value = f.attrs.get("dataset")
+    return None if value is None else str(value)
+
+
+def list_variants(table_path, base=None, overrides=(), console=None) -> list[dict]:
+    """Print each variant's label and model overrides (and parameter count when the model builder can say)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console(markup=False)
+    table = load_table(table_path)
+    base_path = base_recipe_path(table, next(iter(table.base), None) if base is None else None, base)
+    rows = []
+    t = Table(title=f"{table.title} ({table.path})")
+    for col in ("variant", "label", "model overrides", "parameters"):
+        t.add_column(col)
+    for v in table.variants:
+        recipe = variant_recipe(table, v, base_path, overrides)
+        params = _param_count(recipe["model"])
+        rows.append({"name": v.name, "label": v.label, "model": v.model, "parameters": params})
+        t.add_row(v.name, v.label, ", ".join(f"{k}={val}" for k, val in v.model.items()) or "(base)",
+                  f"{params / 1e6:.2f} M" if params else "?")
+    console.print(t)
+    console.print(f"base recipe: {base_path}")
+    return rows
+
+
+def _param_count(model_cfg: dict) -> int | None:
+    try:
+        from mertool.models import build_model
+
+        return sum(p.numel() for p in build_model(model_cfg).parameters())
+    except Exception:  # a listing must not fail because one variant cannot be built here
+        return None
+
+
+def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", base=None, overrides=(),
+              select="last", compile=False, console=None, progress=True) -> dict:
+    """Train every variant (resumable, shardable), then print and write the table (Markdown + CSV)."""
+    from rich.console import Console
+
+    from mertool.cache import load_cache
+    from mertool.train import train_loso
+
+    console = console or Console(markup=False)
+    table = load_table(table_path)
+    dataset = cache_dataset(cache)
+    base_path = base_recipe_path(table, dataset, base)
+    recipes = {v.name: variant_recipe(table, v, base_path, overrides) for v in table.variants}  # fail early
+    cache_data = load_cache(cache)
+    root = Path(out) / table.stem
+    for v in table.variants:
+        console.rule(f"{table.stem}: {v.label}")
+        train_loso(recipes[v.name], cache_data, root / v.name, subjects=subjects, device=device, select=select,
+                   compile=compile, console=console, progress=progress)
+    return report_table(table, root, dataset, console=console)
+
+
+def report_table(table: AblationTable, root: Path, dataset: str | None, console=None) -> dict:
+    """Collect each variant's run folder into the paper-layout table; write table.md and table.csv in root."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from mertool.evaluate import ORACLE_LABEL, evaluate_run
+
+    console = console or Console(markup=False)
+    rows = []
+    for v in table.variants:
+        run_dir = root / v.name
+        rep = evaluate_run(run_dir, partial=True) if (run_dir / "run.json").is_file() else None
+        m = rep["metrics"] if rep else None
+        paper = (v.paper or {}).get(dataset) or {}
+        rows.append({
+            "variant": v.name, "label": v.label,
+            "folds": f"{len(rep['done_folds'])}/{len(rep['expected_folds'])}" if rep else "0/?",
+            "complete": bool(rep) and not rep["missing"],
+            **{k: (m[k] if m else None) for k in OURS},
+            "oracle_accuracy": rep["oracle"]["accuracy"] if rep and rep.get("oracle") else None,
+            **{f"paper_{c}": paper.get(c) for c in table.paper_columns}})
+    has_oracle = any(r["oracle_accuracy"] is not None for r in rows)
+    headers = ["Variant"] + [OUR_NAMES[k] for k in OURS] + ["folds"]
+    headers += [f"{ORACLE_LABEL} Acc"] if has_oracle else []
+    headers += [f"paper {c}" for c in table.paper_columns]
+
+    def cells(r: dict) -> list[str]:
+        out = [r["label"]] + [("-" if r[k] is None else f"{100 * r[k]:.2f}" if k == "accuracy" else f"{r[k]:.4f}")
+                              for k in OURS]
+        out.append(r["folds"] + ("" if r["complete"] else " (partial)"))
+        if has_oracle:
+            out.append("-" if r["oracle_accuracy"] is None else f"{100 * r['oracle_accuracy']:.2f}")
+        out += [NOT_TRANSCRIBED if r[f"paper_{c}"] is None else str(r[f"paper_{c}"]) for c in table.paper_columns]
+        return out
+
+    caption = (f"{table.title} — dataset {dataset or '?'}; ours: last epoch of a fixed schedule, pooled over "
+               f"leave-one-subject-out folds (Acc in %)")
+    t = Table(title=caption)
+    for h in headers:
+        t.add_column(h, justify="left" if h == "Variant" else "right")
+    for r in rows:
+        t.add_row(*cells(r))
+    console.print(t)
+    md = [f"**{caption}**", "", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    md += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    if table.note:
+        md += ["", table.note.strip()]
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(root / "table.md", "\n".join(md) + "\n")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(root / "table.csv", buf.getvalue())
+    console.print(f"wrote {root / 'table.md'} and {root / 'table.csv'}")
+    return {"title": table.title, "dataset": dataset, "rows": rows, "markdown": root / "table.md",
+            "csv": root / "table.csv"}

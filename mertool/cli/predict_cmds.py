@@ -1,0 +1,144 @@
+"""`mertool predict`: an image pair, a CSV of pairs, or a clip (video / frame folder) with apex spotting."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from mertool.cli.app import app
+from mertool.errors import MertoolError
+
+_HELP = """Predict the micro-expression of an onset/apex pair, a CSV of pairs, or a clip.
+
+A clip (video or frame folder) is spotted first: aligned with its first frame's transform, facial motion
+against that frame measured over time; apex = where it first peaks, onset = the last quiet frame before it.
+
+Examples:
+  mertool predict onset.jpg apex.jpg --aus 6+12 --model runs/casme2
+  mertool predict onset.jpg apex.jpg --aus none --model model.pt --json
+  mertool predict --pairs pairs.csv --model runs/casme2 --format jsonl
+  mertool predict clip.mp4 --aus none --model runs/casme2 --plot motion.png --explain why.png
+  mertool predict frames_dir/ --onset 12 --apex 30 --aus 12 --model runs/casme2
+
+Frame numbers are the numbers in imgN.jpg-style file names, otherwise 1-based positions.
+"""
+
+
+def _is_image(path: Path) -> bool:
+    from mertool.spot import is_sequence
+    return not is_sequence(path)
+
+
+@app.command("predict", help=_HELP)
+def predict(
+    inputs: list[Path] = typer.Argument(None, help="ONSET APEX image files, or one video file / frame folder.",
+                                        show_default=False),
+    model: Path = typer.Option(..., "--model", "-m", help="Run folder (uses RUN/final/model.pt) or checkpoint .pt."),
+    aus: str = typer.Option(None, "--aus", help="AUs present, e.g. '1,2', 'AU1+R2', '4+L10'; 'none' = empty vector "
+                                                "(required when the model was trained with AUs)."),
+    pairs: Path = typer.Option(None, "--pairs", help="CSV with columns onset, apex, aus (paths relative to the CSV)."),
+    fmt: str = typer.Option("csv", "--format", help="Output of --pairs on stdout: csv or jsonl."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else there."),
+    onset: int = typer.Option(None, "--onset", help="Clip: use this onset frame number instead of the spotted one."),
+    apex: int = typer.Option(None, "--apex", help="Clip: use this apex frame number instead of the spotted one."),
+    plot: Path = typer.Option(None, "--plot", help="Clip: write the motion-over-time plot (PNG)."),
+    explain: Path = typer.Option(None, "--explain", help="Write onset, apex, difference and CVA attention (PNG)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+) -> None:
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    inputs = list(inputs or [])
+    if pairs is not None:
+        if inputs:
+            raise MertoolError("--pairs: give either a pairs CSV or input files, not both")
+        if fmt not in ("csv", "jsonl"):
+            raise MertoolError(f"--format {fmt!r}: expected csv or jsonl")
+        for opt, v in (("--explain", explain), ("--plot", plot), ("--onset", onset), ("--apex", apex),
+                       ("--aus", aus)):
+            if v is not None:
+                raise MertoolError(f"{opt}: not used with --pairs (AUs come from the CSV's aus column)")
+        raise typer.Exit(_predict_batch(pairs, model, fmt, device, err))
+    if len(inputs) == 2:
+        if onset is not None or apex is not None or plot is not None:
+            raise MertoolError("--onset/--apex/--plot: only for a video or frame folder, not an image pair")
+        for p in inputs:
+            if p.is_dir() or not _is_image(p):
+                raise MertoolError(f"{p}: expected an image file (an onset/apex pair is two images)")
+        return _predict_one(inputs, model, aus, as_json, None, None, None, explain, device, err)
+    if len(inputs) == 1:
+        src = inputs[0]
+        if not src.exists():
+            raise MertoolError(f"{src}: no such file or folder")
+        if _is_image(src):
+            raise MertoolError(f"{src}: one image given; expected ONSET APEX images, a video file or a frame folder")
+        return _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err)
+    raise MertoolError(f"expected ONSET APEX images, or one video / frame folder (got {len(inputs)} inputs); "
+                       f"see `mertool predict --help`")
+
+
+def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err) -> None:
+    """One pair or one clip: table (or JSON) on stdout, pictures on request."""
+    from rich.console import Console
+
+    from mertool.predict import Predictor, render_prediction, sparkline
+
+    predictor = Predictor(model, device=device)
+    spot = None
+    if len(inputs) == 2:
+        pred = predictor.predict_pair(inputs[0], inputs[1], aus)
+        out = pred.to_dict()
+    else:
+        from rich.progress import Progress
+
+        with Progress(console=err, transient=True) as bar:
+            task = bar.add_task("spotting", total=None)
+            pred, spot = predictor.predict_clip(inputs[0], aus, onset=onset, apex=apex,
+                                                progress=lambda i, n: bar.update(task, completed=i, total=n))
+        out = {"source": str(inputs[0]), **pred.to_dict()}
+        out["onset_frame"] = spot.onset if spot and onset is None else onset
+        out["apex_frame"] = spot.apex if spot and apex is None else apex
+        out["spotted"] = spot is not None
+        if spot is not None:
+            out["spotting"] = spot.to_dict()
+    out["model"] = str(predictor.model_path)
+    if plot is not None:
+        if spot is None:
+            raise MertoolError(f"--plot {plot}: nothing was spotted (both --onset and --apex were given)")
+        from mertool.spot import plot_motion
+        plot_motion(spot, plot, title=str(inputs[0]))
+        err.print(f"wrote motion plot {plot}")
+    if explain is not None:
+        from mertool.explain import explain_figure
+        explain_figure(pred.onset_crop, pred.apex_crop, pred.cva_maps, explain,
+                       title=f"{pred.emotion} ({pred.probabilities[pred.emotion]:.2f})")
+        err.print(f"wrote explanation {explain}")
+    if as_json:
+        sys.stdout.write(json.dumps(out) + "\n")
+        return
+    con = Console()
+    if len(inputs) == 1:
+        if spot is not None:
+            con.print(f"motion {sparkline(spot.smoothed)} frames {spot.numbers[0]}..{spot.numbers[-1]}")
+        how = "spotted" if spot is not None else "given"
+        con.print(f"{how}: onset frame {out['onset_frame']}, apex frame {out['apex_frame']}")
+    render_prediction(pred, con, predictor.model_path)
+
+
+def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err) -> int:
+    """Every row of a pairs CSV -> CSV/JSONL on stdout; failed rows keep their error and make the exit code 1."""
+    from mertool.predict import Predictor, batch_csv, batch_jsonl
+
+    predictor = Predictor(model, device=device)
+
+    def on_row(i, n, rec):
+        if rec["error"]:
+            err.print(f"row {rec['row']}: {rec['error']}", markup=False, highlight=False)
+
+    results = predictor.predict_csv(pairs, on_row)
+    sys.stdout.write(batch_csv(results, predictor.classes) if fmt == "csv" else batch_jsonl(results))
+    failed = sum(bool(r["error"]) for r in results)
+    err.print(f"{len(results) - failed} of {len(results)} pairs predicted" + (f", {failed} failed" if failed else ""))
+    return 1 if failed else 0

@@ -1,0 +1,134 @@
+"""`train-loso`, `evaluate`, `ablate`: parse arguments and call mertool.train / evaluate / ablate."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from mertool.cli.app import app
+from mertool.errors import MertoolError
+
+_SET_HELP = "Override a recipe key, e.g. --set train.epochs=5 (value parsed as YAML; repeatable)."
+_SUBJECTS_HELP = "Folds to run here: all, or held-out subjects '01,02' (shards of one run folder)."
+_DEVICE_HELP = "cuda, cuda:N, cpu or auto (cuda when available)."
+
+
+def _console(quiet_stdout: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=quiet_stdout, markup=False)
+
+
+def _check_select(select: str) -> str:
+    if select not in ("last", "oracle"):
+        raise MertoolError(f"--select {select!r}: expected last or oracle")
+    return select
+
+
+@app.command("train-loso")
+def train_loso_cmd(
+    recipe: str = typer.Argument(..., help="Recipe YAML (a path, or a name in recipes/: casme2, samm, demo)."),
+    cache: Path = typer.Option(..., "--cache", help="HDF5 cache from `mertool preprocess`."),
+    subjects: str = typer.Option("all", "--subjects", help=_SUBJECTS_HELP),
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/RECIPE-seedN)."),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed (sets train.seed)."),
+    set_: List[str] = typer.Option([], "--set", help=_SET_HELP),
+    select: str = typer.Option("last", "--select",
+                               help="last (default: the fixed schedule's last epoch) or oracle (ALSO record each "
+                                    "fold's best epoch on its test subject, reported apart as 'oracle (test-fold "
+                                    "selection)')."),
+    final: bool = typer.Option(False, "--final", help="Also train one model on all subjects: RUN/final/model.pt."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA; slower start)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Leave-one-subject-out training: one fold per held-out subject, fixed schedule, last epoch as the result.
+
+    Re-running the same command resumes: finished folds (those with predictions.csv) are skipped.
+
+    Example:
+      mertool train-loso recipes/casme2.yaml --cache casme2.h5 --out runs/casme2-s0 --final
+      mertool train-loso demo --cache demo.h5 --set train.epochs=5 --subjects 01,02
+    """
+    from mertool.recipe import find_recipe, load_recipe
+    from mertool.train import train_loso
+
+    overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
+    r = load_recipe(recipe, overrides)
+    if out is None:
+        out = Path("runs") / f"{find_recipe(recipe).stem}-seed{r['train']['seed']}"
+    train_loso(r, cache, out, subjects=subjects, device=device, select=_check_select(select), final=final,
+               compile=compile_, console=_console(), progress=not quiet)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run_dirs: List[Path] = typer.Argument(..., help="Run folder(s); several (e.g. seeds) give mean ± std."),
+    json_: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout (nothing else there)."),
+    partial: bool = typer.Option(False, "--partial", help="Score a run with missing folds (marked partial)."),
+    png: Optional[Path] = typer.Option(None, "--png", help="Confusion-matrix picture (default: RUN/confusion.png "
+                                                           "for one run folder)."),
+) -> None:
+    """Pooled LOSO metrics (accuracy, UF1, UAR, macro F1), per class, per subject, confusion matrix.
+
+    Oracle figures (runs trained with --select oracle) are shown apart and labelled.
+    A run with missing folds is refused, naming them, unless --partial.
+
+    Example:
+      mertool evaluate runs/casme2-seed0
+      mertool evaluate runs/casme2-seed0 runs/casme2-seed1 runs/casme2-seed2 --json > results.json
+    """
+    from mertool.evaluate import confusion_png, evaluate_runs, render, summed_confusion, to_json
+
+    report = evaluate_runs(run_dirs, partial=partial)
+    if png is None and len(run_dirs) == 1:
+        png = Path(run_dirs[0]) / "confusion.png"
+    cm = summed_confusion(report)
+    if png is not None and cm is not None:
+        title = "LOSO confusion, last epoch" + (f", {len(run_dirs)} runs summed" if len(run_dirs) > 1 else "")
+        report["png"] = str(confusion_png(cm, report["classes"], png, title))
+    if json_:
+        typer.echo(to_json(report))
+        return
+    console = _console()
+    render(report, console)
+    if report.get("png"):
+        console.print(f"confusion matrix picture: {report['png']}")
+
+
+@app.command("ablate")
+def ablate_cmd(
+    table: str = typer.Argument(..., help="Table file, e.g. recipes/ablations/table3.yaml (or ablations/table3)."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="HDF5 cache (not needed with --list)."),
+    out: Path = typer.Option(Path("runs"), "--out", help="Variants go to OUT/<table>/<variant>/."),
+    list_: bool = typer.Option(False, "--list", help="Print the table's variants and exit."),
+    subjects: str = typer.Option("all", "--subjects", help=_SUBJECTS_HELP),
+    device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
+    base: Optional[str] = typer.Option(None, "--base", help="Base recipe for every variant (default: the "
+                                                            "table's recipe for the cache's dataset)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed (sets train.seed)."),
+    set_: List[str] = typer.Option([], "--set", help=_SET_HELP + " Applies to every variant."),
+    select: str = typer.Option("last", "--select", help="last or oracle (see train-loso)."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile the models."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+) -> None:
+    """Run every variant of a paper ablation table through LOSO and print the table beside the paper's numbers.
+
+    Resumable and shardable like train-loso; writes OUT/<table>/table.md and table.csv.
+
+    Example:
+      mertool ablate recipes/ablations/table3.yaml --list
+      mertool ablate recipes/ablations/table3.yaml --cache casme2.h5 --out runs/
+    """
+    from mertool.ablate import list_variants, run_table
+
+    overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
+    console = _console()
+    if list_:
+        list_variants(table, base=base, overrides=overrides, console=console)
+        return
+    if cache is None:
+        raise MertoolError("ablate: --cache FILE is required (except with --list)")
+    run_table(table, cache, out, subjects=subjects, device=device, base=base, overrides=overrides,
+              select=_check_select(select), compile=compile_, console=console, progress=not quiet)

@@ -1,0 +1,268 @@
+"""Reports from run folders: pooled LOSO metrics, per-class and per-subject tables, confusion matrix (table + PNG).
+
+The main figures come from each fold's predictions.csv (last epoch of the fixed schedule). Oracle figures
+(predictions_oracle.csv, written only with `--select oracle`) are reported apart, labelled ORACLE_LABEL, and only
+when every fold has them. Several run folders (e.g. seeds) give mean ± sample standard deviation (ddof=1).
+"""
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from mertool import metrics
+from mertool.errors import MertoolError
+
+ORACLE_LABEL = "oracle (test-fold selection)"
+PROTOCOL = "last epoch of a fixed schedule (no test-fold selection)"
+HEADLINE = ("accuracy", "uf1", "uar", "macro_f1", "mean_subject_accuracy")
+NAMES = {"accuracy": "accuracy", "uf1": "UF1", "uar": "UAR", "macro_f1": "macro F1",
+         "mean_subject_accuracy": "mean per-subject accuracy"}
+
+
+def read_predictions(path: Path, classes: list[str]) -> dict:
+    """One fold's predictions CSV -> arrays (sample ids, subjects, true and predicted class numbers, probabilities)."""
+    index = {c: i for i, c in enumerate(classes)}
+    want = ["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes]
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise MertoolError(f"{path}: cannot read ({exc.strerror})") from None
+    if not rows or rows[0] != want:
+        raise MertoolError(f"{path}: header {rows[0] if rows else 'missing'}, expected {want}")
+    ids, subs, y, p, probs = [], [], [], [], []
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != len(want):
+            raise MertoolError(f"{path}: row {n} has {len(row)} fields, expected {len(want)}")
+        for col, value in (("true", row[2]), ("predicted", row[3])):
+            if value not in index:
+                raise MertoolError(f"{path}: row {n}: {col} = {value!r}, expected one of {', '.join(classes)}")
+        try:
+            probs.append([float(v) for v in row[4:]])
+        except ValueError:
+            raise MertoolError(f"{path}: row {n}: probabilities must be numbers") from None
+        ids.append(row[0])
+        subs.append(row[1])
+        y.append(index[row[2]])
+        p.append(index[row[3]])
+    return {"sample_id": ids, "subject": subs, "true": np.array(y, np.int64), "pred": np.array(p, np.int64),
+            "probs": np.array(probs, np.float64).reshape(len(ids), len(classes))}
+
+
+def _run_info(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise MertoolError(f"{run_dir}: not a mertool run folder (no run.json; made by `mertool train-loso`)")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MertoolError(f"{path}: unreadable run description ({exc})") from None
+    if info.get("format") != "mertool-run":
+        raise MertoolError(f"{path}: not a mertool run description")
+    return info
+
+
+def _pooled(parts: list[dict], classes: list[str]) -> dict:
+    """Metrics of predictions pooled over folds, plus the mean of per-fold accuracies."""
+    y = np.concatenate([f["true"] for f in parts])
+    p = np.concatenate([f["pred"] for f in parts])
+    out = metrics.summarize(y, p, classes)
+    out["mean_subject_accuracy"] = float(np.mean([np.mean(f["true"] == f["pred"]) for f in parts]))
+    return out
+
+
+def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
+    """One run folder -> report dict; a run with missing folds is refused (naming them) unless partial."""
+    run_dir = Path(run_dir)
+    info = _run_info(run_dir)
+    classes, expected = list(info["classes"]), list(info["folds"])
+    dirs = info.get("fold_dirs", {s: s for s in expected})
+    done, missing = [], []
+    for s in expected:
+        (done if (run_dir / "folds" / dirs[s] / "predictions.csv").is_file() else missing).append(s)
+    if missing and not partial:
+        raise MertoolError(f"{run_dir}: {len(missing)} of {len(expected)} folds have no predictions.csv: "
+                           f"{', '.join(missing)}; run them (train-loso --subjects ...) or pass --partial")
+    folds, parts, oracle_parts = [], [], []
+    for s in done:
+        fdir = run_dir / "folds" / dirs[s]
+        pred = read_predictions(fdir / "predictions.csv", classes)
+        bad = {x for x in pred["subject"] if x != s}
+        if bad:
+            raise MertoolError(f"{fdir / 'predictions.csv'}: fold {s} holds samples of subject(s) {sorted(bad)}")
+        parts.append(pred)
+        summary = {}
+        if (fdir / "fold.json").is_file():
+            summary = json.loads((fdir / "fold.json").read_text(encoding="utf-8"))
+        fold = {"subject": s, "n": len(pred["true"]), "accuracy": float(np.mean(pred["true"] == pred["pred"])),
+                "seconds": summary.get("seconds"), "oracle": None}
+        if (fdir / "predictions_oracle.csv").is_file():
+            o = read_predictions(fdir / "predictions_oracle.csv", classes)
+            oracle_parts.append(o)
+            fold["oracle"] = {"accuracy": float(np.mean(o["true"] == o["pred"])),
+                              "epoch": (summary.get("oracle") or {}).get("epoch"), "label": ORACLE_LABEL}
+        folds.append(fold)
+    report = {"run": str(run_dir), "protocol": PROTOCOL, "classes": classes, "expected_folds": expected,
+              "done_folds": done, "missing": missing, "partial": bool(missing),
+              "skipped_subjects": info.get("skipped_subjects", []), "folds": folds,
+              "metrics": _pooled(parts, classes) if parts else None, "oracle": None, "oracle_note": None}
+    if oracle_parts and len(oracle_parts) == len(parts):
+        report["oracle"] = {**_pooled(oracle_parts, classes), "label": ORACLE_LABEL}
+    elif oracle_parts:
+        report["oracle_note"] = (f"{ORACLE_LABEL} recorded for {len(oracle_parts)} of {len(parts)} folds only; "
+                                 f"not reported")
+    return report
+
+
+def _mean_std(values: list[float]) -> dict:
+    v = np.asarray(values, float)
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0, "n": len(v),
+            "values": [float(x) for x in v]}
+
+
+def evaluate_runs(run_dirs, partial: bool = False) -> dict:
+    """Several run folders (same classes) -> per-run reports plus mean ± std of each headline metric."""
+    runs = [evaluate_run(d, partial) for d in run_dirs]
+    if not runs:
+        raise MertoolError("evaluate: name at least one run folder")
+    classes = runs[0]["classes"]
+    for r in runs[1:]:
+        if r["classes"] != classes:
+            raise MertoolError(f"{r['run']}: classes {r['classes']} differ from {runs[0]['run']}'s {classes}")
+    scored = [r for r in runs if r["metrics"]]
+    out = {"protocol": PROTOCOL, "classes": classes, "runs": runs, "aggregate": None, "oracle_aggregate": None}
+    if len(scored) > 1:
+        out["aggregate"] = {k: _mean_std([r["metrics"][k] for r in scored]) for k in HEADLINE}
+        if all(r["oracle"] for r in scored):
+            out["oracle_aggregate"] = {k: _mean_std([r["oracle"][k] for r in scored]) for k in HEADLINE}
+            out["oracle_aggregate"]["label"] = ORACLE_LABEL
+    return out
+
+
+def summed_confusion(report: dict, key: str = "metrics") -> np.ndarray | None:
+    """Confusion matrix summed over the runs of an evaluate_runs report."""
+    mats = [np.asarray(r[key]["confusion"]) for r in report["runs"] if r.get(key)]
+    return sum(mats) if mats else None
+
+
+def confusion_png(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
+    """Confusion matrix picture (rows = true, colour = row share, text = counts), written atomically."""
+    import os
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    cm = np.asarray(cm)
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    k = len(classes)
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.1 * k + 1.8), dpi=120)
+    im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(k), classes, rotation=35, ha="right")
+    ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, str(int(cm[i, j])), ha="center", va="center",
+                    color="white" if share[i, j] > 0.6 else "black")
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def to_json(report: dict) -> str:
+    """The report as JSON text."""
+    return json.dumps(report, indent=2)
+
+
+def render(report: dict, console) -> None:
+    """Rich tables: headline metrics, per-class, per-subject, confusion; oracle figures apart, labelled."""
+    from rich.table import Table
+
+    runs, classes = report["runs"], report["classes"]
+    scored = [r for r in runs if r["metrics"]]
+    for r in runs:
+        note = f" — PARTIAL: missing folds {', '.join(r['missing'])}" if r["missing"] else ""
+        skipped = f"; skipped subjects (no sample of the classes): {', '.join(r['skipped_subjects'])}" \
+            if r["skipped_subjects"] else ""
+        console.print(f"{r['run']}: {len(r['done_folds'])}/{len(r['expected_folds'])} folds{note}"
+                      f"{skipped}")
+    console.print(f"protocol: {report['protocol']}")
+    if not scored:
+        console.print("no finished fold to score")
+        return
+
+    head = Table(title="Pooled leave-one-subject-out results")
+    head.add_column("metric")
+    for r in scored if len(scored) > 1 else scored[:1]:
+        head.add_column(Path(r["run"]).name if len(scored) > 1 else "value", justify="right")
+    if report.get("aggregate"):
+        head.add_column(f"mean ± std (n={len(scored)})", justify="right")
+    for k in HEADLINE:
+        row = [NAMES[k]] + [f"{r['metrics'][k]:.4f}" for r in scored]
+        if report.get("aggregate"):
+            a = report["aggregate"][k]
+            row.append(f"{a['mean']:.4f} ± {a['std']:.4f}")
+        head.add_row(*row)
+    console.print(head)
+
+    pc = Table(title="Per class" + (" (mean over runs)" if len(scored) > 1 else ""))
+    for col in ("class", "precision", "recall", "F1", "support"):
+        pc.add_column(col, justify="left" if col == "class" else "right")
+    for i, c in enumerate(classes):
+        vals = [[r["metrics"]["per_class"][i][m] for r in scored] for m in ("precision", "recall", "f1")]
+        pc.add_row(c, *[f"{np.mean(v):.3f}" for v in vals], str(scored[0]["metrics"]["per_class"][i]["support"]))
+    console.print(pc)
+
+    subj = Table(title="Per subject accuracy" + (" (mean over runs)" if len(scored) > 1 else ""))
+    subj.add_column("subject")
+    subj.add_column("samples", justify="right")
+    subj.add_column("accuracy", justify="right")
+    for s in scored[0]["done_folds"]:
+        accs = [f["accuracy"] for r in scored for f in r["folds"] if f["subject"] == s]
+        n = next(f["n"] for f in scored[0]["folds"] if f["subject"] == s)
+        subj.add_row(s, str(n), f"{np.mean(accs):.3f}")
+    console.print(subj)
+
+    cm = summed_confusion(report)
+    ct = Table(title="Confusion matrix (rows true, columns predicted"
+                     + (f", summed over {len(scored)} runs)" if len(scored) > 1 else ")"))
+    ct.add_column("true \\ predicted")
+    for c in classes:
+        ct.add_column(c, justify="right")
+    for c, row in zip(classes, cm):
+        ct.add_row(c, *[str(int(v)) for v in row])
+    console.print(ct)
+
+    oracle_runs = [r for r in scored if r["oracle"]]
+    if oracle_runs:
+        ot = Table(title=f"{ORACLE_LABEL.upper()}: NOT AN ESTIMATE")
+        ot.add_column("metric")
+        for r in oracle_runs:
+            ot.add_column(Path(r["run"]).name if len(oracle_runs) > 1 else "value", justify="right")
+        if report.get("oracle_aggregate"):
+            ot.add_column("mean ± std", justify="right")
+        for k in HEADLINE:
+            row = [NAMES[k]] + [f"{r['oracle'][k]:.4f}" for r in oracle_runs]
+            if report.get("oracle_aggregate"):
+                a = report["oracle_aggregate"][k]
+                row.append(f"{a['mean']:.4f} ± {a['std']:.4f}")
+            ot.add_row(*row)
+        console.print(ot)
+        console.print(f"{ORACLE_LABEL}: each fold's epoch was chosen on its own test subject, so these figures "
+                      f"are optimistic; they are reported apart and never mixed with the figures above.")
+    for r in runs:
+        if r.get("oracle_note"):
+            console.print(f"{r['run']}: {r['oracle_note']}")

@@ -1,0 +1,80 @@
+"""Classification metrics over pooled leave-one-subject-out predictions (scikit-learn underneath).
+
+MEGC definitions, over predictions pooled from every fold:
+  UF1 = mean over classes c of F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)   (classes with no TP, FP or FN skipped)
+  UAR = mean over classes c with samples of recall_c = TP_c / N_c
+`macro_f1` is scikit-learn's f1_score(average="macro") on the same pooled predictions over the classes that occur in
+truth or prediction; it equals UF1 whenever every class occurs (it is reported because many papers say "F1").
+"""
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+
+def _check(y_true, y_pred, num_classes: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Validate two label vectors: same length, non-empty, integers in [0, num_classes)."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    if t.ndim != 1 or p.ndim != 1 or t.shape != p.shape:
+        raise ValueError(f"expected two 1-d label arrays of the same length, got shapes {t.shape} and {p.shape}")
+    if t.size == 0:
+        raise ValueError("no predictions to score")
+    for name, a in (("y_true", t), ("y_pred", p)):
+        if not np.issubdtype(a.dtype, np.integer):
+            raise ValueError(f"{name}: expected integer class numbers, got {a.dtype}")
+    k = int(max(t.max(), p.max()) + 1) if num_classes is None else int(num_classes)
+    if min(t.min(), p.min()) < 0 or max(t.max(), p.max()) >= k:
+        raise ValueError(f"labels must lie in [0, {k}), got [{min(t.min(), p.min())}, {max(t.max(), p.max())}]")
+    return t.astype(np.int64), p.astype(np.int64), k
+
+
+def confusion(y_true, y_pred, num_classes: int | None = None) -> np.ndarray:
+    """K x K counts, rows = true class, columns = predicted class."""
+    t, p, k = _check(y_true, y_pred, num_classes)
+    return confusion_matrix(t, p, labels=np.arange(k))
+
+
+def accuracy(y_true, y_pred) -> float:
+    """Fraction of correct predictions."""
+    t, p, _ = _check(y_true, y_pred)
+    return float(accuracy_score(t, p))
+
+
+def macro_f1(y_true, y_pred, num_classes: int | None = None) -> float:
+    """scikit-learn macro F1 over the classes present in truth or prediction."""
+    t, p, _ = _check(y_true, y_pred, num_classes)
+    return float(f1_score(t, p, average="macro", zero_division=0))
+
+
+def uf1(y_true, y_pred, num_classes: int | None = None) -> float:
+    """Unweighted F1 (MEGC): mean per-class F1 from pooled TP/FP/FN."""
+    cm = confusion(y_true, y_pred, num_classes)
+    tp = np.diag(cm).astype(float)
+    fp, fn = cm.sum(0) - tp, cm.sum(1) - tp
+    denom = 2 * tp + fp + fn
+    seen = denom > 0
+    return float(np.mean(2 * tp[seen] / denom[seen]))
+
+
+def uar(y_true, y_pred, num_classes: int | None = None) -> float:
+    """Unweighted average recall (MEGC): mean per-class recall over classes with samples."""
+    cm = confusion(y_true, y_pred, num_classes)
+    support = cm.sum(1)
+    has = support > 0
+    return float(np.mean(np.diag(cm)[has] / support[has]))
+
+
+def per_class(y_true, y_pred, classes: list[str]) -> list[dict]:
+    """Precision, recall, F1 and support for each class (0 where undefined)."""
+    t, p, k = _check(y_true, y_pred, len(classes))
+    pr, rc, f1, sup = precision_recall_fscore_support(t, p, labels=np.arange(k), zero_division=0)
+    return [{"class": c, "precision": float(a), "recall": float(b), "f1": float(f), "support": int(s)}
+            for c, a, b, f, s in zip(classes, pr, rc, f1, sup)]
+
+
+def summarize(y_true, y_pred, classes: list[str]) -> dict:
+    """All headline metrics of one set of pooled predictions."""
+    k = len(classes)
+    return {"n": int(len(y_true)), "accuracy": accuracy(y_true, y_pred), "macro_f1": macro_f1(y_true, y_pred, k),
+            "uf1": uf1(y_true, y_pred, k), "uar": uar(y_true, y_pred, k),
+            "per_class": per_class(y_true, y_pred, classes), "confusion": confusion(y_true, y_pred, k).tolist()}

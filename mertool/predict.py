@@ -1,0 +1,271 @@
+"""Predictions for new data: an onset/apex image pair, a CSV of pairs, or a clip (video or frame folder).
+
+    predictor = Predictor("runs/casme2")                  # RUN/final/model.pt, or a checkpoint file
+    p = predictor.predict_pair("onset.jpg", "apex.jpg", aus="6+12")
+    p.emotion, p.probabilities                            # 'happiness', {'happiness': 0.91, ...}
+    p, spot = predictor.predict_clip("clip.mp4", aus="none")  # spotted onset/apex, then the same pair path
+
+Pairs go through the pipeline `preprocess` uses: the face chip from the ONSET frame's landmarks cut from both
+frames at the cache's 224 px (FaceAligner.align_pair), resized to the model's input size as training does
+(mertool.data.resize_frames), scaled to [0, 1]. One forward pass gives the probabilities and, for pictures, the
+model's CVA attention maps.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from mertool.aus import au_bits, format_aus, parse_au_argument
+from mertool.errors import MertoolError
+
+NO_AUS = "none"
+
+
+@dataclass
+class AUInput:
+    """The AU vector a prediction used, and how it came about."""
+
+    codes: tuple[int, ...]
+    empty: bool = False        # the model uses AUs and the user asked for none (--aus none)
+    ignored: bool = False      # AUs were given but the model was trained without them
+
+
+def parse_aus_input(text: str | None, uses_aus: bool, where: str = "--aus") -> AUInput:
+    """'1,2' / 'AU1+R2' / '4+L10' / 'none' / None -> AUInput; a model with AUs needs them or an explicit 'none'."""
+    given = text is not None and str(text).strip() != ""
+    if given and str(text).strip().lower() == NO_AUS:
+        return AUInput((), empty=uses_aus)
+    try:
+        codes = parse_au_argument(str(text)) if given else ()
+    except MertoolError as exc:  # parse_au_argument names '--aus'; a CSV row names itself instead
+        raise MertoolError(str(exc).replace("--aus", where, 1) if where != "--aus" else str(exc)) from None
+    if not uses_aus:
+        return AUInput(codes, ignored=bool(codes))
+    if not given:
+        raise MertoolError(f"{where}: this model was trained with AU input; give the AUs (e.g. --aus 6+12) or "
+                           f"--aus none to run it with an empty AU vector")
+    return AUInput(codes)
+
+
+@dataclass
+class Prediction:
+    """One classified pair."""
+
+    emotion: str
+    probabilities: dict[str, float]
+    aus: AUInput
+    onset: str                             # source of the onset frame (file, or 'clip.mp4 frame 12')
+    apex: str
+    n_faces: int = 1
+    onset_crop: np.ndarray | None = field(default=None, repr=False)   # aligned 224 px crops, for pictures
+    apex_crop: np.ndarray | None = field(default=None, repr=False)
+    cva_maps: list | None = field(default=None, repr=False)            # one sample's CVA maps, C x H x W each
+
+    def to_dict(self) -> dict:
+        """JSON-ready fields (no pixels)."""
+        return {"onset": self.onset, "apex": self.apex, "emotion": self.emotion,
+                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+                "aus": list(self.aus.codes), "aus_text": format_aus(self.aus.codes) if self.aus.codes else "",
+                "au_vector_empty": self.aus.empty, "aus_ignored": self.aus.ignored, "faces_found": self.n_faces}
+
+
+class Predictor:
+    """A trained mertool model plus the alignment `preprocess` uses; predicts pairs, CSV batches and clips."""
+
+    def __init__(self, model: str | Path, device: str | torch.device = "cpu", aligner=None):
+        from mertool.train import load_checkpoint, resolve_device, resolve_model_path
+
+        self.device = resolve_device(device)
+        self.model_path = resolve_model_path(model)
+        self.model, self.ckpt = load_checkpoint(self.model_path, self.device)
+        self.classes: list[str] = list(self.ckpt["classes"])
+        self.uses_aus: bool = bool(self.ckpt.get("uses_aus", True))
+        self.image_size: int = int(self.ckpt.get("image_size", 224))
+        if aligner is None:
+            from mertool.align import FaceAligner
+            aligner = FaceAligner()  # preprocess's defaults: 224 px chip, padding 0.25, upsample 1
+        self.aligner = aligner
+
+    def aus(self, text: str | None, where: str = "--aus") -> AUInput:
+        """Parse AUs for this model (see parse_aus_input)."""
+        return parse_aus_input(text, self.uses_aus, where)
+
+    @torch.no_grad()
+    def classify(self, onset: np.ndarray, apex: np.ndarray, aus: AUInput) -> tuple[np.ndarray, list | None]:
+        """Aligned uint8 crops -> (class probabilities, CVA maps of this sample or None), one forward pass."""
+        from mertool.data import resize_frames, to_float
+
+        frames = torch.from_numpy(np.stack([onset, apex])).permute(0, 3, 1, 2).contiguous()
+        frames = to_float(resize_frames(frames, self.image_size)).to(self.device)
+        bits = torch.from_numpy(au_bits(aus.codes).astype(np.float32))[None].to(self.device)
+        logits, maps = self.model(frames[:1], frames[1:], bits, return_maps=True)
+        probs = torch.softmax(logits.float(), 1)[0].cpu().numpy()
+        cva = maps.get("cva") if isinstance(maps, dict) else None
+        return probs, ([m[0].float().cpu() for m in cva] if cva else None)
+
+    def _predict(self, onset_rgb, apex_rgb, aus: AUInput, onset_name: str, apex_name: str) -> Prediction:
+        pair = self.aligner.align_pair(onset_rgb, apex_rgb, name=onset_name)
+        probs, maps = self.classify(pair.onset, pair.apex, aus)
+        return Prediction(emotion=self.classes[int(probs.argmax())],
+                          probabilities={c: float(p) for c, p in zip(self.classes, probs)}, aus=aus,
+                          onset=onset_name, apex=apex_name, n_faces=pair.n_faces, onset_crop=pair.onset,
+                          apex_crop=pair.apex, cva_maps=maps)
+
+    def predict_pair(self, onset: str | Path, apex: str | Path, aus: str | AUInput | None = None) -> Prediction:
+        """Classify an onset/apex image pair."""
+        from mertool.align import read_rgb
+
+        aus = aus if isinstance(aus, AUInput) else self.aus(aus)
+        return self._predict(read_rgb(onset), read_rgb(apex), aus, str(onset), str(apex))
+
+    def predict_clip(self, path: str | Path, aus: str | AUInput | None = None, onset: int | None = None,
+                     apex: int | None = None, spotter=None, progress: Callable | None = None):
+        """Spot onset and apex in a video or frame folder (unless both are given), then classify that pair.
+
+        Returns (Prediction, SpotResult or None when both frames were given).
+        """
+        from mertool.spot import FrameSource, Spotter
+
+        aus = aus if isinstance(aus, AUInput) else self.aus(aus)  # fail on bad AUs before minutes of spotting
+        source = FrameSource(path)
+        spot = None
+        for n in (onset, apex):
+            if n is not None:
+                source.index(n)  # a frame outside the clip fails now, not after spotting
+        if onset is None or apex is None:
+            spot = (spotter or Spotter(self.aligner)).spot(source, progress)
+            onset = spot.onset if onset is None else onset
+            apex = spot.apex if apex is None else apex
+        if onset == apex:
+            raise MertoolError(f"{path}: onset and apex are the same frame ({onset}); give --onset and --apex")
+        pred = self._predict(source.read(onset), source.read(apex), aus, source.describe(onset),
+                             source.describe(apex))
+        return pred, spot
+
+    def predict_csv(self, pairs: str | Path, on_row: Callable | None = None) -> list[dict]:
+        """Every row of a pairs CSV -> a result dict; a row that fails keeps its error message and the rest go on."""
+        rows = read_pairs_csv(pairs)
+        out = []
+        for i, (line, onset, apex, aus_text) in enumerate(rows):
+            rec = {"row": line, "onset": str(onset), "apex": str(apex), "aus": aus_text}
+            try:
+                p = self.predict_pair(onset, apex, self.aus(aus_text, f"{pairs}: row {line}: aus"))
+                rec.update(p.to_dict(), error="")
+                rec["onset"], rec["apex"], rec["aus"] = str(onset), str(apex), aus_text
+            except MertoolError as exc:
+                rec.update(emotion="", probabilities={}, error=str(exc))
+            out.append(rec)
+            if on_row is not None:
+                on_row(i + 1, len(rows), rec)
+        return out
+
+
+_PAIR_COLUMNS = {"onset": ("onset", "onset_path"), "apex": ("apex", "apex_path"), "aus": ("aus", "au", "action units")}
+
+
+def read_pairs_csv(path: str | Path) -> list[tuple[int, Path, Path, str]]:
+    """(line number, onset path, apex path, AU text) per row; paths relative to the CSV's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise MertoolError(f"{path}: no such pairs file (expected a CSV with columns onset, apex, aus)")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (UnicodeDecodeError, OSError) as exc:
+        raise MertoolError(f"{path}: cannot be read as UTF-8 CSV ({exc})") from None
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader, None)
+    if not header:
+        raise MertoolError(f"{path}: empty file; expected a header row with columns onset, apex, aus")
+    keys = [h.strip().lower() for h in header]
+    col = {}
+    for name, aliases in _PAIR_COLUMNS.items():
+        hits = [i for i, k in enumerate(keys) if k in aliases]
+        if hits:
+            col[name] = hits[0]
+        elif name != "aus":
+            raise MertoolError(f"{path}: no '{name}' column in the header {header}; expected columns onset, apex, aus")
+    base = path.resolve().parent
+    rows = []
+    for line, values in enumerate(reader, start=2):
+        if not any(v.strip() for v in values):
+            continue
+
+        def get(name: str) -> str:
+            i = col.get(name)
+            return values[i].strip() if i is not None and i < len(values) else ""
+
+        onset, apex = get("onset"), get("apex")
+        for name, v in (("onset", onset), ("apex", apex)):
+            if not v:
+                raise MertoolError(f"{path}: row {line}: empty {name}; expected an image path")
+        rows.append((line, _resolve(base, onset), _resolve(base, apex), get("aus")))
+    if not rows:
+        raise MertoolError(f"{path}: no rows after the header")
+    return rows
+
+
+def _resolve(base: Path, text: str) -> Path:
+    p = Path(text).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def batch_csv(results: list[dict], classes: list[str]) -> str:
+    """Batch results as CSV text: onset, apex, aus, emotion, p_<class>..., error."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["onset", "apex", "aus", "emotion"] + [f"p_{c}" for c in classes] + ["error"])
+    for r in results:
+        probs = r.get("probabilities") or {}
+        w.writerow([r["onset"], r["apex"], r["aus"], r.get("emotion", "")]
+                   + [f"{probs[c]:.6f}" if c in probs else "" for c in classes] + [r.get("error", "")])
+    return buf.getvalue()
+
+
+def batch_jsonl(results: list[dict]) -> str:
+    """Batch results as JSON lines, one object per row."""
+    return "".join(json.dumps(r) + "\n" for r in results)
+
+
+def sparkline(values, width: int = 48) -> str:
+    """A one-line text picture of a curve (resampled to at most `width` characters)."""
+    bars = "▁▂▃▄▅▆▇█"
+    v = np.asarray(values, np.float64)
+    if len(v) > width:
+        edges = np.linspace(0, len(v), width + 1).astype(int)
+        v = np.array([v[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
+    lo, hi = float(v.min()), float(v.max())
+    idx = np.zeros(len(v), int) if hi <= lo else np.round((v - lo) / (hi - lo) * (len(bars) - 1)).astype(int)
+    return "".join(bars[i] for i in idx)
+
+
+def render_prediction(pred: Prediction, console, model_path: str | Path = "") -> None:
+    """Rich table: every class with its probability, the predicted one marked; then the AU line."""
+    from rich.table import Table
+
+    console.print(f"onset: {pred.onset}\napex:  {pred.apex}", markup=False, highlight=False)
+    table = Table()
+    table.add_column("class")
+    table.add_column("probability", justify="right")
+    table.add_column("")
+    for name, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
+        mark = "[bold green]<- predicted[/]" if name == pred.emotion else ""
+        table.add_row(f"[bold]{name}[/]" if name == pred.emotion else name, f"{p:.3f}",
+                      f"{'█' * round(20 * p):<20} {mark}")
+    console.print(table)
+    if pred.aus.empty:
+        console.print("AU vector: empty (--aus none): the model saw no AU input")
+    elif pred.aus.ignored:
+        console.print(f"AUs {format_aus(pred.aus.codes)} ignored: the model was trained without AU input")
+    elif pred.aus.codes:
+        console.print(f"AUs: {format_aus(pred.aus.codes)}")
+    if pred.n_faces > 1:
+        console.print(f"note: {pred.n_faces} faces found; the largest was used")
+    console.print(f"predicted: [bold]{pred.emotion}[/] ({pred.probabilities[pred.emotion]:.3f})"
+                  + (f"   model: {model_path}" if model_path else ""))

@@ -1,0 +1,152 @@
+"""evaluate on hand-made run folders (metrics checked by hand), partial runs, seeds, oracle; ablation tables."""
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mertool.ablate import NOT_TRANSCRIBED, load_table, variant_recipe
+from mertool.cli import main
+from mertool.errors import MertoolError
+from mertool.evaluate import ORACLE_LABEL, evaluate_run, evaluate_runs
+from mertool.train import write_predictions
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ["a", "b", "c"]
+# pooled: true 0 0 1 | 1 2 | 2 2 0, predicted 0 1 1 | 1 2 | 2 0 0
+FOLDS = {"s1": ([0, 0, 1], [0, 1, 1]), "s2": ([1, 2], [1, 2]), "s3": ([2, 2, 0], [2, 0, 0])}
+
+
+def make_run(path: Path, folds=FOLDS, oracle=None) -> Path:
+    """A run folder as train-loso writes it, with chosen predictions."""
+    (path / "folds").mkdir(parents=True)
+    (path / "run.json").write_text(json.dumps({
+        "format": "mertool-run", "version": 1, "classes": CLASSES, "folds": list(FOLDS),
+        "fold_dirs": {s: s for s in FOLDS}, "skipped_subjects": ["s9"]}))
+    for s, (y, p) in folds.items():
+        (path / "folds" / s).mkdir()
+        probs = np.eye(3)[p] * 0.8 + 0.2 / 3
+        ids = [f"{s}_{i}" for i in range(len(y))]
+        write_predictions(path / "folds" / s / "predictions.csv", ids, [s] * len(y), y, probs, CLASSES)
+        if oracle is not None and s in oracle:
+            write_predictions(path / "folds" / s / "predictions_oracle.csv", ids, [s] * len(y), y,
+                              np.eye(3)[oracle[s]], CLASSES)
+    return path
+
+
+def test_pooled_metrics_match_hand_computed(tmp_path):
+    rep = evaluate_run(make_run(tmp_path / "r"))
+    m = rep["metrics"]
+    assert m["accuracy"] == pytest.approx(6 / 8)
+    # class a: TP 2 FP 1 FN 1 -> 2/3; b: TP 2 FP 1 FN 0 -> 4/5; c: TP 2 FP 0 FN 1 -> 4/5
+    assert m["uf1"] == pytest.approx((2 / 3 + 4 / 5 + 4 / 5) / 3)
+    assert m["uar"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
+    assert m["mean_subject_accuracy"] == pytest.approx((2 / 3 + 1 + 2 / 3) / 3)
+    assert m["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 0, 2]]
+    assert [(f["subject"], f["n"], round(f["accuracy"], 4)) for f in rep["folds"]] == \
+        [("s1", 3, 0.6667), ("s2", 2, 1.0), ("s3", 3, 0.6667)]
+    assert rep["oracle"] is None and rep["skipped_subjects"] == ["s9"]
+
+
+def test_missing_folds_refused_unless_partial(tmp_path, capsys):
+    run = make_run(tmp_path / "r")
+    (run / "folds" / "s2" / "predictions.csv").unlink()
+    with pytest.raises(MertoolError, match=r"1 of 3 folds have no predictions.csv: s2"):
+        evaluate_run(run)
+    assert main(["evaluate", str(run)]) == 2
+    assert "s2" in capsys.readouterr().err
+    rep = evaluate_run(run, partial=True)
+    assert rep["missing"] == ["s2"] and rep["metrics"]["n"] == 6
+    assert main(["evaluate", str(run), "--partial"]) == 0
+    assert "PARTIAL: missing folds s2" in capsys.readouterr().out
+
+
+def test_several_runs_mean_std_and_json(tmp_path, capsys):
+    a = make_run(tmp_path / "seed0")
+    b = make_run(tmp_path / "seed1", folds={s: (y, y) for s, (y, _) in FOLDS.items()})
+    rep = evaluate_runs([a, b])
+    acc = rep["aggregate"]["accuracy"]
+    assert acc["mean"] == pytest.approx(0.875) and acc["std"] == pytest.approx(np.std([0.75, 1.0], ddof=1))
+    png = tmp_path / "cm.png"
+    assert main(["evaluate", str(a), str(b), "--json", "--png", str(png)]) == 0
+    out = json.loads(capsys.readouterr().out)  # stdout holds the JSON and nothing else
+    assert out["aggregate"]["uar"]["n"] == 2 and out["png"] == str(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["evaluate", str(a), str(b)]) == 0
+    assert "0.8750 ± 0.1768" in capsys.readouterr().out
+
+
+def test_oracle_only_when_every_fold_has_it(tmp_path, capsys):
+    perfect = {s: y for s, (y, _) in FOLDS.items()}
+    full = evaluate_run(make_run(tmp_path / "o", oracle=perfect))
+    assert full["oracle"]["accuracy"] == 1.0 and full["oracle"]["label"] == ORACLE_LABEL
+    assert full["metrics"]["accuracy"] == pytest.approx(0.75)  # never mixed into the main figure
+    some = evaluate_run(make_run(tmp_path / "p", oracle={"s1": perfect["s1"]}))
+    assert some["oracle"] is None and "1 of 3 folds" in some["oracle_note"]
+    assert main(["evaluate", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert out.index("Pooled leave-one-subject-out results") < out.index("ORACLE (TEST-FOLD SELECTION)")
+    assert (tmp_path / "o" / "confusion.png").is_file()
+
+
+def test_bad_run_folders(tmp_path):
+    with pytest.raises(MertoolError, match="not a mertool run folder"):
+        evaluate_run(tmp_path)
+    run = make_run(tmp_path / "r")
+    path = run / "folds" / "s1" / "predictions.csv"
+    rows = list(csv.reader(path.open()))
+    rows[2][3] = "zebra"
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    with pytest.raises(MertoolError, match=r"s1/predictions.csv: row 3: predicted = 'zebra'"):
+        evaluate_run(run)
+
+
+# ------------------------------------------------------------------------------------------------ ablate
+
+
+def test_every_table_variant_resolves_to_a_distinct_recipe():
+    for n in range(2, 8):
+        table = load_table(ROOT / "recipes" / "ablations" / f"table{n}.yaml")
+        assert set(table.base) == {"casme2", "samm"} and len(table.variants) >= 2
+        models = []
+        for v in table.variants:
+            r = variant_recipe(table, v, table.base["casme2"])
+            assert all(value is None for p in v.paper.values() for value in p.values())  # nothing invented
+            models.append(r["model"])
+        assert len({json.dumps(m, sort_keys=True) for m in models}) == len(models), table.path
+
+
+def test_table_file_errors(tmp_path):
+    bad = tmp_path / "t.yaml"
+    bad.write_text("title: x\nbase: {casme2: x.yaml}\nvariants:\n  - {name: a, modle: {aus: false}}\n")
+    with pytest.raises(MertoolError, match=r"variants\[0\]: unknown key\(s\) modle"):
+        load_table(bad)
+    bad.write_text("title: x\nvariants: []\nrows: 3\n")
+    with pytest.raises(MertoolError, match="unknown key 'rows'"):
+        load_table(bad)
+
+
+@pytest.mark.slow
+def test_ablate_runs_variants_and_writes_the_table(tmp_path, synthetic_cache, capsys):
+    small = ["data.image_size=64", "model.width=0.25", "model.fpf=none", "train.epochs=1", "augment.crop_padding=4"]
+    sets = [a for s in small for a in ("--set", s)]
+    assert main(["ablate", "ablations/table7", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "Without AU" in listed and "With AU" in listed
+    args = ["ablate", "ablations/table7", "--cache", str(synthetic_cache), "--out", str(tmp_path), "--device",
+            "cpu", "--quiet"] + sets
+    assert main(args + ["--subjects", "01,02"]) == 0
+    assert "2/4 (partial)" in (tmp_path / "table7" / "table.md").read_text()
+    assert main(args) == 0  # the rest of the folds; the finished ones are skipped
+    md = (tmp_path / "table7" / "table.md").read_text()
+    assert "Without AU" in md and "With AU" in md and NOT_TRANSCRIBED in md and "partial" not in md
+    rows = list(csv.DictReader((tmp_path / "table7" / "table.csv").open()))
+    assert [r["variant"] for r in rows] == ["no-au", "au"] and all(r["folds"] == "4/4" for r in rows)
+    for r in rows:
+        run = evaluate_run(tmp_path / "table7" / r["variant"])
+        assert float(r["accuracy"]) == pytest.approx(run["metrics"]["accuracy"])
+    assert (tmp_path / "table7" / "no-au" / "folds" / "01" / "checkpoint.pt").is_file()
+    assert main(["ablate", "ablations/table7"]) == 2
+    assert "--cache FILE is required" in capsys.readouterr().err

@@ -1,0 +1,94 @@
+"""Folds in parallel worker processes: the same run folder content as a sequential run, resumable, clear errors."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from mertool.errors import MertoolError
+from mertool.parallel import parse_devices, plan_slots, train_loso_parallel
+from mertool.recipe import load_recipe
+from mertool.train import train_loso
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = ["data.image_size=64", "model.width=0.25", "train.epochs=2", "train.decay_epochs=1",
+         "augment.crop_padding=4"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: two test workers x two threads on two busy cores make OpenMP barriers crawl."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def small_recipe():
+    return load_recipe(ROOT / "recipes" / "casme2.yaml", SMALL)
+
+
+def fold_files(run: Path, name: str) -> dict[str, str]:
+    return {p.parent.name: p.read_text() for p in sorted((run / "folds").glob(f"*/{name}"))}
+
+
+def test_devices_and_slots():
+    assert parse_devices("cpu") == [torch.device("cpu")]
+    assert parse_devices("cpu, cpu") == [torch.device("cpu")] * 2
+    for bad in ("", "cpu,,cpu", "tpu:0"):
+        with pytest.raises(MertoolError, match="--device"):
+            parse_devices(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(MertoolError, match="CUDA is not available"):
+            parse_devices("cuda:0,cuda:1")
+    slots = plan_slots([torch.device("cuda", 0), torch.device("cuda", 1)], 3, threads=2)
+    assert [s.device for s in slots] == ["cuda:0", "cuda:1"] * 3  # interleaved: fewer folds still use both
+    assert [s.index for s in slots] == list(range(6)) and {s.threads for s in slots} == {2}
+    assert {s.threads for s in plan_slots([torch.device("cpu")], 64)} == {1}
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(MertoolError, match="--folds-per-device"):
+            plan_slots([torch.device("cpu")], bad)
+
+
+@pytest.mark.slow
+def test_parallel_folds_equal_sequential_and_resume(tmp_path, synthetic_cache):
+    recipe = small_recipe()
+    assert torch.get_num_threads() == 1  # the workers' thread count: CPU reductions depend on it at the 1e-5 level
+    seq = train_loso(recipe, synthetic_cache, tmp_path / "seq", progress=False)
+    par = train_loso_parallel(recipe, synthetic_cache, tmp_path / "par", devices="cpu", folds_per_device=2,
+                              threads=1, final=True, progress=False)
+    expected = fold_files(tmp_path / "seq", "predictions.csv")
+    assert sorted(expected) == ["01", "02", "03", "04"]
+    assert fold_files(tmp_path / "par", "predictions.csv") == expected  # byte for byte
+    for f in ("recipe.yaml", "run.json"):
+        assert (tmp_path / "par" / f).read_text() == (tmp_path / "seq" / f).read_text()
+    assert (tmp_path / "par" / "final" / "model.pt").is_file()
+    assert par["metrics"] == seq["metrics"]
+    # Resume: nothing left to train, nothing rewritten.
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "par").rglob("*") if p.is_file()}
+    train_loso_parallel(recipe, synthetic_cache, tmp_path / "par", devices="cpu,cpu", threads=1, final=True,
+                        progress=False)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+
+@pytest.mark.slow
+def test_parallel_resumes_a_partial_run_and_shards(tmp_path, synthetic_cache):
+    recipe = small_recipe()
+    run = tmp_path / "run"
+    train_loso_parallel(recipe, synthetic_cache, run, subjects="02", devices="cpu", threads=1, progress=False)
+    assert sorted(fold_files(run, "predictions.csv")) == ["02"]
+    first = (run / "folds" / "02" / "predictions.csv").stat().st_mtime_ns
+    report = train_loso_parallel(recipe, synthetic_cache, run, devices="cpu", folds_per_device=2, threads=1,
+                                 progress=False)
+    assert sorted(fold_files(run, "predictions.csv")) == ["01", "02", "03", "04"]
+    assert (run / "folds" / "02" / "predictions.csv").stat().st_mtime_ns == first
+    assert not report["missing"]
+
+
+def test_parallel_refuses_what_train_loso_refuses(tmp_path, synthetic_cache):
+    recipe = small_recipe()
+    with pytest.raises(MertoolError, match="--subjects 99"):
+        train_loso_parallel(recipe, synthetic_cache, tmp_path / "r", subjects="99", devices="cpu",
+                            folds_per_device=2, progress=False)
+    with pytest.raises(MertoolError, match="--select"):
+        train_loso_parallel(recipe, synthetic_cache, tmp_path / "r", select="best", devices="cpu",
+                            folds_per_device=2, progress=False)

@@ -1,0 +1,288 @@
+"""`mertool predict`: pairs, CSV batches, JSON, clips (video and frame folder), explain pictures, bad inputs."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from skimage import data
+
+from mertool.cli import main
+from mertool.errors import MertoolError
+from mertool.predict import Predictor, parse_aus_input, sparkline
+from test_spot import smile_clip, write_folder, write_video
+
+SMALL = ["data.image_size=64", "model.width=0.25"]
+
+
+def save_model(path, *overrides):
+    """A small untrained model saved in the checkpoint format `train-loso` writes (nothing heavy to train)."""
+    from mertool.models import build_model
+    from mertool.recipe import load_recipe
+    from mertool.train import make_checkpoint, save_checkpoint
+
+    recipe = load_recipe("casme2", SMALL + list(overrides))
+    torch.manual_seed(0)
+    model = build_model(recipe["model"]).eval()
+    return save_checkpoint(make_checkpoint(model, recipe, list(recipe["data"]["classes"])), path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    """Checkpoints (with / without AUs, a run folder), an onset/apex pair, a clip as video and as frame folder."""
+    d = tmp_path_factory.mktemp("predict")
+    run = d / "run"
+    (run / "final").mkdir(parents=True)
+    f = {"model": save_model(d / "model.pt"), "noau": save_model(d / "noau.pt", "model.aus=false"), "run": run,
+         "dir": d}
+    save_model(run / "final" / "model.pt")
+    frames = smile_clip(n=30, apex=18)
+    f["onset"], f["apex"] = d / "onset.png", d / "apex.png"
+    for key, i in (("onset", 0), ("apex", 18)):
+        cv2.imwrite(str(f[key]), cv2.cvtColor(frames[i], cv2.COLOR_RGB2BGR))
+    f["video"] = write_video(frames, d / "clip.mp4")
+    f["frames"] = write_folder(frames, d / "frames")
+    return f
+
+
+def run(capsys, *args):
+    code = main(["predict", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error_line(code, err, *needles):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+
+
+# -------------------------------------------------------------------------------------------------- pairs
+
+def test_pair_table_and_json_agree_with_the_library(files, capsys):
+    code, out, err = run(capsys, files["onset"], files["apex"], "--aus", "6+12", "--model", files["model"])
+    assert code == 0, err
+    pred = Predictor(files["model"]).predict_pair(files["onset"], files["apex"], "6+12")
+    for name, p in pred.probabilities.items():
+        assert name in out and f"{p:.3f}" in out
+    assert f"predicted: {pred.emotion}" in out and "AUs: 6+12" in out
+
+    code, out, err = run(capsys, files["onset"], files["apex"], "--aus", "6+12", "--model", files["model"], "--json")
+    assert code == 0, err
+    assert out.count("\n") == 1  # one JSON object and nothing else on stdout
+    obj = json.loads(out)
+    assert obj["emotion"] == pred.emotion == max(obj["probabilities"], key=obj["probabilities"].get)
+    assert list(obj["probabilities"]) == ["happiness", "disgust", "repression", "surprise", "others"]
+    assert abs(sum(obj["probabilities"].values()) - 1) < 1e-4
+    assert np.allclose(list(obj["probabilities"].values()), list(pred.probabilities.values()), atol=1e-6)
+    assert obj["aus"] == [6, 12] and obj["au_vector_empty"] is False and obj["faces_found"] == 1
+
+
+def test_prediction_equals_the_cached_pipeline(files, tmp_path):
+    """predict aligns and resizes exactly as preprocess + training do: same probabilities as the model on the
+    cache entry of the same pair."""
+    from mertool.data import load_dataset
+    from mertool.preprocess import preprocess
+    from mertool.train import load_checkpoint, predict_probs
+
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("subject,sample_id,onset_path,apex_path,emotion,aus\n"
+                        f"s1,ep1,{files['onset']},{files['apex']},happiness,6+12\n")
+    preprocess(manifest, kind="manifest", out=tmp_path / "c.h5", workers=0, progress=False)
+    model, ckpt = load_checkpoint(files["model"])
+    ds = load_dataset(tmp_path / "c.h5", {"happiness": ["happiness"]}, ckpt["image_size"])  # labels unused here
+    cached = predict_probs(model, ds, torch.tensor([0])).numpy()[0]
+    pred = Predictor(files["model"]).predict_pair(files["onset"], files["apex"], "6+12")
+    assert np.allclose(cached, list(pred.probabilities.values()), atol=1e-5)
+
+
+def test_au_forms_and_rules():
+    assert parse_aus_input("1,2", True).codes == (1, 2)
+    assert parse_aus_input("AU1+R2", True).codes == (1, 2)
+    assert parse_aus_input("4+L10", True).codes == (4, 10)
+    assert parse_aus_input("none", True).empty and parse_aus_input("None", True).codes == ()
+    with pytest.raises(MertoolError, match=r"--aus '4\+3': 3 not in the AU vocabulary"):
+        parse_aus_input("4+3", True)
+    with pytest.raises(MertoolError, match="trained with AU input.*--aus none"):
+        parse_aus_input(None, True)
+    no_au = parse_aus_input(None, False)
+    assert no_au.codes == () and not no_au.empty and parse_aus_input("6+12", False).ignored
+
+
+def test_aus_none_and_model_without_aus(files, capsys):
+    code, out, err = run(capsys, files["onset"], files["apex"], "--aus", "none", "--model", files["model"])
+    assert code == 0, err
+    assert "AU vector: empty (--aus none)" in out
+    code, out, _ = run(capsys, files["onset"], files["apex"], "--aus", "none", "--model", files["model"], "--json")
+    assert json.loads(out)["au_vector_empty"] is True
+    code, out, err = run(capsys, files["onset"], files["apex"], "--model", files["noau"], "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["aus"] == [] and obj["au_vector_empty"] is False
+    # the AU vector really reaches a model with AUs: different AUs, different probabilities
+    p = Predictor(files["model"])
+    a = p.predict_pair(files["onset"], files["apex"], "none").probabilities
+    b = p.predict_pair(files["onset"], files["apex"], "1+2+4+6+12").probabilities
+    assert not np.allclose(list(a.values()), list(b.values()))
+
+
+def test_run_folder_resolves_to_final_model(files, capsys, tmp_path):
+    code, out, err = run(capsys, files["onset"], files["apex"], "--aus", "12", "--model", files["run"], "--json")
+    assert code == 0, err
+    assert json.loads(out)["model"].endswith("final/model.pt")
+    (tmp_path / "folds" / "01").mkdir(parents=True)
+    code, _, err = run(capsys, files["onset"], files["apex"], "--aus", "12", "--model", tmp_path)
+    one_error_line(code, err, "no final/model.pt", "--final", "checkpoint.pt")
+
+
+# -------------------------------------------------------------------------------------------------- batch
+
+def test_pairs_csv_to_csv_and_jsonl(files, capsys, tmp_path):
+    pairs = files["dir"] / "pairs.csv"
+    pairs.write_text(f"onset,apex,aus\n{files['onset'].name},{files['apex'].name},6+12\n"
+                     f"{files['onset']},{files['apex']},none\n"
+                     f"{files['onset'].name},missing.png,4\n"
+                     f"{files['onset'].name},{files['apex'].name},4+3\n")
+    code, out, err = run(capsys, "--pairs", pairs, "--model", files["model"])
+    assert code == 1  # two rows failed; the others were still predicted
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 4 and list(rows[0])[:4] == ["onset", "apex", "aus", "emotion"]
+    assert list(rows[0])[-1] == "error" and "p_happiness" in rows[0]
+    single = Predictor(files["model"]).predict_pair(files["onset"], files["apex"], "6+12")
+    assert rows[0]["emotion"] == single.emotion and rows[0]["error"] == ""
+    assert abs(float(rows[0]["p_surprise"]) - single.probabilities["surprise"]) < 1e-6
+    assert rows[1]["emotion"] and rows[1]["error"] == ""
+    assert rows[2]["emotion"] == "" and "missing.png: no such file" in rows[2]["error"]
+    assert "row 5: aus" in rows[3]["error"] and "3 not in the AU vocabulary" in rows[3]["error"]
+    assert "2 of 4 pairs predicted, 2 failed" in err and "row 4:" in err
+
+    code, out, err = run(capsys, "--pairs", pairs, "--model", files["model"], "--format", "jsonl")
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert len(objs) == 4 and objs[0]["emotion"] == single.emotion and objs[0]["row"] == 2
+    assert objs[1]["au_vector_empty"] is True and objs[2]["error"]
+
+    good = tmp_path / "good.csv"
+    good.write_text(f"onset,apex,aus\n{files['onset']},{files['apex']},1+2\n")
+    code, out, _ = run(capsys, "--pairs", good, "--model", files["model"])
+    assert code == 0 and len(out.splitlines()) == 2
+
+
+def test_pairs_csv_structure_errors(files, capsys, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("first,second\na.png,b.png\n")
+    code, _, err = run(capsys, "--pairs", bad, "--model", files["model"])
+    one_error_line(code, err, "bad.csv", "no 'onset' column")
+    code, _, err = run(capsys, "--pairs", tmp_path / "nope.csv", "--model", files["model"])
+    one_error_line(code, err, "nope.csv", "no such pairs file")
+    code, _, err = run(capsys, "--pairs", bad, "--model", files["model"], "--format", "xml")
+    one_error_line(code, err, "--format 'xml'")
+
+
+# -------------------------------------------------------------------------------------------------- clips
+
+def test_video_is_spotted_plotted_and_classified(files, capsys, tmp_path):
+    plot, why = tmp_path / "motion.png", tmp_path / "why.png"
+    code, out, err = run(capsys, files["video"], "--aus", "12", "--model", files["model"], "--json",
+                         "--plot", plot, "--explain", why)
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["spotted"] is True and abs(obj["apex_frame"] - 19) <= 1 and obj["onset_frame"] < obj["apex_frame"]
+    assert obj["apex"].endswith(f"clip.mp4 frame {obj['apex_frame']}") and len(obj["spotting"]["motion"]) == 30
+    assert plot.read_bytes()[:4] == b"\x89PNG" and why.read_bytes()[:4] == b"\x89PNG"
+
+    code, out, err = run(capsys, files["video"], "--aus", "12", "--model", files["model"])
+    assert code == 0, err
+    assert f"spotted: onset frame {obj['onset_frame']}, apex frame {obj['apex_frame']}" in out
+    assert "motion " in out and f"predicted: {obj['emotion']}" in out
+
+
+def test_frame_folder_spotting_and_override(files, capsys):
+    code, out, err = run(capsys, files["frames"], "--aus", "12", "--model", files["model"], "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert abs(obj["apex_frame"] - 19) <= 1 and obj["apex"].endswith(f"img{obj['apex_frame']}.jpg")
+    code, out, err = run(capsys, files["frames"], "--aus", "12", "--model", files["model"], "--json",
+                         "--onset", "1", "--apex", "19")
+    obj = json.loads(out)
+    assert obj["spotted"] is False and (obj["onset_frame"], obj["apex_frame"]) == (1, 19)
+    assert obj["onset"].endswith("img1.jpg") and "spotting" not in obj
+    # the override classifies exactly the pair given as images
+    pair = Predictor(files["model"]).predict_pair(files["frames"] / "img1.jpg", files["frames"] / "img19.jpg", "12")
+    assert np.allclose(list(obj["probabilities"].values()), list(pair.probabilities.values()), atol=1e-6)
+    code, _, err = run(capsys, files["frames"], "--aus", "12", "--model", files["model"], "--onset", "1",
+                       "--apex", "99")
+    one_error_line(code, err, "frame 99 is not in the clip (frames 1..30)")
+
+
+# ------------------------------------------------------------------------------------------------ explain
+
+def test_explain_uses_the_models_own_cva_maps(files, tmp_path):
+    from mertool.explain import attention_image, explain_figure
+
+    pred = Predictor(files["model"]).predict_pair(files["onset"], files["apex"], "6+12")
+    assert len(pred.cva_maps) == 4
+    model = Predictor(files["model"]).model
+    from mertool.data import resize_frames, to_float
+    x = to_float(resize_frames(torch.from_numpy(np.stack([pred.onset_crop, pred.apex_crop])).permute(0, 3, 1, 2), 64))
+    aus = torch.zeros(1, 21)
+    aus[0, [4, 8]] = 1  # AU6, AU12
+    with torch.no_grad():
+        _, maps = model(x[:1], x[1:], aus, return_maps=True)
+    for mine, ref in zip(pred.cva_maps, maps["cva"]):
+        assert mine.shape == ref[0].shape and mine.shape[-1] == 1 and torch.allclose(mine, ref[0], atol=1e-6)
+    att = attention_image(pred.cva_maps[-1], 224)
+    assert att.shape == (224, 224) and np.allclose(att, att[:, :1])  # vertical attention: one weight per row
+    png = explain_figure(pred.onset_crop, pred.apex_crop, pred.cva_maps, tmp_path / "e.png")
+    assert png.read_bytes()[:4] == b"\x89PNG" and not list(tmp_path.glob("*.tmp"))
+    assert explain_figure(pred.onset_crop, pred.apex_crop, None, tmp_path / "none.png").is_file()
+
+
+def test_sparkline():
+    assert sparkline([0, 1, 2, 3, 4, 5, 6, 7]) == "▁▂▃▄▅▆▇█" and sparkline([1, 1]) == "▁▁"
+    assert len(sparkline(np.arange(500), width=40)) == 40
+
+
+# ---------------------------------------------------------------------------------------------- bad inputs
+
+def test_bad_inputs_are_one_line_errors(files, capsys, tmp_path):
+    m = ["--model", str(files["model"])]
+    code, _, err = run(capsys, tmp_path / "nope.jpg", files["apex"], "--aus", "12", *m)
+    one_error_line(code, err, "nope.jpg", "no such file")
+
+    noise = tmp_path / "noise.png"
+    cv2.imwrite(str(noise), np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
+    code, _, err = run(capsys, noise, noise, "--aus", "12", *m)
+    one_error_line(code, err, "noise.png", "no face")
+
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not a picture")
+    code, _, err = run(capsys, text, files["apex"], "--aus", "12", *m)
+    one_error_line(code, err, "notes.jpg", "cannot decode")
+
+    for name, content in (("weights.pt", None), ("junk.pt", b"\x00garbage" * 10)):
+        path = tmp_path / name
+        if content is None:
+            torch.save({"state_dict": {"w": torch.zeros(2)}}, path)  # a torch file, but not a mertool checkpoint
+        else:
+            path.write_bytes(content)
+        code, _, err = run(capsys, files["onset"], files["apex"], "--aus", "12", "--model", path)
+        one_error_line(code, err, name, "not a mertool checkpoint")
+
+    code, _, err = run(capsys, files["onset"], files["apex"], "--aus", "AU1+R2+L99", *m)
+    one_error_line(code, err, "99 not in the AU vocabulary")
+    code, _, err = run(capsys, files["onset"], files["apex"], *m)
+    one_error_line(code, err, "trained with AU input", "--aus none")
+    code, _, err = run(capsys, files["onset"], *m)
+    one_error_line(code, err, "one image given")
+    code, _, err = run(capsys, files["onset"], files["apex"], "--aus", "12", "--plot", tmp_path / "p.png", *m)
+    one_error_line(code, err, "--plot")
+    fake = tmp_path / "fake.mp4"
+    fake.write_bytes(b"not a video")
+    code, _, err = run(capsys, fake, "--aus", "12", *m)
+    one_error_line(code, err, "fake.mp4", "cannot be read as a video")
