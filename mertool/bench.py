@@ -234,9 +234,11 @@ def bench_alignment(aligner=None, min_seconds: float = 2.0, min_reps: int = 3) -
     """Frames/s of detect + landmarks + chip (FaceAligner defaults, upsample 1) and pairs/s of align_pair."""
     from mertool.align import FaceAligner
 
-    t0 = time.perf_counter()
-    aligner = aligner or FaceAligner()
-    load_s = time.perf_counter() - t0
+    extra = {}
+    if aligner is None:
+        t0 = time.perf_counter()
+        aligner = FaceAligner()
+        extra["load_s"] = time.perf_counter() - t0  # reading the 68-point model file
     onset, apex = astronaut_pair()
     aligner.align_pair(onset, apex)  # warm-up (and a check that the face is found)
     cpu = torch.device("cpu")
@@ -245,7 +247,7 @@ def bench_alignment(aligner=None, min_seconds: float = 2.0, min_reps: int = 3) -
     pair_s, pairs = _timed(lambda: aligner.align_pair(onset, apex), cpu, min_seconds / 2, min_reps)
     return {"image": f"skimage.data.astronaut {onset.shape[1]}x{onset.shape[0]}", "upsample": aligner.upsample,
             "size": aligner.size, "frames_per_s": 1 / frame_s, "pairs_per_s": 1 / pair_s, "frames_timed": frames,
-            "pairs_timed": pairs, "load_s": load_s}
+            "pairs_timed": pairs, **extra}
 
 
 def bench_predict(model: torch.nn.Module, recipe: dict, classes: list[str], device: torch.device, workdir: Path,
@@ -362,7 +364,8 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
     `device`) with `folds_per_device` workers each (mertool.parallel).
 
     Defaults: on CUDA the recipe's batch, one whole epoch of the cache after a warm-up epoch, best of 3;
-    on CPU batch 4, 4 batches per epoch, 1 optimizer step of warm-up, one repeat (a paper-size step takes seconds).
+    on CPU batch 4, 2 batches per epoch (a paper-size step takes seconds there), 1 optimizer step of warm-up, best
+    of 3. The two ways of feeding an epoch alternate in order, so a slow drift in background load hits both.
     """
     from mertool.train import device_info, resolve_device
 
@@ -371,8 +374,8 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
     cuda = dev.type == "cuda"
     r = bench_recipe(recipe, image_size, overrides)
     batch = int(batch if batch is not None else (r["train"]["batch_size"] if cuda else 4))
-    steps = steps if steps is not None else (None if cuda else 4)
-    repeats = repeats or (3 if cuda else 1)
+    steps = steps if steps is not None else (None if cuda else 2)
+    repeats = repeats or 3
     warmup = warmup or (None if cuda else int(r["train"]["accum_steps"]))  # CUDA: a whole epoch; CPU: one step
     for name, value, lo in (("--batch", batch, 2), ("--steps", steps, 1), ("repeats", repeats, 1),
                             ("warmup", warmup, 1), ("--threads", threads, 1)):
@@ -389,10 +392,11 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
     if threads is not None:
         torch.set_num_threads(threads)
 
-    report: dict = {"device": {**device_info(dev), **({} if cuda else {"name": cpu_name()})}, "dtype": str(run_dtype(dev)).removeprefix("torch."),
+    report: dict = {"device": {**device_info(dev), **({} if cuda else {"name": cpu_name()})},
+                    "dtype": str(run_dtype(dev)).removeprefix("torch."),
                     "host": platform.node(), "torch": torch.__version__, "compile": bool(compile)}
-    if hasattr(os, "getloadavg"):
-        report["load_average_1min"] = os.getloadavg()[0]  # CPU figures on a shared machine depend on it
+    if hasattr(os, "getloadavg"):  # CPU figures on a shared machine depend on what else runs
+        report["load_average_1min"] = {"start": os.getloadavg()[0]}
 
     log(f"dense matmul rate ({report['dtype']}) on {dev}")
     report["matmul"] = matmul_rate(dev, sizes=matmul_sizes)
@@ -439,6 +443,8 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
             log(f"full LOSO: {r['train']['epochs']} epochs per fold on {devices or dev}, {folds_per_device} "
                 f"fold(s) per device")
             report["loso"] = bench_loso(r, cache_path, devices or str(dev), folds_per_device, threads, compile)
+    if hasattr(os, "getloadavg"):
+        report["load_average_1min"]["end"] = os.getloadavg()[0]
     return report
 
 
@@ -469,7 +475,8 @@ def bench_rows(rep: dict) -> list[tuple[str, str, str]]:
     est = rep["loso_estimate"]
     rows = [
         ("device", f"{rep['device'].get('name', '?')} ({rep['device']['type']})",
-         f"{rep['device'].get('torch_threads')} threads" + (f", load average {rep['load_average_1min']:.1f}"
+         f"{rep['device'].get('torch_threads')} threads" + (", 1-min load average {start:.1f} at start, {end:.1f} at "
+                                                             "end".format(**rep["load_average_1min"])
                                                              if "load_average_1min" in rep else "")),
         (f"dense matmul rate ({m['dtype']})", _si(m["flops"], "FLOP/s"), f"best of n x n: {sizes}"),
         ("model", f"{rep['model']['parameters'] / 1e6:.2f} M parameters",

@@ -49,8 +49,9 @@ def parse_devices(devices: str | list[str] | None) -> list[torch.device]:
         if dev.type == "cuda":
             dev = torch.device("cuda", dev.index if dev.index is not None else 0)
             if dev.index >= torch.cuda.device_count():
-                raise MertoolError(f"--devices {','.join(items)}: {d}: this machine has {torch.cuda.device_count()} CUDA device(s) "
-                                   f"(cuda:0..cuda:{torch.cuda.device_count() - 1})")
+                n = torch.cuda.device_count()
+                raise MertoolError(f"--devices {','.join(items)}: {d}: this machine has {n} CUDA device(s) "
+                                   f"(cuda:0..cuda:{n - 1})")
         out.append(dev)
     return out
 
@@ -64,8 +65,8 @@ def plan_slots(devices: list[torch.device], folds_per_device: int, threads: int 
         threads = max(1, (os.cpu_count() or 1) // n)
     elif threads < 1:
         raise MertoolError(f"threads per worker {threads!r}: expected an integer >= 1")
-    return [Slot(i, str(dev), threads) for i, (dev, _) in
-            enumerate((dev, k) for k in range(folds_per_device) for dev in devices)]
+    # interleaved (cuda:0, cuda:1, cuda:0, ...): when there are fewer folds than slots, every device still works
+    return [Slot(i, str(dev), threads) for i, dev in enumerate(list(devices) * folds_per_device)]
 
 
 def _worker(slot: Slot, data, recipe: dict, out: str, fold_dirs: dict, select: str, compile: bool,

@@ -1,11 +1,14 @@
 """`mertool bench` end to end with tiny settings: keys, positive figures, consistent ratios (never timings)."""
+import io
 import json
 from pathlib import Path
 
 import pytest
 import torch
+from rich.console import Console
 
-from mertool.bench import (loso_estimate, make_bench_cache, matmul_rate, model_flops, replayed_batches, run_bench)
+from mertool.bench import (loso_estimate, make_bench_cache, matmul_rate, model_flops, render_bench, replayed_batches,
+                           run_bench)
 from mertool.cache import load_cache, verify_cache
 from mertool.cli import main
 from mertool.recipe import load_recipe
@@ -13,7 +16,7 @@ from mertool.recipe import load_recipe
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["model.width=0.25", "augment.crop_padding=4"]
 TINY = dict(device="cpu", image_size=64, overrides=SMALL, batch=2, steps=2, synthetic_samples=12,
-            synthetic_subjects=3, matmul_sizes=(64, 128), align_seconds=0.1, predict_reps=1)
+            synthetic_subjects=3, matmul_sizes=(64, 128), align_seconds=0.1, predict_reps=1, repeats=2)
 
 
 @pytest.fixture(autouse=True)
@@ -58,6 +61,13 @@ def test_bench_end_to_end_on_a_synthetic_cache():
     assert rep["config"]["cache"].startswith("synthetic") and rep["config"]["cache_samples"] == 12
     assert rep["config"]["image_size"] == 64 and rep["device"]["type"] == "cpu"
     json.dumps(rep)  # JSON-ready
+    console = Console(file=io.StringIO(), width=200)
+    render_bench(rep, console)
+    text = console.file.getvalue()
+    for label in ("dense matmul rate (float32)", "model FLOP utilisation", "data path share", "alignment",
+                  "predict latency", "full LOSO estimate", "full LOSO, measured"):
+        assert label in text, label
+    assert f"{100 * rep['train']['mfu']:.1f} %" in text
 
 
 @pytest.mark.slow

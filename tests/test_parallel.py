@@ -92,3 +92,12 @@ def test_parallel_refuses_what_train_loso_refuses(tmp_path, synthetic_cache):
     with pytest.raises(MertoolError, match="--select"):
         train_loso_parallel(recipe, synthetic_cache, tmp_path / "r", select="best", devices="cpu",
                             folds_per_device=2, progress=False)
+
+
+@pytest.mark.slow
+def test_a_failing_worker_stops_the_run_with_a_clear_error(tmp_path, synthetic_cache):
+    recipe = load_recipe(ROOT / "recipes" / "casme2.yaml", SMALL + [f"model.pretrained={tmp_path / 'none.pt'}"])
+    with pytest.raises(MertoolError, match=r"worker \d \(cpu\), fold 0\d: .*none.pt: pretrained file not found"):
+        train_loso_parallel(recipe, synthetic_cache, tmp_path / "r", devices="cpu", folds_per_device=2, threads=1,
+                            progress=False)
+    assert not list((tmp_path / "r" / "folds").glob("*/predictions.csv"))

@@ -21,7 +21,7 @@ def bench_cmd(
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (default: the recipe's on CUDA, 4 on "
                                                               "CPU)."),
     steps: Optional[int] = typer.Option(None, "--steps", help="Batches in the timed epoch (default: the whole "
-                                                              "cache on CUDA, 4 on CPU)."),
+                                                              "cache on CUDA, 2 on CPU)."),
     set_: List[str] = typer.Option([], "--set", help="Override a recipe key, e.g. --set model.width=0.25."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (as train-loso --compile)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch (default: torch's)."),
