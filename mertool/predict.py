@@ -48,9 +48,12 @@ def parse_aus_input(text: str | None, uses_aus: bool, where: str = "--aus") -> A
         raise MertoolError(str(exc).replace("--aus", where, 1) if where != "--aus" else str(exc)) from None
     if not uses_aus:
         return AUInput(codes, ignored=bool(codes))
+    if not given and where == "--aus":
+        raise MertoolError("--aus: this model was trained with AU input; give the AUs (e.g. --aus 6+12) or "
+                           "--aus none to run it with an empty AU vector")
     if not given:
-        raise MertoolError(f"{where}: this model was trained with AU input; give the AUs (e.g. --aus 6+12) or "
-                           f"--aus none to run it with an empty AU vector")
+        raise MertoolError(f"{where}: empty; this model was trained with AU input: write the AUs (e.g. 6+12) or "
+                           f"'none' for an empty AU vector")
     return AUInput(codes)
 
 
@@ -88,10 +91,19 @@ class Predictor:
         self.classes: list[str] = list(self.ckpt["classes"])
         self.uses_aus: bool = bool(self.ckpt.get("uses_aus", True))
         self.image_size: int = int(self.ckpt.get("image_size", 224))
-        if aligner is None:
-            from mertool.align import FaceAligner
-            aligner = FaceAligner()  # preprocess's defaults: 224 px chip, padding 0.25, upsample 1
-        self.aligner = aligner
+        self.aligner = aligner if aligner is not None else self._aligner(self.ckpt.get("alignment"))
+
+    @staticmethod
+    def _aligner(settings):
+        """The training cache's alignment when the checkpoint records it, else preprocess's defaults (224 px chip,
+        padding 0.25, upsample 1)."""
+        from mertool.align import FaceAligner
+
+        keys = ("size", "padding", "upsample", "detect_max_side")
+        settings = settings if isinstance(settings, dict) else {}
+        if settings.get("method", "dlib-chip") != "dlib-chip":  # e.g. a --no-align cache: nothing to mirror
+            settings = {}
+        return FaceAligner(**{k: settings[k] for k in keys if k in settings})
 
     def aus(self, text: str | None, where: str = "--aus") -> AUInput:
         """Parse AUs for this model (see parse_aus_input)."""
@@ -154,11 +166,10 @@ class Predictor:
         rows = read_pairs_csv(pairs)
         out = []
         for i, (line, onset, apex, aus_text) in enumerate(rows):
-            rec = {"row": line, "onset": str(onset), "apex": str(apex), "aus": aus_text}
+            rec = {"row": line, "onset": str(onset), "apex": str(apex), "aus_input": aus_text}
             try:
                 p = self.predict_pair(onset, apex, self.aus(aus_text, f"{pairs}: row {line}: aus"))
                 rec.update(p.to_dict(), error="")
-                rec["onset"], rec["apex"], rec["aus"] = str(onset), str(apex), aus_text
             except MertoolError as exc:
                 rec.update(emotion="", probabilities={}, error=str(exc))
             out.append(rec)
@@ -223,7 +234,7 @@ def batch_csv(results: list[dict], classes: list[str]) -> str:
     w.writerow(["onset", "apex", "aus", "emotion"] + [f"p_{c}" for c in classes] + ["error"])
     for r in results:
         probs = r.get("probabilities") or {}
-        w.writerow([r["onset"], r["apex"], r["aus"], r.get("emotion", "")]
+        w.writerow([r["onset"], r["apex"], r["aus_input"], r.get("emotion", "")]
                    + [f"{probs[c]:.6f}" if c in probs else "" for c in classes] + [r.get("error", "")])
     return buf.getvalue()
 

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from skimage import data
 
 from mertool.cli import main
 from mertool.errors import MertoolError
@@ -148,11 +147,12 @@ def test_pairs_csv_to_csv_and_jsonl(files, capsys, tmp_path):
     pairs.write_text(f"onset,apex,aus\n{files['onset'].name},{files['apex'].name},6+12\n"
                      f"{files['onset']},{files['apex']},none\n"
                      f"{files['onset'].name},missing.png,4\n"
-                     f"{files['onset'].name},{files['apex'].name},4+3\n")
+                     f"{files['onset'].name},{files['apex'].name},4+3\n"
+                     f"{files['onset'].name},{files['apex'].name},\n")
     code, out, err = run(capsys, "--pairs", pairs, "--model", files["model"])
-    assert code == 1  # two rows failed; the others were still predicted
+    assert code == 1  # three rows failed; the others were still predicted
     rows = list(csv.DictReader(io.StringIO(out)))
-    assert len(rows) == 4 and list(rows[0])[:4] == ["onset", "apex", "aus", "emotion"]
+    assert len(rows) == 5 and list(rows[0])[:4] == ["onset", "apex", "aus", "emotion"]
     assert list(rows[0])[-1] == "error" and "p_happiness" in rows[0]
     single = Predictor(files["model"]).predict_pair(files["onset"], files["apex"], "6+12")
     assert rows[0]["emotion"] == single.emotion and rows[0]["error"] == ""
@@ -160,11 +160,12 @@ def test_pairs_csv_to_csv_and_jsonl(files, capsys, tmp_path):
     assert rows[1]["emotion"] and rows[1]["error"] == ""
     assert rows[2]["emotion"] == "" and "missing.png: no such file" in rows[2]["error"]
     assert "row 5: aus" in rows[3]["error"] and "3 not in the AU vocabulary" in rows[3]["error"]
-    assert "2 of 4 pairs predicted, 2 failed" in err and "row 4:" in err
+    assert "row 6: aus: empty" in rows[4]["error"] and "'none'" in rows[4]["error"]
+    assert "2 of 5 pairs predicted, 3 failed" in err and "row 4:" in err
 
-    code, out, err = run(capsys, "--pairs", pairs, "--model", files["model"], "--format", "jsonl")
+    code, out, err = run(capsys, "--pairs", pairs, "--model", files["model"], "--json")  # --json = jsonl
     objs = [json.loads(line) for line in out.splitlines()]
-    assert len(objs) == 4 and objs[0]["emotion"] == single.emotion and objs[0]["row"] == 2
+    assert len(objs) == 5 and objs[0]["emotion"] == single.emotion and objs[0]["row"] == 2
     assert objs[1]["au_vector_empty"] is True and objs[2]["error"]
 
     good = tmp_path / "good.csv"
@@ -286,3 +287,10 @@ def test_bad_inputs_are_one_line_errors(files, capsys, tmp_path):
     fake.write_bytes(b"not a video")
     code, _, err = run(capsys, fake, "--aus", "12", *m)
     one_error_line(code, err, "fake.mp4", "cannot be read as a video")
+
+
+def test_alignment_follows_the_checkpoint_when_recorded():
+    a = Predictor._aligner({"method": "dlib-chip", "size": 112, "padding": 0.3, "upsample": 0, "anchor": "onset"})
+    assert (a.size, a.padding, a.upsample) == (112, 0.3, 0)
+    b = Predictor._aligner(None)
+    assert (b.size, b.padding, b.upsample) == (224, 0.25, 1)  # preprocess's defaults
