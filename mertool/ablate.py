@@ -144,26 +144,29 @@ def list_variants(table_path, base=None, overrides=(), console=None) -> list[dic
         t.add_row(v.name, v.label, ", ".join(f"{k}={val}" for k, val in v.model.items()) or "(base)",
                   f"{params / 1e6:.2f} M" if params else "?")
     console.print(t)
-    console.print(f"base recipe: {base_path}")
+    console.print(f"base recipe: {base_path.resolve()}")
     return rows
 
 
 def _param_count(model_cfg: dict) -> int | None:
-    try:
-        from mertool.models import build_model
+    import torch
 
-        return sum(p.numel() for p in build_model(model_cfg).parameters())
+    try:
+        from mertool.models import build_model, count_params
+
+        with torch.device("meta"):  # shapes only: no memory, no initialisation
+            return count_params(build_model(model_cfg, load_weights=False))
     except Exception:  # a listing must not fail because one variant cannot be built here
         return None
 
 
-def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", base=None, overrides=(),
-              select="last", compile=False, console=None, progress=True) -> dict:
+def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", folds_per_device=1, base=None,
+              overrides=(), select="last", compile=False, console=None, progress=True) -> dict:
     """Train every variant (resumable, shardable), then print and write the table (Markdown + CSV)."""
     from rich.console import Console
 
     from mertool.cache import load_cache
-    from mertool.train import train_loso
+    from mertool.parallel import train_loso_parallel
 
     console = console or Console(markup=False)
     table = load_table(table_path)
@@ -174,8 +177,9 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", ba
     root = Path(out) / table.stem
     for v in table.variants:
         console.rule(f"{table.stem}: {v.label}")
-        train_loso(recipes[v.name], cache_data, root / v.name, subjects=subjects, device=device, select=select,
-                   compile=compile, console=console, progress=progress)
+        train_loso_parallel(recipes[v.name], cache_data, root / v.name, subjects=subjects, devices=device,
+                            folds_per_device=folds_per_device, select=select, compile=compile, console=console,
+                            progress=progress)
     return report_table(table, root, dataset, console=console)
 
 

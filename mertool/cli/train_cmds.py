@@ -12,6 +12,8 @@ from mertool.errors import MertoolError
 _SET_HELP = "Override a recipe key, e.g. --set train.epochs=5 (value parsed as YAML; repeatable)."
 _SUBJECTS_HELP = "Folds to run here: all, or held-out subjects '01,02' (shards of one run folder)."
 _DEVICE_HELP = "cuda, cuda:N, cpu or auto (cuda when available)."
+_DEVICES_HELP = "Train folds in parallel on these devices, e.g. cuda:0,cuda:1 (replaces --device)."
+_FPD_HELP = "Folds trained at once on each device (worker processes); a small model leaves a big GPU idle."
 
 
 def _console(quiet_stdout: bool = False):
@@ -41,6 +43,8 @@ def train_loso_cmd(
                                     "selection)')."),
     final: bool = typer.Option(False, "--final", help="Also train one model on all subjects: RUN/final/model.pt."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA; slower start)."),
+    devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
+    folds_per_device: int = typer.Option(1, "--folds-per-device", min=1, help=_FPD_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Leave-one-subject-out training: one fold per held-out subject, fixed schedule, last epoch as the result.
@@ -50,16 +54,18 @@ def train_loso_cmd(
     Example:
       mertool train-loso recipes/casme2.yaml --cache casme2.h5 --out runs/casme2-s0 --final
       mertool train-loso demo --cache demo.h5 --set train.epochs=5 --subjects 01,02
+      mertool train-loso casme2 --cache casme2.h5 --devices cuda:0,cuda:1 --folds-per-device 4
     """
+    from mertool.parallel import train_loso_parallel
     from mertool.recipe import find_recipe, load_recipe
-    from mertool.train import train_loso
 
     overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
     r = load_recipe(recipe, overrides)
     if out is None:
         out = Path("runs") / f"{find_recipe(recipe).stem}-seed{r['train']['seed']}"
-    train_loso(r, cache, out, subjects=subjects, device=device, select=_check_select(select), final=final,
-               compile=compile_, console=_console(), progress=not quiet)
+    train_loso_parallel(r, cache, out, subjects=subjects, devices=devices or device, folds_per_device=folds_per_device,
+                        select=_check_select(select), final=final, compile=compile_, console=_console(),
+                        progress=not quiet)
 
 
 @app.command("evaluate")
@@ -111,6 +117,8 @@ def ablate_cmd(
     set_: List[str] = typer.Option([], "--set", help=_SET_HELP + " Applies to every variant."),
     select: str = typer.Option("last", "--select", help="last or oracle (see train-loso)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the models."),
+    devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
+    folds_per_device: int = typer.Option(1, "--folds-per-device", min=1, help=_FPD_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """Run every variant of a paper ablation table through LOSO and print the table beside the paper's numbers.
@@ -130,5 +138,6 @@ def ablate_cmd(
         return
     if cache is None:
         raise MertoolError("ablate: --cache FILE is required (except with --list)")
-    run_table(table, cache, out, subjects=subjects, device=device, base=base, overrides=overrides,
-              select=_check_select(select), compile=compile_, console=console, progress=not quiet)
+    run_table(table, cache, out, subjects=subjects, device=devices or device, folds_per_device=folds_per_device,
+              base=base, overrides=overrides, select=_check_select(select), compile=compile_, console=console,
+              progress=not quiet)
