@@ -1,0 +1,175 @@
+"""`mertool demo`: the whole pipeline on the synthetic demo set, with and without the AU vector.
+
+    summary = demo("demo_out")          # synth -> preprocess -> train-loso demo -> evaluate, then the no-AU variant
+
+Layout of the output folder:
+
+    demo_out/data/                      synthetic CASME II (CASME2-RAW/, CASME2-coding-synthetic.xlsx, synth.json)
+    demo_out/demo.h5 (+ .json)          the aligned cache and its preprocess report
+    demo_out/runs/full/                 LOSO run of recipes/demo.yaml (folds/, confusion.png, report.json)
+    demo_out/runs/no_au/                the same recipe with model.aus=false
+    demo_out/demo.json                  both results, settings and step times
+
+Re-running resumes: the data set is kept when it was made with the same settings, the cache when it was made from
+that data, and finished folds are skipped (train-loso's own resume).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from mertool.errors import MertoolError
+
+PER_SUBJECT = 20
+VARIANTS = (("full", "full model (motion + position + AU vector)", ()),
+            ("no_au", "no-AU variant (images only, model.aus=false)", ("model.aus=false",)))
+STATE = ".demo-state.json"
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _read_state(out: Path) -> dict:
+    try:
+        return json.loads((out / STATE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+
+
+def _remove_runs(runs: Path) -> None:
+    """Run folders trained on other data (only folders that are mertool runs are removed)."""
+    for name, *_ in VARIANTS:
+        d = runs / name
+        if (d / "run.json").is_file():
+            shutil.rmtree(d)
+
+
+def _slots(device: str, workers: int) -> tuple[int, int | None]:
+    """(folds at a time, CPU threads each): on CPU the cores are split between folds; one fold at a time on a GPU."""
+    from mertool.train import resolve_device
+
+    if resolve_device(device).type != "cpu":
+        return 1, None
+    cores = os.cpu_count() or 1
+    folds = max(1, min(workers, cores))
+    return folds, max(1, cores // folds)
+
+
+def train_and_evaluate(recipe: dict, cache: Path, run_dir: Path, *, device: str, workers: int, console,
+                       progress: bool) -> dict:
+    """One LOSO run (resumed when its folder exists), its evaluation report and confusion picture."""
+    from mertool.evaluate import confusion_png, evaluate_runs, render, summed_confusion
+    from mertool.parallel import train_loso_parallel
+
+    folds, threads = _slots(device, workers)
+    try:
+        train_loso_parallel(recipe, cache, run_dir, devices=device, folds_per_device=folds, threads=threads,
+                            console=console, progress=progress)
+    except MertoolError as exc:
+        raise MertoolError(f"{exc} (or delete {run_dir} to train it again)") from None
+    report = evaluate_runs([run_dir])
+    cm = summed_confusion(report)
+    report["png"] = str(confusion_png(cm, report["classes"], run_dir / "confusion.png",
+                                      f"{recipe.get('name', 'demo')}: LOSO confusion, last epoch"))
+    render(report, console)
+    _write_json(run_dir / "report.json", report)
+    return report
+
+
+def demo(out="demo_out", subjects: int = 10, per_subject: int = PER_SUBJECT, seed: int = 0, recipe: str = "demo",
+         faces=None, workers: int = 2, device: str = "auto", console=None, progress: bool = True) -> dict:
+    """Run the demo into `out` and return its summary (also written to OUT/demo.json)."""
+    from rich.console import Console
+
+    from mertool.preprocess import preprocess, print_summary
+    from mertool.recipe import find_recipe, load_recipe
+    from mertool.synth import MANIFEST, is_complete, settings_key, synth
+
+    console = console or Console(markup=False)
+    t_start = time.perf_counter()
+    out = Path(out).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    data, cache, runs = out / "data", out / "demo.h5", out / "runs"
+    recipe_path = find_recipe(recipe)
+    recipes = {name: load_recipe(recipe_path, list(extra) + [f"train.seed={seed}"]) for name, _, extra in VARIANTS}
+    times: dict[str, float] = {}
+    state = _read_state(out)
+
+    t = time.perf_counter()
+    settings = settings_key(subjects, per_subject, seed, faces)
+    if is_complete(data, settings):
+        console.print(f"[1/4] synth: {data} already holds this data set (same settings), kept")
+    else:
+        console.print(f"[1/4] synth: {subjects} subjects x {per_subject} clips -> {data}")
+        s = synth(data, faces=faces, subjects=subjects, per_subject=per_subject, seed=seed, workers=workers,
+                  progress=progress)
+        console.print(f"      {s['samples']} clips, {s['frames']} frames in {s['seconds']:.1f} s")
+    times["synth"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    source = _digest(data / MANIFEST)
+    if cache.is_file() and state.get("cache_source") == source:
+        console.print(f"[2/4] preprocess: {cache} was made from this data set, kept")
+    else:
+        console.print(f"[2/4] preprocess: {data} -> {cache}")
+        _remove_runs(runs)  # trained on other data: their folds would not match the new cache
+        summary = preprocess(data, out=cache, workers=workers, progress=progress)
+        print_summary(summary, console)
+        state["cache_source"] = source
+        _write_json(out / STATE, state)
+    times["preprocess"] = time.perf_counter() - t
+
+    results = {}
+    for step, (name, title, extra) in enumerate(VARIANTS, start=3):
+        t = time.perf_counter()
+        run_dir = runs / name
+        console.print(f"[{step}/4] train-loso {recipe_path.name}{' --set ' + ' '.join(extra) if extra else ''}: "
+                      f"{title} -> {run_dir}")
+        report = train_and_evaluate(recipes[name], cache, run_dir, device=device, workers=workers,
+                                    console=console, progress=progress)
+        times[name] = time.perf_counter() - t
+        m = report["runs"][0]["metrics"]
+        results[name] = {"title": title, "run": str(run_dir), "confusion_png": report["png"],
+                         "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"], "n": m["n"],
+                         "seconds": round(times[name], 1)}
+
+    summary = {"out": str(out), "data": str(data), "cache": str(cache), "recipe": str(recipe_path),
+               "settings": {"subjects": subjects, "per_subject": per_subject, "seed": seed,
+                            "faces": str(faces) if faces else "default (astronaut, Grace Hopper)",
+                            "device": device, "workers": workers},
+               "results": results, "seconds": {k: round(v, 1) for k, v in times.items()},
+               "total_seconds": round(time.perf_counter() - t_start, 1), "chance": 1 / 5}
+    _write_json(out / "demo.json", summary)
+    print_demo(summary, console)
+    return summary
+
+
+def print_demo(summary: dict, console) -> None:
+    """The closing table: both variants' pooled LOSO figures and where everything was written."""
+    from rich.table import Table
+
+    table = Table(title=f"mertool demo: leave-one-subject-out on {summary['settings']['subjects']} synthetic subjects "
+                        f"(chance {summary['chance']:.2f})")
+    for col in ("variant", "accuracy", "UF1", "UAR", "samples", "time"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for r in summary["results"].values():
+        table.add_row(r["title"], f"{r['accuracy']:.3f}", f"{r['uf1']:.3f}", f"{r['uar']:.3f}", str(r["n"]),
+                      f"{r['seconds']:.0f} s")
+    console.print(table)
+    console.print(f"data set:   {summary['data']}")
+    console.print(f"cache:      {summary['cache']}")
+    for r in summary["results"].values():
+        console.print(f"run:        {r['run']}  (confusion: {r['confusion_png']})")
+    console.print(f"summary:    {Path(summary['out']) / 'demo.json'}")
+    console.print(f"total time: {summary['total_seconds']:.0f} s")
