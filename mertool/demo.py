@@ -96,7 +96,7 @@ def demo(out="demo_out", subjects: int = 10, per_subject: int = PER_SUBJECT, see
     from mertool.recipe import find_recipe, load_recipe
     from mertool.synth import MANIFEST, is_complete, settings_key, synth
 
-    console = console or Console(markup=False)
+    console = console or Console(markup=False, soft_wrap=True)  # paths stay whole lines
     t_start = time.perf_counter()
     out = Path(out).expanduser()
     out.mkdir(parents=True, exist_ok=True)
