@@ -123,6 +123,34 @@ def _mean_std(values: list[float]) -> dict:
             "values": [float(x) for x in v]}
 
 
+SEED_KEYS = ("name", "description", "train.seed")
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def recipe_differences(run_dirs: list[Path]) -> dict[str, list]:
+    """Recipe keys (seed and name aside) whose values differ between runs: key -> each run's value."""
+    import yaml
+
+    flats = []
+    for d in run_dirs:
+        try:
+            flats.append(_flat(yaml.safe_load((d / "recipe.yaml").read_text(encoding="utf-8")) or {}))
+        except (OSError, yaml.YAMLError):
+            flats.append({})   # an old run without its recipe: nothing to compare
+    keys = sorted({k for f in flats for k in f} - set(SEED_KEYS))
+    return {k: [f.get(k) for f in flats] for k in keys if len({repr(f.get(k)) for f in flats}) > 1} \
+        if len(flats) > 1 else {}
+
+
 def evaluate_runs(run_dirs, partial: bool = False) -> dict:
     """Several run folders (same classes) -> per-run reports plus mean ± std of each headline metric."""
     runs = [evaluate_run(d, partial) for d in run_dirs]
@@ -133,8 +161,11 @@ def evaluate_runs(run_dirs, partial: bool = False) -> dict:
         if r["classes"] != classes:
             raise MertoolError(f"{r['run']}: classes {r['classes']} differ from {runs[0]['run']}'s {classes}")
     scored = [r for r in runs if r["metrics"]]
-    out = {"protocol": PROTOCOL, "classes": classes, "runs": runs, "aggregate": None, "oracle_aggregate": None}
-    if len(scored) > 1:
+    differ = recipe_differences([Path(r["run"]) for r in runs])
+    out = {"protocol": PROTOCOL, "classes": classes, "runs": runs, "aggregate": None, "oracle_aggregate": None,
+           "recipe_differences": differ}
+    # mean ± std is for repeats of one recipe (seeds); runs of different settings are only compared side by side
+    if len(scored) > 1 and not differ:
         out["aggregate"] = {k: _mean_std([r["metrics"][k] for r in scored]) for k in HEADLINE}
         if all(r["oracle"] for r in scored):
             out["oracle_aggregate"] = {k: _mean_std([r["oracle"][k] for r in scored]) for k in HEADLINE}
@@ -187,6 +218,24 @@ def to_json(report: dict) -> str:
     return json.dumps(report, indent=2)
 
 
+def _headline_table(title: str, metrics: list[dict], names: list[str], aggregate: dict | None, agg_title: str):
+    """Accuracy, F1, UF1, UAR: one column per run (or 'value' for one run), and mean ± std over runs."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    table.add_column("metric")
+    for name in names if len(names) > 1 else ["value"]:
+        table.add_column(name, justify="right")
+    if aggregate:
+        table.add_column(agg_title, justify="right")
+    for k in HEADLINE:
+        row = [NAMES[k]] + [f"{m[k]:.4f}" for m in metrics]
+        if aggregate:
+            row.append(f"{aggregate[k]['mean']:.4f} ± {aggregate[k]['std']:.4f}")
+        table.add_row(*row)
+    return table
+
+
 def render(report: dict, console) -> None:
     """Rich tables: headline metrics, per-class, per-subject, confusion; oracle figures apart, labelled."""
     from rich.table import Table
@@ -200,23 +249,19 @@ def render(report: dict, console) -> None:
         console.print(f"{r['run']}: {len(r['done_folds'])}/{len(r['expected_folds'])} folds{note}"
                       f"{skipped}")
     console.print(f"protocol: {report['protocol']}")
+    differ = report.get("recipe_differences") or {}
+    for key, values in differ.items():
+        pairs = ", ".join(f"{Path(r['run']).name}={v}" for r, v in zip(runs, values))
+        console.print(f"recipes differ in {key}: {pairs}")
+    if differ:
+        console.print("different settings: the runs are compared side by side, with no mean ± std")
     if not scored:
         console.print("no finished fold to score")
         return
 
-    head = Table(title="Pooled leave-one-subject-out results")
-    head.add_column("metric")
-    for r in scored if len(scored) > 1 else scored[:1]:
-        head.add_column(Path(r["run"]).name if len(scored) > 1 else "value", justify="right")
-    if report.get("aggregate"):
-        head.add_column(f"mean ± std (n={len(scored)})", justify="right")
-    for k in HEADLINE:
-        row = [NAMES[k]] + [f"{r['metrics'][k]:.4f}" for r in scored]
-        if report.get("aggregate"):
-            a = report["aggregate"][k]
-            row.append(f"{a['mean']:.4f} ± {a['std']:.4f}")
-        head.add_row(*row)
-    console.print(head)
+    console.print(_headline_table("Pooled leave-one-subject-out results", [r["metrics"] for r in scored],
+                                  [Path(r["run"]).name for r in scored], report.get("aggregate"),
+                                  f"mean ± std (n={len(scored)})"))
 
     pc = Table(title="Per class" + (" (mean over runs)" if len(scored) > 1 else ""))
     for col in ("class", "precision", "recall", "F1", "support"):
@@ -248,19 +293,9 @@ def render(report: dict, console) -> None:
 
     oracle_runs = [r for r in scored if r["oracle"]]
     if oracle_runs:
-        ot = Table(title=f"{ORACLE_LABEL.upper()}: NOT AN ESTIMATE")
-        ot.add_column("metric")
-        for r in oracle_runs:
-            ot.add_column(Path(r["run"]).name if len(oracle_runs) > 1 else "value", justify="right")
-        if report.get("oracle_aggregate"):
-            ot.add_column("mean ± std", justify="right")
-        for k in HEADLINE:
-            row = [NAMES[k]] + [f"{r['oracle'][k]:.4f}" for r in oracle_runs]
-            if report.get("oracle_aggregate"):
-                a = report["oracle_aggregate"][k]
-                row.append(f"{a['mean']:.4f} ± {a['std']:.4f}")
-            ot.add_row(*row)
-        console.print(ot)
+        console.print(_headline_table(f"{ORACLE_LABEL.upper()}: NOT AN ESTIMATE", [r["oracle"] for r in oracle_runs],
+                                      [Path(r["run"]).name for r in oracle_runs], report.get("oracle_aggregate"),
+                                      "mean ± std"))
         console.print(f"{ORACLE_LABEL}: each fold's epoch was chosen on its own test subject, so these figures "
                       f"are optimistic; they are reported apart and never mixed with the figures above.")
     for r in runs:

@@ -57,6 +57,17 @@ def make_synthetic_cache(path: Path, subjects: int = 4, per_class: int = 2, size
 
 
 @pytest.fixture
+def one_torch_thread():
+    """One torch thread for the test: two test workers x two threads on two busy cores make OpenMP barriers crawl."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def synthetic_cache(tmp_path) -> Path:
     """A 4-subject, 5-class, 64-px cache (40 samples)."""
     return make_synthetic_cache(tmp_path / "synthetic.h5")

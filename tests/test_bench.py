@@ -19,13 +19,7 @@ TINY = dict(device="cpu", image_size=64, overrides=SMALL, batch=2, steps=2, synt
             synthetic_subjects=3, matmul_sizes=(64, 128), align_seconds=0.1, predict_reps=1, repeats=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: two test workers x two threads on two busy cores make OpenMP barriers crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def check_report(rep: dict) -> None:

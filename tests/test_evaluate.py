@@ -77,6 +77,20 @@ def test_several_runs_mean_std_and_json(tmp_path, capsys):
     assert "0.8750 ± 0.1768" in capsys.readouterr().out
 
 
+def test_runs_of_different_recipes_are_compared_not_averaged(tmp_path, capsys):
+    a, b, c = (make_run(tmp_path / n) for n in ("seed0", "seed1", "no_au"))
+    a_recipe = "name: x\nmodel:\n  aus: true\ntrain:\n  seed: 0\n"
+    (a / "recipe.yaml").write_text(a_recipe)
+    (b / "recipe.yaml").write_text(a_recipe.replace("seed: 0", "seed: 1"))
+    (c / "recipe.yaml").write_text(a_recipe.replace("aus: true", "aus: false"))
+    assert evaluate_runs([a, b])["aggregate"]["accuracy"]["n"] == 2        # seeds only: mean ± std
+    rep = evaluate_runs([a, c])
+    assert rep["aggregate"] is None and rep["recipe_differences"] == {"model.aus": [True, False]}
+    assert main(["evaluate", str(a), str(c)]) == 0
+    out = capsys.readouterr().out
+    assert "recipes differ in model.aus: seed0=True, no_au=False" in out and "mean ± std (n=" not in out
+
+
 def test_oracle_only_when_every_fold_has_it(tmp_path, capsys):
     perfect = {s: y for s, (y, _) in FOLDS.items()}
     full = evaluate_run(make_run(tmp_path / "o", oracle=perfect))

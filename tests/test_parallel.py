@@ -14,13 +14,7 @@ SMALL = ["data.image_size=64", "model.width=0.25", "train.epochs=2", "train.deca
          "augment.crop_padding=4"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: two test workers x two threads on two busy cores make OpenMP barriers crawl."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_recipe():
