@@ -258,16 +258,17 @@ def sparkline(values, width: int = 48) -> str:
 
 def render_prediction(pred: Prediction, console, model_path: str | Path = "") -> None:
     """Rich table: every class with its probability, the predicted one marked; then the AU line."""
+    from rich.markup import escape
     from rich.table import Table
 
-    console.print(f"onset: {pred.onset}\napex:  {pred.apex}", markup=False, highlight=False)
+    console.print(f"onset: {pred.onset}\napex:  {pred.apex}", markup=False, highlight=False, soft_wrap=True)
     table = Table()
     table.add_column("class")
     table.add_column("probability", justify="right")
     table.add_column("")
     for name, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
         mark = "[bold green]<- predicted[/]" if name == pred.emotion else ""
-        table.add_row(f"[bold]{name}[/]" if name == pred.emotion else name, f"{p:.3f}",
+        table.add_row(f"[bold]{escape(name)}[/]" if name == pred.emotion else escape(name), f"{p:.3f}",
                       f"{'█' * round(20 * p):<20} {mark}")
     console.print(table)
     if pred.aus.empty:
@@ -278,5 +279,5 @@ def render_prediction(pred: Prediction, console, model_path: str | Path = "") ->
         console.print(f"AUs: {format_aus(pred.aus.codes)}")
     if pred.n_faces > 1:
         console.print(f"note: {pred.n_faces} faces found; the largest was used")
-    console.print(f"predicted: [bold]{pred.emotion}[/] ({pred.probabilities[pred.emotion]:.3f})"
-                  + (f"   model: {model_path}" if model_path else ""))
+    console.print(f"predicted: [bold]{escape(pred.emotion)}[/] ({pred.probabilities[pred.emotion]:.3f})"
+                  + (f"   model: {escape(str(model_path))}" if model_path else ""), soft_wrap=True)
