@@ -94,12 +94,12 @@ def demo(out="demo_out", subjects: int = 10, per_subject: int = PER_SUBJECT, see
 
     from mertool.preprocess import preprocess, print_summary
     from mertool.recipe import find_recipe, load_recipe
-    from mertool.synth import MANIFEST, is_complete, settings_key, synth
+    from mertool.synth import MANIFEST, check_settings, is_complete, make_folder, settings_key, synth
 
     console = console or Console(markup=False, soft_wrap=True)  # paths stay whole lines
     t_start = time.perf_counter()
-    out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    check_settings(subjects, per_subject)
+    out = make_folder(out)
     data, cache, runs = out / "data", out / "demo.h5", out / "runs"
     recipe_path = find_recipe(recipe)
     recipes = {name: load_recipe(recipe_path, list(extra) + [f"train.seed={seed}"]) for name, _, extra in VARIANTS}

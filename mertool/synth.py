@@ -736,18 +736,34 @@ def _replace_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
+def check_settings(subjects: int, per_subject: int) -> None:
+    """Subject and clip counts a CASME II layout can hold (sub01..sub99)."""
+    if subjects < 1 or subjects > 99:
+        raise MertoolError(f"--subjects {subjects}: expected 1 to 99")
+    if per_subject < 1 or per_subject > 500:
+        raise MertoolError(f"--per-subject {per_subject}: expected 1 to 500")
+
+
+def make_folder(path) -> Path:
+    """An output folder, created when missing; a file in its place is a user error."""
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise MertoolError(f"{path}: is a file; expected an output folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MertoolError(f"{path}: cannot create the output folder ({exc.strerror})") from None
+    return path
+
+
 def synth(out, faces=None, subjects: int = 10, per_subject: int = 20, seed: int = 0, workers: int = 2,
           noise: bool = True, jitter: bool = True, progress: bool = False) -> dict:
     """Write a synthetic CASME II-layout dataset into `out`; returns the summary (also in OUT/synth.json)."""
     from mertool.align import FaceAligner
 
-    if subjects < 1 or subjects > 99:
-        raise MertoolError(f"--subjects {subjects}: expected 1 to 99")
-    if per_subject < 1 or per_subject > 500:
-        raise MertoolError(f"--per-subject {per_subject}: expected 1 to 500")
+    check_settings(subjects, per_subject)
     t0 = time.perf_counter()
-    out = Path(out).expanduser()
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out)
     _check_out(out)
     aligner = FaceAligner(size=int(ALIGNED))
     base = folder_faces(faces) if faces else default_faces()

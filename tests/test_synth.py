@@ -236,6 +236,12 @@ def test_cli_synth_and_errors(tmp_path, capsys):
     assert "--subjects 0" in capsys.readouterr().err
     assert main(["synth", str(out), "--faces", str(tmp_path / "nowhere"), "--quiet"]) == 2
     assert "nowhere" in capsys.readouterr().err
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a folder")
+    assert main(["synth", str(a_file), "--quiet"]) == 2
+    assert "a_file: is a file; expected an output folder" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "d"), "--subjects", "0"]) == 2   # checked before any step runs
+    assert capsys.readouterr().out == "" and not (tmp_path / "d").exists()
     real = tmp_path / "real"
     (real / "CASME2-RAW" / "sub01").mkdir(parents=True)   # a user's own data is never replaced
     assert main(["synth", str(real), "--subjects", "1", "--per-subject", "1", "--quiet"]) == 2
