@@ -126,29 +126,22 @@ def _mean_std(values: list[float]) -> dict:
 SEED_KEYS = ("name", "description", "train.seed")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def recipe_differences(run_dirs: list[Path]) -> dict[str, list]:
     """Recipe keys (seed and name aside) whose values differ between runs: key -> each run's value."""
     import yaml
 
+    from mertool.recipe import flat_recipe
+
+    if len(run_dirs) < 2:
+        return {}
     flats = []
     for d in run_dirs:
         try:
-            flats.append(_flat(yaml.safe_load((d / "recipe.yaml").read_text(encoding="utf-8")) or {}))
+            flats.append(flat_recipe(yaml.safe_load((d / "recipe.yaml").read_text(encoding="utf-8")) or {}))
         except (OSError, yaml.YAMLError):
             flats.append({})   # an old run without its recipe: nothing to compare
     keys = sorted({k for f in flats for k in f} - set(SEED_KEYS))
-    return {k: [f.get(k) for f in flats] for k in keys if len({repr(f.get(k)) for f in flats}) > 1} \
-        if len(flats) > 1 else {}
+    return {k: [f.get(k) for f in flats] for k in keys if any(f.get(k) != flats[0].get(k) for f in flats)}
 
 
 def evaluate_runs(run_dirs, partial: bool = False) -> dict:

@@ -320,14 +320,19 @@ def save_recipe(recipe: dict, path: str | Path) -> Path:
     return atomic_write_text(path, dump_recipe(recipe))
 
 
-def recipe_diff(a: dict, b: dict, _prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two resolved recipes ('train.epochs: 75 != 5')."""
-    out = []
-    for key in sorted(set(a) | set(b), key=str):
-        va, vb = a.get(key), b.get(key)
+def flat_recipe(recipe: dict, _prefix: str = "") -> dict:
+    """A recipe as {dotted key: plain value}; the class map (data.classes) stays one value."""
+    out = {}
+    for key, value in recipe.items():
         name = f"{_prefix}{key}"
-        if isinstance(va, dict) and isinstance(vb, dict) and (_prefix + key) != "data.classes":
-            out += recipe_diff(va, vb, name + ".")
-        elif _plain(va) != _plain(vb):
-            out.append(f"{name}: {va!r} != {vb!r}")
+        if isinstance(value, dict) and value and name != "data.classes":
+            out.update(flat_recipe(value, name + "."))
+        else:
+            out[name] = _plain(value)
     return out
+
+
+def recipe_diff(a: dict, b: dict) -> list[str]:
+    """Dotted keys whose values differ between two resolved recipes ('train.epochs: 75 != 5')."""
+    fa, fb = flat_recipe(a), flat_recipe(b)
+    return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
