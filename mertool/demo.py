@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from mertool.errors import MertoolError
+from mertool.recipe import atomic_write_text
 
 PER_SUBJECT = 20
 VARIANTS = (("full", "full model (motion + position + AU vector)", ()),
@@ -42,9 +43,7 @@ def _read_state(out: Path) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _remove_runs(runs: Path) -> None:

@@ -42,6 +42,7 @@ import numpy as np
 
 from mertool.aus import format_aus
 from mertool.errors import MertoolError
+from mertool.recipe import atomic_write_text
 
 FORMAT = "mertool-synth"
 VERSION = 1
@@ -682,13 +683,6 @@ def _write_zip_fixed(path: Path, data: bytes) -> Path:
     return path
 
 
-def _atomic_json(path: Path, obj) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
-    return path
-
-
 def settings_key(subjects: int, per_subject: int, seed: int, faces, clean: bool = False) -> dict:
     """What determines a synth output (a re-run with the same key gives the same files)."""
     return {"format": FORMAT, "version": VERSION, "subjects": int(subjects), "per_subject": int(per_subject),
@@ -803,7 +797,7 @@ def synth(out, faces=None, subjects: int = 10, per_subject: int = 20, seed: int 
                 "subjects": [{"subject": p.name, **asdict(p.identity), "landmarks": np.round(p.landmarks, 2).tolist()}
                              for p in people],
                 "samples": [_spec_json(s) for s in done]}
-    _atomic_json(out / MANIFEST, manifest)
+    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return summary
 
 
