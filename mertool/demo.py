@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from mertool.errors import MertoolError
-from mertool.recipe import atomic_write_text
+from mertool.preprocess import write_json
 
 PER_SUBJECT = 20
 VARIANTS = (("full", "full model (motion + position + AU vector)", ()),
@@ -40,10 +40,6 @@ def _read_state(out: Path) -> dict:
         return json.loads((out / STATE).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def _write_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
 def _remove_runs(runs: Path) -> None:
@@ -82,7 +78,7 @@ def train_and_evaluate(recipe: dict, cache: Path, run_dir: Path, *, device: str,
     report["png"] = str(confusion_png(cm, report["classes"], run_dir / "confusion.png",
                                       f"{recipe.get('name', 'demo')}: LOSO confusion, last epoch"))
     render(report, console)
-    _write_json(run_dir / "report.json", report)
+    write_json(run_dir / "report.json", report)
     return report
 
 
@@ -126,7 +122,7 @@ def demo(out="demo_out", subjects: int = 10, per_subject: int = PER_SUBJECT, see
         summary = preprocess(data, out=cache, workers=workers, progress=progress)
         print_summary(summary, console)
         state["cache_source"] = source
-        _write_json(out / STATE, state)
+        write_json(out / STATE, state)
     times["preprocess"] = time.perf_counter() - t
 
     results = {}
@@ -149,7 +145,7 @@ def demo(out="demo_out", subjects: int = 10, per_subject: int = PER_SUBJECT, see
                             "device": device, "workers": workers},
                "results": results, "seconds": {k: round(v, 1) for k, v in times.items()},
                "total_seconds": round(time.perf_counter() - t_start, 1), "chance": 1 / 5}
-    _write_json(out / "demo.json", summary)
+    write_json(out / "demo.json", summary)
     print_demo(summary, console)
     return summary
 

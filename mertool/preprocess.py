@@ -10,7 +10,6 @@ stored in the cache's attributes and written beside it as `<out>.json`.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from collections import Counter
@@ -24,6 +23,7 @@ from mertool.align import MISSING, SIZE_MISMATCH, AlignSkip, FaceAligner, descri
 from mertool.aus import au_bits
 from mertool.cache import CachedSample, CacheWriter, open_cache
 from mertool.errors import MertoolError
+from mertool.recipe import atomic_write_text
 
 DUPLICATE = "duplicate sample id"
 FAILED = "alignment failed"
@@ -115,11 +115,7 @@ def _relative(path, base: Path) -> str:
 
 def write_json(path: Path, data: dict) -> Path:
     """Atomic JSON write (temp file + rename)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
-    os.replace(tmp, path)
-    return path
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def _progress(enabled: bool):
