@@ -35,6 +35,11 @@ class MERData:
     classes: list[str]
     dropped: dict[str, int] = field(default_factory=dict)  # raw emotion outside the class map -> count
     source: str = ""
+    au_known: torch.Tensor | None = None  # N bool: the sample's dataset codes AUs ("unknown" is not "none active")
+
+    def __post_init__(self):
+        if self.au_known is None:
+            self.au_known = torch.ones(len(self.labels), dtype=torch.bool, device=self.labels.device)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -64,7 +69,7 @@ class MERData:
             return t.to(device)
 
         return replace(self, onset=move(self.onset), apex=move(self.apex), aus=move(self.aus),
-                       labels=move(self.labels))
+                       labels=move(self.labels), au_known=move(self.au_known))
 
 
 def class_index(classes: dict[str, list[str]]) -> dict[str, int]:
