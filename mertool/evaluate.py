@@ -6,15 +6,15 @@ when every fold has them. Several run folders (e.g. seeds) give mean ± sample s
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
-from mertool import metrics
+from mertool import files, metrics, runs
 from mertool.aus import AU_VOCAB
 from mertool.errors import MertoolError
+from mertool.runs import read_predictions  # noqa: F401  (imported from here by older code and tests)
 
 ORACLE_LABEL = "oracle (test-fold selection)"
 PROTOCOL = "last epoch of a fixed schedule (no test-fold selection)"
@@ -23,74 +23,19 @@ NAMES = {"accuracy": "accuracy", "uf1": "UF1", "uar": "UAR", "macro_f1": "macro 
          "mean_subject_accuracy": "mean per-subject accuracy"}
 
 
-def read_predictions(path: Path, classes: list[str]) -> dict:
-    """One fold's predictions CSV -> arrays (sample ids, subjects, true and predicted class numbers, probabilities;
-    with an AU head also au_true (N x 21, NaN rows where the dataset codes no AUs) and au_probs (N x 21))."""
-    index = {c: i for i, c in enumerate(classes)}
-    want = ["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes]
-    au_cols = ["aus_true"] + [f"au{a}" for a in AU_VOCAB]
+def _run_dataset(info: dict) -> str | None:
+    """The dataset a run was trained on: recorded in run.json, or (older runs) its cache's attribute if still there."""
+    cache = info.get("cache") or {}
+    if cache.get("dataset"):
+        return str(cache["dataset"])
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise MertoolError(f"{path}: cannot read ({exc.strerror})") from None
-    has_aus = bool(rows) and rows[0] == want + au_cols
-    if not rows or (rows[0] != want and not has_aus):
-        raise MertoolError(f"{path}: header {rows[0] if rows else 'missing'}, expected {want} "
-                           f"(optionally followed by {au_cols[0]}, au1 ... au45)")
-    ncol = len(rows[0])
-    k = len(classes)
-    ids, subs, y, p, probs, au_true, au_probs = [], [], [], [], [], [], []
-    for n, row in enumerate(rows[1:], start=2):
-        if len(row) != ncol:
-            raise MertoolError(f"{path}: row {n} has {len(row)} fields, expected {ncol}")
-        for col, value in (("true", row[2]), ("predicted", row[3])):
-            if value not in index:
-                raise MertoolError(f"{path}: row {n}: {col} = {value!r}, expected one of {', '.join(classes)}")
-        try:
-            probs.append([float(v) for v in row[4:4 + k]])
-            if has_aus:
-                au_probs.append([float(v) for v in row[5 + k:]])
-        except ValueError:
-            raise MertoolError(f"{path}: row {n}: probabilities must be numbers") from None
-        if has_aus:
-            au_true.append(_au_truth(row[4 + k], path, n))
-        ids.append(row[0])
-        subs.append(row[1])
-        y.append(index[row[2]])
-        p.append(index[row[3]])
-    out = {"sample_id": ids, "subject": subs, "true": np.array(y, np.int64), "pred": np.array(p, np.int64),
-           "probs": np.array(probs, np.float64).reshape(len(ids), len(classes)), "au_true": None, "au_probs": None}
-    if has_aus:
-        out["au_true"] = np.array(au_true, np.float64).reshape(len(ids), len(AU_VOCAB))
-        out["au_probs"] = np.array(au_probs, np.float64).reshape(len(ids), len(AU_VOCAB))
-    return out
+        import h5py
 
-
-def _au_truth(text: str, path: Path, row: int) -> list[float]:
-    """aus_true cell ('1+2', '' for no AU active, '?' when the dataset codes none) -> 21 values, NaN if unknown."""
-    if text.strip() == "?":
-        return [float("nan")] * len(AU_VOCAB)
-    try:
-        codes = {int(c) for c in text.split("+") if c.strip()}
-    except ValueError:
-        raise MertoolError(f"{path}: row {row}: aus_true = {text!r}, expected AU codes such as 1+2 or ?") from None
-    if codes - set(AU_VOCAB):
-        raise MertoolError(f"{path}: row {row}: aus_true = {text!r} has codes outside the AU vocabulary")
-    return [float(a in codes) for a in AU_VOCAB]
-
-
-def _run_info(run_dir: Path) -> dict:
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise MertoolError(f"{run_dir}: not a mertool run folder (no run.json; made by `mertool train-loso`)")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MertoolError(f"{path}: unreadable run description ({exc})") from None
-    if info.get("format") != "mertool-run":
-        raise MertoolError(f"{path}: not a mertool run description")
-    return info
+        with h5py.File(cache.get("path", ""), "r") as f:
+            value = f.attrs.get("dataset")
+        return None if value is None else str(value)
+    except (OSError, TypeError, ValueError):
+        return None
 
 
 def _pooled(parts: list[dict], classes: list[str]) -> dict:
@@ -105,35 +50,34 @@ def _pooled(parts: list[dict], classes: list[str]) -> dict:
 def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
     """One run folder -> report dict; a run with missing folds is refused (naming them) unless partial."""
     run_dir = Path(run_dir)
-    info = _run_info(run_dir)
+    info = runs.read_run_info(run_dir)
     classes, expected = list(info["classes"]), list(info["folds"])
     dirs = info.get("fold_dirs", {s: s for s in expected})
     done, missing = [], []
     for s in expected:
-        (done if (run_dir / "folds" / dirs[s] / "predictions.csv").is_file() else missing).append(s)
+        (done if runs.fold_done(run_dir, dirs[s]) else missing).append(s)
     if missing and not partial:
         raise MertoolError(f"{run_dir}: {len(missing)} of {len(expected)} folds have no predictions.csv: "
                            f"{', '.join(missing)}; run them (train-loso --subjects ...) or pass --partial")
     folds, parts, oracle_parts = [], [], []
     for s in done:
-        fdir = run_dir / "folds" / dirs[s]
-        pred = read_predictions(fdir / "predictions.csv", classes)
+        fdir = runs.fold_path(run_dir, dirs[s])
+        pred = read_predictions(fdir / runs.PREDICTIONS, classes)
         bad = {x for x in pred["subject"] if x != s}
         if bad:
-            raise MertoolError(f"{fdir / 'predictions.csv'}: fold {s} holds samples of subject(s) {sorted(bad)}")
+            raise MertoolError(f"{fdir / runs.PREDICTIONS}: fold {s} holds samples of subject(s) {sorted(bad)}")
         parts.append(pred)
-        summary = {}
-        if (fdir / "fold.json").is_file():
-            summary = json.loads((fdir / "fold.json").read_text(encoding="utf-8"))
+        summary = runs.read_fold_summary(fdir)
         fold = {"subject": s, "n": len(pred["true"]), "accuracy": float(np.mean(pred["true"] == pred["pred"])),
                 "seconds": summary.get("seconds"), "oracle": None}
-        if (fdir / "predictions_oracle.csv").is_file():
-            o = read_predictions(fdir / "predictions_oracle.csv", classes)
+        if (fdir / runs.ORACLE_PREDICTIONS).is_file():
+            o = read_predictions(fdir / runs.ORACLE_PREDICTIONS, classes)
             oracle_parts.append(o)
             fold["oracle"] = {"accuracy": float(np.mean(o["true"] == o["pred"])),
                               "epoch": (summary.get("oracle") or {}).get("epoch"), "label": ORACLE_LABEL}
         folds.append(fold)
     report = {"run": str(run_dir), "protocol": PROTOCOL, "classes": classes, "expected_folds": expected,
+              "cache": info.get("cache") or {}, "dataset": _run_dataset(info),
               "done_folds": done, "missing": missing, "partial": bool(missing),
               "skipped_subjects": info.get("skipped_subjects", []), "folds": folds,
               "metrics": _pooled(parts, classes) if parts else None, "oracle": None, "oracle_note": None}
@@ -201,14 +145,34 @@ def evaluate_runs(run_dirs, partial: bool = False) -> dict:
     scored = [r for r in runs if r["metrics"]]
     differ = recipe_differences([Path(r["run"]) for r in runs])
     out = {"protocol": PROTOCOL, "classes": classes, "runs": runs, "aggregate": None, "oracle_aggregate": None,
-           "recipe_differences": differ}
+           "recipe_differences": differ, "published": None}
     # mean ± std is for repeats of one recipe (seeds); runs of different settings are only compared side by side
     if len(scored) > 1 and not differ:
+        _check_same_cache(scored)
         out["aggregate"] = {k: _mean_std([r["metrics"][k] for r in scored]) for k in HEADLINE}
         if all(r["oracle"] for r in scored):
             out["oracle_aggregate"] = {k: _mean_std([r["oracle"][k] for r in scored]) for k in HEADLINE}
             out["oracle_aggregate"]["label"] = ORACLE_LABEL
+    headline = out["aggregate"] and {k: v["mean"] for k, v in out["aggregate"].items() if k in HEADLINE}
+    if headline or len(scored) == 1:
+        from mertool.published import standing
+
+        datasets = {r["dataset"] for r in scored}
+        out["published"] = standing(headline or scored[0]["metrics"], datasets.pop() if len(datasets) == 1 else None,
+                                    len(classes))
     return out
+
+
+def _check_same_cache(runs: list[dict]) -> None:
+    """Seeds are averaged only over one data set: a run trained on other cache content is refused, naming both."""
+    first = runs[0]
+    a = first.get("cache") or {}
+    for r in runs[1:]:
+        b = r.get("cache") or {}
+        if a.get("fingerprint") != b.get("fingerprint"):
+            raise MertoolError(f"{r['run']} was trained on cache {b.get('path')} (fingerprint {b.get('fingerprint')}) "
+                               f"but {first['run']} on {a.get('path')} (fingerprint {a.get('fingerprint')}): "
+                               f"runs on different data are not averaged; evaluate them separately")
 
 
 def summed_confusion(report: dict, key: str = "metrics") -> np.ndarray | None:
@@ -219,8 +183,6 @@ def summed_confusion(report: dict, key: str = "metrics") -> np.ndarray | None:
 
 def confusion_png(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
     """Confusion matrix picture (rows = true, colour = row share, text = counts), written atomically."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -244,18 +206,17 @@ def confusion_png(cm: np.ndarray, classes: list[str], path: str | Path, title: s
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with files.temporary_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
 def au_f1_png(report: dict, path: str | Path) -> Path | None:
     """Bar chart of per-AU F1 (one bar group per run; AUs below the support threshold hatched), atomic; None when no
     run has an AU head."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,10 +248,11 @@ def au_f1_png(report: dict, path: str | Path) -> Path | None:
                  f"positives)", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with files.temporary_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -417,3 +379,7 @@ def render(report: dict, console) -> None:
     for r in runs:
         if r.get("oracle_note"):
             console.print(f"{r['run']}: {r['oracle_note']}")
+    if report.get("published"):
+        from mertool.published import render_standing
+
+        render_standing(report["published"], console)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
@@ -22,22 +22,18 @@ def _console(quiet_stdout: bool = False):
     return Console(stderr=quiet_stdout, markup=False)
 
 
-def _check_select(select: str) -> str:
-    if select not in ("last", "oracle"):
-        raise MertoolError(f"--select {select!r}: expected last or oracle")
-    return select
-
-
 @app.command("train-loso")
 def train_loso_cmd(
-    recipe: str = typer.Argument(..., help="Recipe YAML (a path, or a name in recipes/: casme2, samm, demo)."),
-    cache: Path = typer.Option(..., "--cache", help="HDF5 cache from `mertool preprocess`."),
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (a path, or a name in recipes/: casme2, samm, "
+                                                      "demo); default: the recipe named after the cache's dataset."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="HDF5 cache from `mertool preprocess`; default: the "
+                                                              "only mertool cache in the current folder."),
     subjects: str = typer.Option("all", "--subjects", help=_SUBJECTS_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/RECIPE-seedN)."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (sets train.seed)."),
     set_: List[str] = typer.Option([], "--set", help=_SET_HELP),
-    select: str = typer.Option("last", "--select",
+    select: Literal["last", "oracle"] = typer.Option("last", "--select",
                                help="last (default: the fixed schedule's last epoch) or oracle (ALSO record each "
                                     "fold's best epoch on its test subject, reported apart as 'oracle (test-fold "
                                     "selection)')."),
@@ -50,21 +46,28 @@ def train_loso_cmd(
     """Leave-one-subject-out training: one fold per held-out subject, fixed schedule, last epoch as the result.
 
     Re-running the same command resumes: finished folds (those with predictions.csv) are skipped.
+    With no RECIPE and no --cache, the one mertool cache in the current folder and the recipe named after its
+    dataset are used (the first line of output says which).
 
     Example:
+      mertool train-loso --subjects all
       mertool train-loso recipes/casme2.yaml --cache casme2.h5 --out runs/casme2-s0 --final
       mertool train-loso demo --cache demo.h5 --set train.epochs=5 --subjects 01,02
       mertool train-loso casme2 --cache casme2.h5 --devices cuda:0,cuda:1 --folds-per-device 4
     """
+    from mertool.discover import resolve_short_form
     from mertool.parallel import train_loso_parallel
     from mertool.recipe import find_recipe, load_recipe
 
+    recipe, cache, note = resolve_short_form(recipe, cache)
+    if note:
+        _console().print(note, soft_wrap=True)
     overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
     r = load_recipe(recipe, overrides)
     if out is None:
         out = Path("runs") / f"{find_recipe(recipe).stem}-seed{r['train']['seed']}"
     train_loso_parallel(r, cache, out, subjects=subjects, devices=devices or device, folds_per_device=folds_per_device,
-                        select=_check_select(select), final=final, compile=compile_, console=_console(),
+                        select=select, final=final, compile=compile_, console=_console(),
                         progress=not quiet)
 
 
@@ -119,7 +122,7 @@ def ablate_cmd(
                                                             "table's recipe for the cache's dataset)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (sets train.seed)."),
     set_: List[str] = typer.Option([], "--set", help=_SET_HELP + " Applies to every variant."),
-    select: str = typer.Option("last", "--select", help="last or oracle (see train-loso)."),
+    select: Literal["last", "oracle"] = typer.Option("last", "--select", help="last or oracle (see train-loso)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the models."),
     devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
     folds_per_device: int = typer.Option(1, "--folds-per-device", min=1, help=_FPD_HELP),
@@ -143,5 +146,5 @@ def ablate_cmd(
     if cache is None:
         raise MertoolError("ablate: --cache FILE is required (except with --list)")
     run_table(table, cache, out, subjects=subjects, device=devices or device, folds_per_device=folds_per_device,
-              base=base, overrides=overrides, select=_check_select(select), compile=compile_, console=console,
+              base=base, overrides=overrides, select=select, compile=compile_, console=console,
               progress=not quiet)

@@ -18,6 +18,7 @@ from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from mertool.models.config import ModelConfig
 from mertool.models.cva import MotionStream, combined_map
 from mertool.models.fpf import FPF
+from mertool.models.precision import FP32Linear
 
 
 class Normalize(nn.Module):
@@ -33,13 +34,13 @@ class Normalize(nn.Module):
 
 
 def mlp_head(in_features: int, hidden: tuple[int, ...], num_classes: int, dropout: float) -> nn.Sequential:
-    """Linear -> BatchNorm -> ReLU -> Dropout per hidden size, then a linear classifier."""
+    """Linear -> BatchNorm -> ReLU -> Dropout per hidden size, then a linear classifier (fp32 under autocast)."""
     layers: list[nn.Module] = []
     for h in hidden:
         layers += [nn.Linear(in_features, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(inplace=True),
                    nn.Dropout(dropout)]
         in_features = h
-    layers.append(nn.Linear(in_features, num_classes))
+    layers.append(FP32Linear(in_features, num_classes))
     return nn.Sequential(*layers)
 
 
@@ -50,7 +51,7 @@ class AUHead(nn.Module):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(grid)
         self.mlp = nn.Sequential(nn.Linear(channels * grid * grid, hidden, bias=False), nn.BatchNorm1d(hidden),
-                                 nn.ReLU(inplace=True), nn.Linear(hidden, num_aus))
+                                 nn.ReLU(inplace=True), FP32Linear(hidden, num_aus))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.mlp(self.pool(x).flatten(1))
@@ -126,7 +127,7 @@ class ResNetBaseline(nn.Module):
         self.trunk = torchvision.models.resnet18(weights=None)
         features = self.trunk.fc.in_features
         self.trunk.fc = nn.Identity()  # the classifier below takes the AU vector too
-        self.fc = nn.Linear(features + (cfg.num_aus if cfg.reads_aus else 0), cfg.num_classes)
+        self.fc = FP32Linear(features + (cfg.num_aus if cfg.reads_aus else 0), cfg.num_classes)
         self.au_head = AUHead(features, cfg.num_aus) if cfg.au_head else None
 
     def forward(self, onset: torch.Tensor, apex: torch.Tensor, aus: torch.Tensor | None = None,
