@@ -321,6 +321,10 @@ def flat_recipe(recipe: dict, _prefix: str = "") -> dict:
         name = f"{_prefix}{key}"
         if isinstance(value, dict) and value and name != "data.classes":
             out.update(flat_recipe(value, name + "."))
+        elif name == "model.aus" and isinstance(value, bool):
+            from mertool.models.config import au_source
+
+            out[name] = au_source(value)  # run folders written before AU sources say true / false
         else:
             out[name] = _plain(value)
     return out
