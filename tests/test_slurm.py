@@ -99,5 +99,11 @@ def test_train_loso_on_slurm_survives_a_killed_job(tmp_path, slurm):
     env_json = json.loads((run / "env.json").read_text())
     assert env_json["hosts"], env_json
     assert not list(run.rglob("*.tmp")) and not list(run.rglob("*.lock"))
+    import torch
+
+    from mertool.bench import matmul_rate
+
+    rate = matmul_rate(torch.device("cpu"), sizes=(1024,))["flops"]  # timings come with the machine's own rate
     print(f"\nreal Slurm: jobs per try {tries}, killed job {killed['job']} (pid {killed['pid']}) "
-          f"{killed['at'] - t0:.1f} s after start, {len(tries) - 1} retry round(s), {seconds:.1f} s in all")
+          f"{killed['at'] - t0:.1f} s after start, {len(tries) - 1} retry round(s), {seconds:.1f} s in all; "
+          f"fp32 matmul {rate / 1e9:.1f} GFLOP/s")
