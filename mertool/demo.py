@@ -1,14 +1,15 @@
-"""`mertool demo`: the whole pipeline on the synthetic demo set, with and without the AU vector.
+"""`mertool demo`: the whole pipeline on the synthetic demo set, with each of the three AU sources.
 
-    summary = demo("demo_out")          # synth -> preprocess -> train-loso demo -> evaluate, then the no-AU variant
+    summary = demo("demo_out")          # synth -> preprocess -> train-loso demo x 3 AU sources -> evaluate
 
 Layout of the output folder:
 
     demo_out/data/                      synthetic CASME II (CASME2-RAW/, CASME2-coding-synthetic.xlsx, synth.json)
     demo_out/demo.h5 (+ .json)          the aligned cache and its preprocess report
-    demo_out/runs/full/                 LOSO run of recipes/demo.yaml (folds/, confusion.png, report.json)
-    demo_out/runs/no_au/                the same recipe with model.aus=false
-    demo_out/demo.json                  both results, settings and step times
+    demo_out/runs/oracle/               LOSO run of recipes/demo.yaml, hand-coded AUs (folds/, confusion.png, ...)
+    demo_out/runs/estimated/            the same with model.aus=estimated, and its final model (final/model.pt)
+    demo_out/runs/none/                 the same with model.aus=none
+    demo_out/demo.json                  the results, the machine's matmul rate, settings and step times
 
 Re-running resumes: the data set is kept when it was made with the same settings, the cache when it was made from
 that data, and finished folds are skipped (train-loso's own resume).
@@ -25,9 +26,12 @@ from pathlib import Path
 from mertool.errors import MertoolError
 from mertool.preprocess import write_json
 
+SUBJECTS = 8
 PER_SUBJECT = 20
-VARIANTS = (("full", "full model (motion + position + AU vector)", ()),
-            ("no_au", "no-AU variant (images only, model.aus=false)", ("model.aus=false",)))
+# (run name, title, --set overrides, train the final model for `predict`)
+VARIANTS = (("oracle", "hand-coded AUs (oracle, the paper's input)", ("model.aus=oracle",), False),
+            ("estimated", "estimated AUs (the model's AU head)", ("model.aus=estimated",), True),
+            ("none", "no AUs (images only)", ("model.aus=none",), False))
 STATE = ".demo-state.json"
 
 
@@ -62,32 +66,36 @@ def _slots(device: str, workers: int) -> tuple[int, int | None]:
 
 
 def train_and_evaluate(recipe: dict, cache: Path, run_dir: Path, *, device: str, workers: int, console,
-                       progress: bool) -> dict:
+                       progress: bool, final: bool = False) -> dict:
     """One LOSO run (resumed when its folder exists), its evaluation report and confusion picture."""
-    from mertool.evaluate import confusion_png, evaluate_runs, render, summed_confusion
+    from mertool.evaluate import au_f1_png, confusion_png, evaluate_runs, render, summed_confusion
     from mertool.parallel import train_loso_parallel
 
     folds, threads = _slots(device, workers)
     try:
         train_loso_parallel(recipe, cache, run_dir, devices=device, folds_per_device=folds, threads=threads,
-                            console=console, progress=progress)
+                            final=final, console=console, progress=progress)
     except MertoolError as exc:
         raise MertoolError(f"{exc} (or delete {run_dir} to train it again)") from None
     report = evaluate_runs([run_dir])
     cm = summed_confusion(report)
     report["png"] = str(confusion_png(cm, report["classes"], run_dir / "confusion.png",
                                       f"{recipe.get('name', 'demo')}: LOSO confusion, last epoch"))
+    au_png = au_f1_png(report, run_dir / "au_f1.png")
+    report["au_png"] = str(au_png) if au_png else None
     render(report, console)
     write_json(run_dir / "report.json", report)
     return report
 
 
-def demo(out="demo_out", subjects: int = 10, per_subject: int = PER_SUBJECT, seed: int = 0, recipe: str = "demo",
+def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJECT, seed: int = 0, recipe: str = "demo",
          faces=None, workers: int = 2, device: str = "auto", console=None, progress: bool = True) -> dict:
     """Run the demo into `out` and return its summary (also written to OUT/demo.json)."""
     from rich.console import Console
 
+    from mertool.bench import matmul_rate
     from mertool.preprocess import preprocess, print_summary
+    from mertool.train import resolve_device
     from mertool.recipe import find_recipe, load_recipe
     from mertool.synth import MANIFEST, check_settings, is_complete, make_folder, settings_key, synth
 
@@ -97,16 +105,21 @@ def demo(out="demo_out", subjects: int = 10, per_subject: int = PER_SUBJECT, see
     out = make_folder(out)
     data, cache, runs = out / "data", out / "demo.h5", out / "runs"
     recipe_path = find_recipe(recipe)
-    recipes = {name: load_recipe(recipe_path, list(extra) + [f"train.seed={seed}"]) for name, _, extra in VARIANTS}
+    recipes = {name: load_recipe(recipe_path, list(extra) + [f"train.seed={seed}"]) for name, _, extra, _ in VARIANTS}
     times: dict[str, float] = {}
     state = _read_state(out)
+    steps = 2 + len(VARIANTS)
+    # the machine's own dense rate, measured in this run: timings mean little without it (machines differ 3x)
+    dev = resolve_device(device)
+    rate = matmul_rate(dev, min_seconds=0.2)
+    console.print(f"machine: {dev.type}, dense {rate['dtype']} matmul {rate['flops'] / 1e9:.0f} GFLOP/s")
 
     t = time.perf_counter()
     settings = settings_key(subjects, per_subject, seed, faces)
     if is_complete(data, settings):
-        console.print(f"[1/4] synth: {data} already holds this data set (same settings), kept")
+        console.print(f"[1/{steps}] synth: {data} already holds this data set (same settings), kept")
     else:
-        console.print(f"[1/4] synth: {subjects} subjects x {per_subject} clips -> {data}")
+        console.print(f"[1/{steps}] synth: {subjects} subjects x {per_subject} clips -> {data}")
         s = synth(data, faces=faces, subjects=subjects, per_subject=per_subject, seed=seed, workers=workers,
                   progress=progress)
         console.print(f"      {s['samples']} clips, {s['frames']} frames in {s['seconds']:.1f} s")
@@ -115,9 +128,9 @@ def demo(out="demo_out", subjects: int = 10, per_subject: int = PER_SUBJECT, see
     t = time.perf_counter()
     source = _digest(data / MANIFEST)
     if cache.is_file() and state.get("cache_source") == source:
-        console.print(f"[2/4] preprocess: {cache} was made from this data set, kept")
+        console.print(f"[2/{steps}] preprocess: {cache} was made from this data set, kept")
     else:
-        console.print(f"[2/4] preprocess: {data} -> {cache}")
+        console.print(f"[2/{steps}] preprocess: {data} -> {cache}")
         _remove_runs(runs)  # trained on other data: their folds would not match the new cache
         summary = preprocess(data, out=cache, workers=workers, progress=progress)
         print_summary(summary, console)
@@ -126,25 +139,30 @@ def demo(out="demo_out", subjects: int = 10, per_subject: int = PER_SUBJECT, see
     times["preprocess"] = time.perf_counter() - t
 
     results = {}
-    for step, (name, title, extra) in enumerate(VARIANTS, start=3):
+    for step, (name, title, extra, final) in enumerate(VARIANTS, start=3):
         t = time.perf_counter()
         run_dir = runs / name
-        console.print(f"[{step}/4] train-loso {recipe_path.name}{' --set ' + ' '.join(extra) if extra else ''}: "
-                      f"{title} -> {run_dir}")
+        console.print(f"[{step}/{steps}] train-loso {recipe_path.name}{' --set ' + ' '.join(extra) if extra else ''}"
+                      f"{' --final' if final else ''}: {title} -> {run_dir}")
         report = train_and_evaluate(recipes[name], cache, run_dir, device=device, workers=workers,
-                                    console=console, progress=progress)
+                                    console=console, progress=progress, final=final)
         times[name] = time.perf_counter() - t
-        m = report["runs"][0]["metrics"]
+        run = report["runs"][0]
+        m, det = run["metrics"], run.get("au_detection") or {}
         results[name] = {"title": title, "run": str(run_dir), "confusion_png": report["png"],
-                         "accuracy": m["accuracy"], "uf1": m["uf1"], "uar": m["uar"], "n": m["n"],
-                         "seconds": round(times[name], 1)}
+                         "au_png": report.get("au_png"), "accuracy": m["accuracy"], "uf1": m["uf1"],
+                         "uar": m["uar"], "n": m["n"], "au_mean_f1": det.get("mean_f1"),
+                         "au_counted": len(det.get("aus_counted") or []), "seconds": round(times[name], 1)}
 
     summary = {"out": str(out), "data": str(data), "cache": str(cache), "recipe": str(recipe_path),
                "settings": {"subjects": subjects, "per_subject": per_subject, "seed": seed,
                             "faces": str(faces) if faces else "default (astronaut, Grace Hopper)",
                             "device": device, "workers": workers},
+               "machine": {"device": dev.type, "matmul_gflops": round(rate["flops"] / 1e9, 1),
+                           "matmul_dtype": rate["dtype"]},
                "results": results, "seconds": {k: round(v, 1) for k, v in times.items()},
-               "total_seconds": round(time.perf_counter() - t_start, 1), "chance": 1 / 5}
+               "total_seconds": round(time.perf_counter() - t_start, 1), "chance": 1 / 5,
+               "au_threshold": 0.5, "au_min_support": 10, "next": next_commands(out, data, runs)}
     write_json(out / "demo.json", summary)
     print_demo(summary, console)
     return summary
@@ -156,15 +174,49 @@ def print_demo(summary: dict, console) -> None:
 
     table = Table(title=f"mertool demo: leave-one-subject-out on {summary['settings']['subjects']} synthetic subjects "
                         f"(chance {summary['chance']:.2f})")
-    for col in ("variant", "accuracy", "UF1", "UAR", "samples", "time"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
+    for col in ("AU source", "accuracy", "UF1", "UAR", "AU F1", "samples", "time"):
+        table.add_column(col, justify="left" if col == "AU source" else "right")
     for r in summary["results"].values():
-        table.add_row(r["title"], f"{r['accuracy']:.3f}", f"{r['uf1']:.3f}", f"{r['uar']:.3f}", str(r["n"]),
+        au = "-" if r.get("au_mean_f1") is None else f"{r['au_mean_f1']:.3f}"
+        table.add_row(r["title"], f"{r['accuracy']:.3f}", f"{r['uf1']:.3f}", f"{r['uar']:.3f}", au, str(r["n"]),
                       f"{r['seconds']:.0f} s")
     console.print(table)
+    console.print(f"AU F1: the AU head's mean F1 on held-out subjects over AUs with >= {summary['au_min_support']} "
+                  f"positives (threshold {summary['au_threshold']})")
     console.print(f"data set:   {summary['data']}")
     console.print(f"cache:      {summary['cache']}")
     for r in summary["results"].values():
         console.print(f"run:        {r['run']}  (confusion: {r['confusion_png']})")
     console.print(f"summary:    {Path(summary['out']) / 'demo.json'}")
-    console.print(f"total time: {summary['total_seconds']:.0f} s")
+    m = summary.get("machine") or {}
+    console.print(f"total time: {summary['total_seconds']:.0f} s on a {m.get('device', '?')} measured at "
+                  f"{m.get('matmul_gflops', 0):.0f} GFLOP/s ({m.get('matmul_dtype', '?')} matmul)")
+    if summary.get("next"):
+        console.print("next, with the estimated-AU model (no FACS coding needed):")
+        for line in summary["next"]:
+            console.print(f"  {line}")
+
+
+def next_commands(out: Path, data: Path, runs: Path) -> list[str]:
+    """Two ready-to-run predict commands: a whole demo clip (spotting, estimated AUs, --explain), and the onset and
+    apex frames of another clip as an image pair."""
+    import json as _json
+
+    try:
+        samples = _json.loads((data / "synth.json").read_text())["samples"]
+    except (OSError, ValueError, KeyError):
+        return []
+    model = runs / "estimated"
+    out_cmds = []
+    clips = [s for s in samples if s.get("emotion") in ("happiness", "surprise")][:2] or samples[:2]
+    for i, s in enumerate(clips):
+        folder = next((data / "CASME2-RAW").glob(f"*/{s['sample_id']}"), None)
+        if folder is None:
+            continue
+        if i == 0:
+            out_cmds.append(f"mertool predict {folder} --model {model} --explain {out / 'why.png'}")
+        else:
+            onset, apex = folder / f"img{s['onset']}.jpg", folder / f"img{s['apex']}.jpg"
+            if onset.is_file() and apex.is_file():
+                out_cmds.append(f"mertool predict {onset} {apex} --model {model}")
+    return out_cmds

@@ -253,8 +253,9 @@ def test_cli_synth_and_errors(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_demo_end_to_end_small(tmp_path, capsys):
-    """`mertool demo` on 3 subjects with a 1-epoch recipe: every step runs, both variants are scored and pictured,
-    and a second run resumes (data, cache and folds kept)."""
+    """`mertool demo` on 3 subjects with a 1-epoch recipe: every step runs, the three AU sources are scored and
+    pictured, the estimated-AU run gets its final model and the printed predict commands run, and a second run
+    resumes (data, cache and folds kept)."""
     recipe = tmp_path / "tiny.yaml"
     demo_yaml = Path(__file__).resolve().parents[1] / "recipes" / "demo.yaml"
     recipe.write_text(f"extends: {demo_yaml}\nname: tiny\ntrain:\n  epochs: 1\n  decay_epochs: 1\n")
@@ -264,14 +265,23 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     assert main(args) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "demo.json").read_text())
-    assert set(summary["results"]) == {"full", "no_au"}
+    assert list(summary["results"]) == ["oracle", "estimated", "none"]
     for name, r in summary["results"].items():
         assert 0.0 <= r["accuracy"] <= 1.0 and r["n"] == 15
         assert Path(r["confusion_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert Path(r["au_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / "runs" / name / "folds" / "03" / "predictions.csv").is_file()
+        assert f"aus: {name}" in (out / "runs" / name / "recipe.yaml").read_text()
         assert str(out / "runs" / name) in printed
-    no_au = (out / "runs" / "no_au" / "recipe.yaml").read_text()
-    assert "aus: false" in no_au
+    assert summary["machine"]["matmul_gflops"] > 0 and "GFLOP/s" in printed
+    assert (out / "runs" / "estimated" / "final" / "model.pt").is_file()
+    assert len(summary["next"]) == 2 and all(c.startswith("mertool predict ") for c in summary["next"])
+    for command in summary["next"]:  # what a new user runs next works as printed
+        assert command in printed
+        argv = command.split()[1:] + ["--json"]
+        assert main(argv) == 0
+        assert json.loads(capsys.readouterr().out)["aus_source"] == "estimated"
+    assert (out / "why.png").is_file()
     assert (out / "data" / "CASME2-coding-synthetic.xlsx").is_file() and (out / "demo.h5").is_file()
     assert main(args) == 0   # resumes: nothing is made again
     again = capsys.readouterr().out

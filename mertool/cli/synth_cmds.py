@@ -48,7 +48,7 @@ def synth_cmd(
 @app.command("demo")
 def demo_cmd(
     out: Path = typer.Option(Path("demo_out"), "--out", help="Folder for everything the demo writes."),
-    subjects: int = typer.Option(10, "--subjects", help="Synthetic subjects (= LOSO folds)."),
+    subjects: int = typer.Option(8, "--subjects", help="Synthetic subjects (= LOSO folds)."),
     per_subject: int = typer.Option(20, "--per-subject", help="Clips per subject."),
     seed: int = typer.Option(0, "--seed", help="Seed of the data and of training."),
     faces: Optional[Path] = typer.Option(None, "--faces", help="Folder of frontal face photos (default: built-in)."),
@@ -59,7 +59,7 @@ def demo_cmd(
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """The whole pipeline on built-in synthetic data: synth -> preprocess -> train-loso (recipes/demo.yaml) ->
-    evaluate, then the same without the AU vector (model.aus=false), so the figure shows the image streams learn.
+    evaluate, once per AU source: hand-coded AUs (oracle), the model's own estimate, and none (images only).
 
     Re-running resumes: finished steps and folds are kept.
 
