@@ -272,9 +272,11 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
             **{k: (m[k] if m else None) for k in OURS},
             **{f"{k}_std": (rep["std"][k] if rep and rep["std"] else None) for k in OURS},
             "oracle_accuracy": rep["oracle_accuracy"] if rep else None,
+            "au_f1": rep["au_f1"] if rep else None,
             **{f"paper_{c}": paper.get(c) for c in table.paper_columns}})
     has_oracle = any(r["oracle_accuracy"] is not None for r in rows)
-    headers = ["Variant"] + [OUR_NAMES[k] for k in OURS] + ["folds"]
+    has_au = any(r["au_f1"] is not None for r in rows)
+    headers = ["Variant"] + [OUR_NAMES[k] for k in OURS] + (["AU F1"] if has_au else []) + ["folds"]
     headers += [f"{ORACLE_LABEL} Acc"] if has_oracle else []
     headers += [f"paper {c}" for c in table.paper_columns]
 
@@ -287,6 +289,8 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
 
     def cells(r: dict) -> list[str]:
         out = [r["label"]] + [cell(r, k) for k in OURS]
+        if has_au:  # the AU head's mean detection F1 (AUs with >= 10 positives), see evaluate
+            out.append("-" if r["au_f1"] is None else f"{r['au_f1']:.4f}")
         out.append(r["folds"] + ("" if r["complete"] else " (partial)"))
         if has_oracle:
             out.append("-" if r["oracle_accuracy"] is None else f"{100 * r['oracle_accuracy']:.2f}")
@@ -331,6 +335,8 @@ def _variant_report(vdir: Path) -> dict | None:
     out = {"done": done, "expected": expected, "complete": done == expected, "seeds": len(reps),
            "dataset": reps[0].get("dataset"), "metrics": reps[0]["metrics"], "std": None,
            "oracle_accuracy": reps[0]["oracle"]["accuracy"] if reps[0].get("oracle") else None}
+    au = [(r.get("au_detection") or {}).get("mean_f1") for r in reps]
+    out["au_f1"] = float(sum(au) / len(au)) if au and all(a is not None for a in au) else None
     if len(reps) > 1:
         agg = evaluate_runs(run_dirs, partial=True)
         if agg["aggregate"]:

@@ -113,8 +113,10 @@ def test_predictions_carry_au_columns_and_evaluate_reports_au_detection(tmp_path
 
 def test_old_recipes_and_run_folders_with_aus_true_false(tmp_path, synthetic_cache):
     """`aus: true/false` (recipes, run folders, checkpoints written before AU sources) read as oracle / none."""
-    old = ROOT / "recipes" / "model" / "no_au.yaml"
+    old = tmp_path / "old.yaml"  # a recipe written before AU sources
+    old.write_text(f"extends: {ROOT / 'recipes' / 'casme2.yaml'}\nmodel: {{aus: false}}\n")
     assert yaml.safe_load(old.read_text())["model"]["aus"] is False
+    assert load_recipe(old, FAST)["model"]["aus"] == "none"
     assert recipe("model.aus=false")["model"]["aus"] == "none"
     assert recipe("model.aus=true")["model"]["aus"] == "oracle"
     a, b = recipe("model.aus=true"), recipe("model.aus=oracle")
