@@ -205,13 +205,20 @@ def confusion_png(cm: np.ndarray, classes: list[str], path: str | Path, title: s
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="share of true class")
     if title:
         ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """A matplotlib figure as PNG, written atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     try:
         with files.temporary_path(path) as tmp:
             fig.savefig(tmp, format="png")
     finally:
         plt.close(fig)
-    return path
+    return Path(path)
 
 
 def au_f1_png(report: dict, path: str | Path) -> Path | None:
@@ -247,13 +254,7 @@ def au_f1_png(report: dict, path: str | Path) -> Path | None:
     ax.set_title(f"AU detection, pooled LOSO (threshold {det['threshold']}; hatched: < {det['min_support']} "
                  f"positives)", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
-    fig.tight_layout()
-    try:
-        with files.temporary_path(path) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def render_au_detection(scored: list[dict], console) -> None:
