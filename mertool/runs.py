@@ -4,7 +4,8 @@ evaluate, predict and the cluster executor read and write run folders only throu
 Layout (every file written through a temporary name and renamed, mertool.files):
   RUN/recipe.yaml                 the resolved recipe (a re-run with a different recipe is refused)
   RUN/run.json                    classes, planned folds, skipped subjects, dropped emotions, cache fingerprint
-  RUN/env.json                    versions, device, seed, git commit, command line (first invocation)
+  RUN/env.json                    versions, device, seed, git commit, command line (first invocation), and
+                                  under "hosts" each host that wrote folds (its device, versions, command line)
   RUN/folds/<subject>/log.jsonl   one line per epoch: loss, train accuracy, lr, seconds (rewritten each epoch)
   RUN/folds/<subject>/checkpoint.pt, fold.json, [predictions_oracle.csv], predictions.csv
   RUN/final/model.pt, fold.json   with --final: one model trained on every subject (what `predict` loads)
@@ -182,25 +183,35 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
                 "class_counts": data.class_counts(), "n_samples": len(data),
                 "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
                           "dataset": data.dataset}}
+    # Written once, by whichever of several shards starting at once gets there first; the others check theirs.
     recipe_path, run_path = out / RECIPE, out / RUN
-    if recipe_path.is_file():
+    if not files.create_text(recipe_path, dump_recipe(recipe)):
         old = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
         diffs = recipe_diff(old or {}, normalised)
         if diffs:
             raise MertoolError(f"{out}: run folder was made with a different recipe ({'; '.join(diffs[:4])}); "
                                f"use another --out, or the same recipe and --set values")
-    else:
-        files.write_text(recipe_path, dump_recipe(recipe))
-    if run_path.is_file():
+    if not files.create_text(run_path, json.dumps(run_info, indent=2, default=str) + "\n"):
         old = json.loads(run_path.read_text(encoding="utf-8"))
         if old.get("cache", {}).get("fingerprint") != run_info["cache"]["fingerprint"]:
             raise MertoolError(f"{out}: run folder was made from different cache content "
                                f"({old.get('cache', {}).get('path')}); use another --out")
-    else:
-        files.write_json(run_path, run_info)
-    if not (out / ENV).is_file():
-        files.write_json(out / ENV, env_info(device, int(recipe["train"]["seed"])))
+    record_env(out, device, int(recipe["train"]["seed"]))
     return run_info
+
+
+def record_env(out: Path, device: torch.device, seed: int) -> dict:
+    """env.json: the first invocation's environment, and under "hosts" one entry per host that wrote folds."""
+    path = Path(out) / ENV
+    env = env_info(device, seed)
+    host = env["host"]
+    with files.locked(path):
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else dict(env, hosts={})
+        hosts = record.setdefault("hosts", {})
+        if host not in hosts:
+            hosts[host] = {k: env[k] for k in ("created", "device", "python", "torch", "git_commit", "argv")}
+            files.write_json(path, record)
+    return record
 
 
 def read_run_info(run_dir: Path) -> dict:
