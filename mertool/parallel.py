@@ -221,7 +221,7 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
     from rich.console import Console
 
     from mertool.cache import CacheData, load_cache
-    from mertool.data import load_dataset
+    from mertool.data import load_for_recipe
     from mertool.train import FINAL, fold_done, plan_folds, prepare_run, print_run_summary, select_subjects, \
         train_loso
 
@@ -237,8 +237,7 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
                           compile=compile, console=console, progress=progress)
     out = Path(out)
     cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)
-    data = load_dataset(cache_data, recipe["data"]["classes"], recipe["data"]["image_size"],
-                        recipe_name=recipe.get("name") or "recipe")
+    data = load_for_recipe(cache_data, recipe)
     plan = plan_folds(data, cache_data.subjects)
     del cache_data
     todo = select_subjects(plan, subjects)

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from mertool import __version__
-from mertool.data import MERData, augment_pair, load_dataset, make_batches, to_float
+from mertool.data import MERData, augment_pair, load_for_recipe, make_batches, to_float
 from mertool.errors import MertoolError
 from mertool.evaluate import ORACLE_LABEL
 from mertool.recipe import atomic_write_text, dump_recipe, recipe_diff
@@ -545,8 +545,7 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     from mertool.cache import CacheData, load_cache
 
     cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)
-    data = load_dataset(cache_data, recipe["data"]["classes"], recipe["data"]["image_size"],
-                        recipe_name=recipe.get("name") or "recipe")
+    data = load_for_recipe(cache_data, recipe)
     plan = plan_folds(data, cache_data.subjects)
     todo = select_subjects(plan, subjects)
     prepare_run(Path(out), recipe, data, plan, device)
