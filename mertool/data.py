@@ -35,6 +35,7 @@ class MERData:
     classes: list[str]
     dropped: dict[str, int] = field(default_factory=dict)  # raw emotion outside the class map -> count
     source: str = ""
+    dataset: str = ""              # the cache's `dataset` attribute (casme2, samm, casme2+samm+smic, ...)
     au_known: torch.Tensor | None = None   # N bool: False where the dataset codes no AUs (an AU loss masks these)
     datasets: np.ndarray | None = None     # N str: each sample's source dataset
     excluded: dict[str, int] = field(default_factory=dict)  # other reasons a sample was left out -> count
@@ -134,6 +135,7 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
         subjects=np.array([str(s) for s in data.subjects[keep]], dtype=object),
         sample_ids=np.array([str(s) for s in data.sample_ids[keep]], dtype=object),
         classes=list(classes), dropped=dict(sorted(dropped.items())), source=str(data.path),
+        dataset=str(data.attrs.get("dataset") or ""),
         au_known=torch.from_numpy(np.asarray(data.aus_known)[keep].astype(bool)),
         datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}))
 

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
 from mertool.cli.app import app
-from mertool.errors import MertoolError
 
 cache_app = typer.Typer(help="Inspect, check, picture and merge HDF5 caches made by `mertool preprocess`.",
                         no_args_is_help=True)
@@ -32,16 +31,16 @@ def preprocess_cmd(
     workers: int = typer.Option(2, "--workers", help="Processes reading and aligning frames (0: in this process)."),
     no_align: bool = typer.Option(False, "--no-align", help="Frames are already face crops (CASME II Cropped/): "
                                                             "resize them, no detection."),
-    layout: Optional[str] = typer.Option(None, "--layout", help="raw or cropped frame folders when both exist "
+    layout: Optional[Literal["raw", "cropped"]] = typer.Option(None, "--layout", help="raw or cropped frame folders when both exist "
                                                                 "(default: raw, or cropped with --no-align)."),
     resume: bool = typer.Option(False, "--resume", help="Keep samples already in --out (or its .tmp) and add the "
                                                         "rest."),
     size: int = typer.Option(224, "--size", help="Crop size in pixels."),
     padding: float = typer.Option(0.25, "--padding", help="dlib face-chip padding around the landmarks."),
     upsample: int = typer.Option(1, "--upsample", help="dlib detector upsampling (1 finds faces down to ~40 px)."),
-    smic_apex: Optional[str] = typer.Option(None, "--smic-apex", help="SMIC gives no apex: spot (default: mertool's "
+    smic_apex: Optional[Literal["spot", "middle"]] = typer.Option(None, "--smic-apex", help="SMIC gives no apex: spot (default: mertool's "
                                                                       "spotter finds it) or middle (the middle frame)."),
-    smic_part: Optional[str] = typer.Option(None, "--smic-part", help="SMIC part: HS (default), VIS or NIR."),
+    smic_part: Optional[Literal["HS", "VIS", "NIR"]] = typer.Option(None, "--smic-part", help="SMIC part: HS (default), VIS or NIR."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Turn a dataset folder (annotation sheet + frames) into one HDF5 cache of aligned onset/apex pairs.
@@ -58,8 +57,6 @@ def preprocess_cmd(
     """
     from mertool.preprocess import preprocess, print_summary, smic_options
 
-    if layout not in (None, "raw", "cropped"):
-        raise MertoolError(f"--layout {layout!r}: expected raw or cropped")
     options = None
     if smic_apex is not None or smic_part is not None:
         if dataset not in (None, "smic"):
