@@ -140,6 +140,34 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
         datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}))
 
 
+def count_lines(data: MERData, official: dict[str, dict[str, int]]) -> list[str]:
+    """Samples per class and source dataset as text lines; 'read / official' where the recipe gives official counts.
+
+    Printed at the start of a run, so a composite benchmark shows at once where it differs from the published one.
+    """
+    per = data.dataset_class_counts()
+    if len(per) < 2 and not official:
+        return []
+    for d in official:  # a dataset of the official figures that the cache lacks shows as 0 read
+        per.setdefault(d, dict.fromkeys(data.classes, 0))
+    rows = [[d, *[per[d][c] for c in data.classes]] for d in per]
+    rows.append(["all", *[sum(per[d][c] for d in per) for c in data.classes]])
+    head = ["dataset", *data.classes, "total"]
+    cells = []
+    for name, *counts in rows:
+        off = official.get(name) if name != "all" else (
+            {c: sum(official[d].get(c, 0) for d in official) for c in data.classes} if official else None)
+        row = [name]
+        for c, n in zip(data.classes + ["total"], counts + [sum(counts)]):
+            ref = (sum(off.values()) if c == "total" else off.get(c)) if off else None
+            row.append(f"{n}" if ref is None else f"{n} / {ref}")
+        cells.append(row)
+    widths = [max(len(str(r[i])) for r in [head] + cells) for i in range(len(head))]
+    title = "samples per class" + (" (read / official)" if official else "")
+    return [title] + ["  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+                      for r in [head] + cells]
+
+
 def au_source(value) -> str:
     """model.aus as oracle | estimated | none; true/false are the older spellings of oracle/none."""
     if value is True or str(value).lower() in ("oracle", "true"):
@@ -156,6 +184,14 @@ def load_for_recipe(cache: str | Path | CacheData, recipe: dict) -> MERData:
     vector would claim "no AU active". Such a cache is refused unless `data.unknown_aus` says drop or empty.
     """
     data = cache if isinstance(cache, CacheData) else load_cache(cache)
+    select, excluded = recipe_selection(data, recipe)
+    return load_dataset(data, recipe["data"]["classes"], recipe["data"]["image_size"],
+                        recipe_name=recipe.get("name") or "recipe", select=select, excluded=excluded)
+
+
+def recipe_selection(data: CacheData, recipe: dict) -> tuple[np.ndarray, dict[str, int]]:
+    """(N bool: samples the recipe may use before its class map, reason -> count of those it leaves out); raises
+    when model.aus is oracle and samples of the class map have unknown AU codes under data.unknown_aus: refuse."""
     name = recipe.get("name") or "recipe"
     select = np.ones(len(data), dtype=bool)
     excluded: dict[str, int] = {}
@@ -182,8 +218,7 @@ def load_for_recipe(cache: str | Path | CacheData, recipe: dict) -> MERData:
         if policy == "drop":
             excluded["AU codes unknown (data.unknown_aus: drop)"] = int(unknown.sum())
             select &= ~unknown
-    return load_dataset(data, recipe["data"]["classes"], recipe["data"]["image_size"], recipe_name=name,
-                        select=select, excluded=excluded)
+    return select, excluded
 
 
 def to_float(frames: torch.Tensor) -> torch.Tensor:

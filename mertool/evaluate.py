@@ -80,6 +80,31 @@ def _run_dataset(info: dict) -> str | None:
         return None
 
 
+def _subject_datasets(info: dict, subjects) -> dict[str, str]:
+    """Subject -> source dataset: recorded in run.json, or inferred from the cache's dataset attribute (a merged
+    cache's subjects carry their dataset as a prefix)."""
+    known = info.get("subject_datasets") or {}
+    rest = [s for s in subjects if s not in known]
+    if rest:
+        from mertool.cache import infer_datasets
+
+        known = {**known, **dict(zip(rest, infer_datasets(_run_dataset(info) or "?", rest)))}
+    return {s: str(known[s]) for s in subjects}
+
+
+def _by_dataset(parts: list[dict], classes: list[str], datasets: dict[str, str]) -> dict:
+    """UF1, UAR and accuracy of the pooled predictions of each source dataset (the MEGC composite's columns)."""
+    y = np.concatenate([f["true"] for f in parts])
+    p = np.concatenate([f["pred"] for f in parts])
+    src = np.array([datasets[s] for f in parts for s in f["subject"]], dtype=object)
+    out = {}
+    for d in sorted(set(src)):
+        sel = src == d
+        m = metrics.summarize(y[sel], p[sel], classes)
+        out[d] = {k: m[k] for k in ("n", "accuracy", "uf1", "uar")}
+    return out
+
+
 def _pooled(parts: list[dict], classes: list[str]) -> dict:
     """Metrics of predictions pooled over folds, plus the mean of per-fold accuracies."""
     y = np.concatenate([f["true"] for f in parts])
@@ -124,7 +149,10 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
               "cache": info.get("cache") or {}, "dataset": _run_dataset(info),
               "done_folds": done, "missing": missing, "partial": bool(missing),
               "skipped_subjects": info.get("skipped_subjects", []), "folds": folds,
-              "metrics": _pooled(parts, classes) if parts else None, "oracle": None, "oracle_note": None}
+              "metrics": _pooled(parts, classes) if parts else None, "by_dataset": None, "oracle": None,
+              "oracle_note": None}
+    if parts:
+        report["by_dataset"] = _by_dataset(parts, classes, _subject_datasets(info, done))
     if oracle_parts and len(oracle_parts) == len(parts):
         report["oracle"] = {**_pooled(oracle_parts, classes), "label": ORACLE_LABEL}
     elif oracle_parts:
@@ -334,3 +362,33 @@ def render(report: dict, console) -> None:
         from mertool.published import render_standing
 
         render_standing(report["published"], console)
+
+
+def render_by_dataset(report: dict, console) -> None:
+    """UF1 and UAR of the composite and of each source dataset, one row per run (+ mean ± std): MEGC's columns."""
+    from rich.table import Table
+
+    scored = [r for r in report["runs"] if r["metrics"]]
+    if not scored:
+        return
+    datasets = sorted({d for r in scored for d in (r.get("by_dataset") or {})})
+    t = Table(title="UF1 / UAR by dataset (pooled LOSO predictions, last epoch)")
+    t.add_column("run")
+    for name in ["composite"] + datasets:
+        n = sum(r["metrics"]["n"] for r in scored[:1]) if name == "composite" else \
+            (scored[0]["by_dataset"].get(name) or {}).get("n", 0)
+        t.add_column(f"{name} UF1 (n={n})", justify="right")
+        t.add_column(f"{name} UAR", justify="right")
+    values = []
+    for r in scored:
+        row = [r["metrics"]["uf1"], r["metrics"]["uar"]]
+        for d in datasets:
+            m = (r.get("by_dataset") or {}).get(d)
+            row += [m["uf1"], m["uar"]] if m else [float("nan")] * 2
+        values.append(row)
+        t.add_row(Path(r["run"]).name, *(f"{v:.4f}" for v in row))
+    if len(values) > 1 and report.get("aggregate"):
+        v = np.asarray(values)
+        t.add_row(f"mean ± std (n={len(values)})",
+                  *(f"{m:.4f} ± {s:.4f}" for m, s in zip(v.mean(0), v.std(0, ddof=1))))
+    console.print(t)

@@ -222,8 +222,8 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
 
     from mertool.cache import CacheData, load_cache
     from mertool.data import load_for_recipe
-    from mertool.train import FINAL, fold_done, plan_folds, prepare_run, print_run_summary, select_subjects, \
-        train_loso
+    from mertool.train import FINAL, fold_done, plan_folds, prepare_run, print_data_summary, print_run_summary, \
+        select_subjects, train_loso
 
     console = console or Console(markup=False)
     if select not in ("last", "oracle"):
@@ -242,11 +242,7 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
     del cache_data
     todo = select_subjects(plan, subjects)
     prepare_run(out, recipe, data, plan, devs[0])
-    if plan.skipped:
-        console.print(f"skipped subjects (no sample of {', '.join(data.classes)}): {', '.join(plan.skipped)}")
-    if data.dropped:
-        console.print("dropped samples outside the class map: "
-                      + ", ".join(f"{e!r} x{n}" for e, n in data.dropped.items()))
+    print_data_summary(data, plan, recipe, console)
     tasks = [s for s in todo if not fold_done(out, plan.fold_dirs[s])]
     if final and not (out / "final" / "model.pt").is_file():
         tasks.append(FINAL)

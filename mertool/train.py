@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from mertool import __version__
-from mertool.data import MERData, augment_pair, load_for_recipe, make_batches, to_float
+from mertool.data import MERData, augment_pair, count_lines, load_for_recipe, make_batches, to_float
 from mertool.errors import MertoolError
 from mertool.evaluate import ORACLE_LABEL
 from mertool.recipe import atomic_write_text, dump_recipe, recipe_diff
@@ -480,7 +480,9 @@ def prepare_run(out: Path, recipe: dict, data: MERData, plan: LosoPlan, device: 
                 "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
                 "class_counts": data.class_counts(), "n_samples": len(data),
                 "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
-                          "dataset": data.dataset}}
+                          "dataset": data.dataset},
+                "subject_datasets": {str(s): str(d) for s, d in zip(data.subjects, data.datasets)},
+                "excluded": data.excluded}
     recipe_path, run_path = out / "recipe.yaml", out / "run.json"
     if recipe_path.is_file():
         old = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
@@ -550,12 +552,23 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     plan = plan_folds(data, cache_data.subjects)
     todo = select_subjects(plan, subjects)
     prepare_run(Path(out), recipe, data, plan, device)
+    print_data_summary(data, plan, recipe, console)
+    return data, plan, todo
+
+
+def print_data_summary(data: MERData, plan: LosoPlan, recipe: dict, console) -> None:
+    """What the run trains on: skipped subjects, dropped and excluded samples, counts per class (beside the
+    recipe's official counts when it has them)."""
     if plan.skipped:
         console.print(f"skipped subjects (no sample of {', '.join(data.classes)}): {', '.join(plan.skipped)}")
     if data.dropped:
         console.print("dropped samples outside the class map: "
                       + ", ".join(f"{e!r} x{n}" for e, n in data.dropped.items()))
-    return data, plan, todo
+    for reason, n in data.excluded.items():
+        if n:
+            console.print(f"left out: {n} samples, {reason}")
+    for line in count_lines(data, recipe["data"].get("official_counts") or {}):
+        console.print(line)
 
 
 def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
