@@ -63,7 +63,7 @@ class CachedSample:
     offset_frame: int = -1
     apex_estimated: bool = False
     dataset: str = ""            # '' = the cache's own dataset
-    aus_known: bool = True
+    aus_known: bool | None = None  # None = as the dataset has it (unknown for SMIC)
 
 
 def infer_datasets(dataset_attr: str, subjects) -> np.ndarray:
@@ -156,12 +156,15 @@ class CacheWriter:
             f[name].resize(n + 1, axis=0)
             f[name][n] = value
         m = f["meta"]
-        for name in TEXT_FIELDS + INT_FIELDS + ("apex_estimated", "aus_known"):
+        for name in TEXT_FIELDS + INT_FIELDS + ("apex_estimated",):
             m[name].resize(n + 1, axis=0)
             v = getattr(s, name)
             m[name][n] = -1 if (name in INT_FIELDS and v is None) else v
-        m["dataset"].resize(n + 1, axis=0)
-        m["dataset"][n] = s.dataset or str(f.attrs["dataset"])
+        dataset = s.dataset or str(f.attrs["dataset"])
+        for name, v in (("dataset", dataset),
+                        ("aus_known", infer_aus_known([dataset])[0] if s.aus_known is None else s.aus_known)):
+            m[name].resize(n + 1, axis=0)
+            m[name][n] = v
         f.flush()
         self.done.add((s.subject, s.sample_id))
 

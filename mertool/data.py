@@ -130,7 +130,8 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
 
     return MERData(
         onset=frames(data.onset), apex=frames(data.apex),
-        aus=torch.from_numpy(data.aus[keep].astype(np.float32)),
+        # unknown AU codes enter as an empty vector (data.unknown_aus: empty); an AU loss masks them with au_known
+        aus=torch.from_numpy((data.aus * np.asarray(data.aus_known, bool)[:, None])[keep].astype(np.float32)),
         labels=torch.from_numpy(labels[keep]),
         subjects=np.array([str(s) for s in data.subjects[keep]], dtype=object),
         sample_ids=np.array([str(s) for s in data.sample_ids[keep]], dtype=object),
