@@ -365,30 +365,27 @@ def render(report: dict, console) -> None:
 
 
 def render_by_dataset(report: dict, console) -> None:
-    """UF1 and UAR of the composite and of each source dataset, one row per run (+ mean ± std): MEGC's columns."""
+    """UF1 and UAR of the composite and of each source dataset (the columns of MEGC tables), one row each; for
+    several runs of one recipe, mean ± std over them."""
     from rich.table import Table
 
     scored = [r for r in report["runs"] if r["metrics"]]
     if not scored:
         return
     datasets = sorted({d for r in scored for d in (r.get("by_dataset") or {})})
-    t = Table(title="UF1 / UAR by dataset (pooled LOSO predictions, last epoch)")
-    t.add_column("run")
+    seeds = len(scored) > 1 and report.get("aggregate")
+    t = Table(title="UF1 and UAR by dataset (pooled LOSO predictions, last epoch)")
+    for col in ("dataset", "samples", "UF1", "UAR"):
+        t.add_column(col, justify="left" if col == "dataset" else "right")
+    runs = scored if seeds else scored[:1]
     for name in ["composite"] + datasets:
-        n = sum(r["metrics"]["n"] for r in scored[:1]) if name == "composite" else \
-            (scored[0]["by_dataset"].get(name) or {}).get("n", 0)
-        t.add_column(f"{name} UF1 (n={n})", justify="right")
-        t.add_column(f"{name} UAR", justify="right")
-    values = []
-    for r in scored:
-        row = [r["metrics"]["uf1"], r["metrics"]["uar"]]
-        for d in datasets:
-            m = (r.get("by_dataset") or {}).get(d)
-            row += [m["uf1"], m["uar"]] if m else [float("nan")] * 2
-        values.append(row)
-        t.add_row(Path(r["run"]).name, *(f"{v:.4f}" for v in row))
-    if len(values) > 1 and report.get("aggregate"):
-        v = np.asarray(values)
-        t.add_row(f"mean ± std (n={len(values)})",
-                  *(f"{m:.4f} ± {s:.4f}" for m, s in zip(v.mean(0), v.std(0, ddof=1))))
+        rows = [r["metrics"] if name == "composite" else (r.get("by_dataset") or {}).get(name) for r in runs]
+        rows = [m for m in rows if m]
+        cells = []
+        for k in ("uf1", "uar"):
+            v = np.asarray([m[k] for m in rows])
+            cells.append(f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}")
+        t.add_row(name, str(rows[0]["n"]), *cells)
     console.print(t)
+    if len(scored) > 1 and not seeds:
+        console.print(f"(of {Path(scored[0]['run']).name} only: the runs differ in more than the seed)")

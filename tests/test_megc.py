@@ -3,6 +3,7 @@ beside the official ones, evaluate --by-dataset, ablate base) and caches of the 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import h5py
@@ -258,3 +259,126 @@ def test_mmew_adapter(tmp_path):
     with pytest.raises(MertoolError, match=r"no header row with columns Subject, Filename, OnsetFrame.*first row "
                                            r"found: sheet 'Sheet' row 1: Subj, Clip, Start"):
         load_records(tmp_path, kind="mmew", sheet=bad)
+
+
+# ------------------------------------------- end to end: SMIC and MMEW trees from the synthetic faces, MEGC 2019
+
+SMIC_CLASS = {"happiness": ("positive", "po"), "disgust": ("negative", "ne"), "repression": ("negative", "ne"),
+              "surprise": ("surprise", "sur")}
+MMEW_EMOTION = {"happiness": "happiness", "disgust": "disgust", "repression": "fear", "surprise": "surprise",
+                "others": "others"}
+SMALL = ["--set", "data.image_size=64", "--set", "model.width=0.25", "--set", "model.fpf=none", "--set",
+         "train.epochs=1", "--set", "train.decay_epochs=1", "--set", "augment.crop_padding=4"]
+
+
+def _cli(*args):
+    from typer.testing import CliRunner
+
+    from mertool.cli import app
+
+    out = CliRunner().invoke(app, [str(a) for a in args])
+    assert out.exit_code == 0, out.output + repr(out.exception)
+    return out.output
+
+
+@pytest.fixture(scope="module")
+def trees(tmp_path_factory) -> dict:
+    """`mertool synth` clips (3 subjects, the project's default faces) laid out as CASME II, SMIC-HS and MMEW."""
+    import shutil
+
+    import cv2
+
+    from mertool.synth import synth
+
+    root = tmp_path_factory.mktemp("megc")
+    synth(root / "CASME2", subjects=3, per_subject=5, seed=5, workers=1)
+    samples = json.loads((root / "CASME2" / "synth.json").read_text())["samples"]
+    raw = root / "CASME2" / "CASME2-RAW"
+    smic, mmew = root / "SMIC" / "HS", root / "MMEW" / "Micro_Expression"
+    rows, truth = [MMEW_HEADER], {}
+    for k, s in enumerate(samples):
+        src, subj = raw / f"sub{s['subject']}" / s["sample_id"], int(s["subject"])
+        sdir = f"s{subj}" if subj < 3 else f"s{subj:02d}"          # both spellings of the subject folders
+        if s["emotion"] in SMIC_CLASS:
+            cls, abbr = SMIC_CLASS[s["emotion"]]
+            clip = smic / sdir / "micro" / cls / f"s{subj}_{abbr}_{k:02d}"
+            truth[f"s{subj:02d}/{clip.name}"] = s["apex"]
+        else:
+            clip = smic / sdir / "non_micro" / f"s{subj}_nm_{k:02d}"
+        clip.mkdir(parents=True)
+        for n in range(s["onset"], s["offset"] + 1):  # a SMIC clip is the micro-expression itself
+            cv2.imwrite(str(clip / f"image{n:06d}.bmp"), cv2.imread(str(src / f"img{n}.jpg")))
+        name = f"S{subj:02d}-{k:02d}-001"
+        dest = mmew / MMEW_EMOTION[s["emotion"]] / name
+        dest.mkdir(parents=True)
+        for i, n in enumerate(range(s["first"], s["last"] + 1), start=1):
+            shutil.copyfile(src / f"img{n}.jpg", dest / f"{i}.jpg")
+        rows.append([f"S{subj:02d}", name, s["onset"] - s["first"] + 1, s["apex"] - s["first"] + 1,
+                     s["offset"] - s["first"] + 1, s["aus_coded"], MMEW_EMOTION[s["emotion"]], None])
+    rows.append(["S01", "S01-99-001", "?", 3, 5, "AU1", "surprise", "malformed: no onset"])
+    _xlsx(root / "MMEW" / "MMEW_Micro_Exp.xlsx", rows)
+    gap = sorted(truth)[0]
+    clip = next(smic.glob(f"*/micro/*/{gap.split('/')[1]}"))
+    files = sorted(clip.iterdir())
+    files[1].unlink()                                   # a clip with a missing frame (not its first or apex)
+    return {"root": root, "smic_truth": truth, "gap": gap, "samples": samples}
+
+
+@pytest.fixture(scope="module")
+def caches(trees) -> dict:
+    root = trees["root"]
+    out = {}
+    for name, extra in (("casme2", []), ("smic", ["--smic-apex", "spot"]), ("mmew", [])):
+        out[name] = root / f"{name}.h5"
+        _cli("preprocess", root / {"casme2": "CASME2", "smic": "SMIC", "mmew": "MMEW"}[name], "--out", out[name],
+             "--size", 64, "--workers", 0, "--quiet", *extra)
+        assert "ok:" in _cli("cache", "verify", out[name])
+    return out
+
+
+def test_smic_preprocess_spots_the_apex(trees, caches):
+    summary = json.loads(Path(f"{caches['smic']}.json").read_text())
+    assert summary["dataset"] == "smic" and summary["smic_part"] == "HS"
+    assert summary["cached"] == len(trees["smic_truth"]) == 12 and summary["non_micro_clips"] == 3
+    chosen = summary["apex_chosen"]
+    assert chosen["method"] == "spot" and chosen["methods_used"] == {"spot": 12}
+    errors = [abs(chosen["clips"][k]["apex"] - a) for k, a in trees["smic_truth"].items()]
+    assert np.median(errors) <= 2, errors                # the spotter finds the rendered apex
+    assert any(f"{trees['gap']}: 1 frame(s) missing inside the clip" in w for w in summary["warnings"])
+    p = summary["published"]
+    assert p["read"] == {"clips": 12, "subjects": 3, "emotions": {"positive": 3, "negative": 6, "surprise": 3}}
+    assert not p["cached_matches"]
+    from mertool.cache import cache_info
+
+    info = cache_info(caches["smic"])
+    assert info["aus_unknown"] == 12 and set(info["subjects"]) == {"s01", "s02", "s03"}
+
+
+def test_mmew_preprocess_records_the_malformed_row(caches):
+    summary = json.loads(Path(f"{caches['mmew']}.json").read_text())
+    assert summary["dataset"] == "mmew" and summary["cached"] == 15
+    assert summary["skipped"] == {"malformed sheet row": 1}
+    assert "empty; expected a frame number" in summary["skipped_samples"]["malformed sheet row"][0]["detail"]
+
+
+def test_megc2019_end_to_end(trees, caches, tmp_path):
+    root = trees["root"]
+    merged = root / "megc.h5"
+    if not merged.exists():
+        _cli("cache", "merge", caches["casme2"], caches["smic"], caches["mmew"], "--out", merged)
+    info = _cli("cache", "info", merged)
+    assert "casme2+smic+mmew" in info and "12 unknown" in info
+    run = tmp_path / "run"
+    out = _cli("train-loso", "megc2019", "--cache", merged, "--out", run, "--quiet", "--device", "cpu", *SMALL)
+    assert "samples per class (read / official)" in out
+    assert re.search(r"casme2\s+6 / 88\s+3 / 32\s+3 / 25\s+12 / 145", out), out
+    assert re.search(r"smic\s+6 / 70\s+3 / 51\s+3 / 43\s+12 / 164", out), out
+    assert "mmew:happiness" in out                        # MMEW is not in the composite: dropped and counted
+    report = _cli("evaluate", run, "--by-dataset")
+    assert "UF1 and UAR by dataset" in report
+    rows = {m.group(1): int(m.group(2)) for m in re.finditer(r"(composite|casme2|smic|mmew)\s+│\s+(\d+)", report)}
+    assert rows == {"composite": 24, "casme2": 12, "smic": 12}
+    js = json.loads(_cli("evaluate", run, "--json"))["runs"][0]
+    assert set(js["by_dataset"]) == {"casme2", "smic"} and js["by_dataset"]["smic"]["n"] == 12
+    run_info = json.loads((run / "run.json").read_text())
+    assert run_info["subject_datasets"]["smic_s01"] == "smic" and len(run_info["folds"]) == 6
