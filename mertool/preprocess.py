@@ -23,7 +23,7 @@ from mertool.align import MISSING, SIZE_MISMATCH, AlignSkip, FaceAligner, descri
 from mertool.aus import au_bits
 from mertool.cache import CachedSample, CacheWriter, open_cache
 from mertool.errors import MertoolError
-from mertool.recipe import atomic_write_text
+from mertool.files import write_json  # noqa: F401  (demo and older code import it from here)
 
 DUPLICATE = "duplicate sample id"
 FAILED = "alignment failed"
@@ -140,11 +140,6 @@ def _relative(path, base: Path) -> str:
         return str(p.resolve().relative_to(base))
     except ValueError:
         return str(p)
-
-
-def write_json(path: Path, data: dict) -> Path:
-    """Atomic JSON write (temp file + rename)."""
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def _progress(enabled: bool):

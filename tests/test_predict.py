@@ -182,7 +182,7 @@ def test_pairs_csv_structure_errors(files, capsys, tmp_path):
     code, _, err = run(capsys, "--pairs", tmp_path / "nope.csv", "--model", files["model"])
     one_error_line(code, err, "nope.csv", "no such pairs file")
     code, _, err = run(capsys, "--pairs", bad, "--model", files["model"], "--format", "xml")
-    one_error_line(code, err, "--format 'xml'")
+    assert code == 2 and "Invalid value for '--format'" in err and "Traceback" not in err  # Typer's usage box
 
 
 # -------------------------------------------------------------------------------------------------- clips

@@ -24,8 +24,10 @@ def _console(quiet_stdout: bool = False):
 
 @app.command("train-loso")
 def train_loso_cmd(
-    recipe: str = typer.Argument(..., help="Recipe YAML (a path, or a name in recipes/: casme2, samm, demo)."),
-    cache: Path = typer.Option(..., "--cache", help="HDF5 cache from `mertool preprocess`."),
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (a path, or a name in recipes/: casme2, samm, "
+                                                      "demo); default: the recipe named after the cache's dataset."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="HDF5 cache from `mertool preprocess`; default: the "
+                                                              "only mertool cache in the current folder."),
     subjects: str = typer.Option("all", "--subjects", help=_SUBJECTS_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/RECIPE-seedN)."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
@@ -44,15 +46,22 @@ def train_loso_cmd(
     """Leave-one-subject-out training: one fold per held-out subject, fixed schedule, last epoch as the result.
 
     Re-running the same command resumes: finished folds (those with predictions.csv) are skipped.
+    With no RECIPE and no --cache, the one mertool cache in the current folder and the recipe named after its
+    dataset are used (the first line of output says which).
 
     Example:
+      mertool train-loso --subjects all
       mertool train-loso recipes/casme2.yaml --cache casme2.h5 --out runs/casme2-s0 --final
       mertool train-loso demo --cache demo.h5 --set train.epochs=5 --subjects 01,02
       mertool train-loso casme2 --cache casme2.h5 --devices cuda:0,cuda:1 --folds-per-device 4
     """
+    from mertool.discover import resolve_short_form
     from mertool.parallel import train_loso_parallel
     from mertool.recipe import find_recipe, load_recipe
 
+    recipe, cache, note = resolve_short_form(recipe, cache)
+    if note:
+        _console().print(note, soft_wrap=True)
     overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
     r = load_recipe(recipe, overrides)
     if out is None:

@@ -15,6 +15,7 @@ from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from mertool.models.config import ModelConfig
 from mertool.models.cva import MotionStream, combined_map
 from mertool.models.fpf import FPF
+from mertool.models.precision import FP32Linear
 
 
 class Normalize(nn.Module):
@@ -30,13 +31,13 @@ class Normalize(nn.Module):
 
 
 def mlp_head(in_features: int, hidden: tuple[int, ...], num_classes: int, dropout: float) -> nn.Sequential:
-    """Linear -> BatchNorm -> ReLU -> Dropout per hidden size, then a linear classifier."""
+    """Linear -> BatchNorm -> ReLU -> Dropout per hidden size, then a linear classifier (fp32 under autocast)."""
     layers: list[nn.Module] = []
     for h in hidden:
         layers += [nn.Linear(in_features, h, bias=False), nn.BatchNorm1d(h), nn.ReLU(inplace=True),
                    nn.Dropout(dropout)]
         in_features = h
-    layers.append(nn.Linear(in_features, num_classes))
+    layers.append(FP32Linear(in_features, num_classes))
     return nn.Sequential(*layers)
 
 
@@ -89,7 +90,7 @@ class ResNetBaseline(nn.Module):
         self.trunk = torchvision.models.resnet18(weights=None)
         features = self.trunk.fc.in_features
         self.trunk.fc = nn.Identity()  # the classifier below takes the AU vector too
-        self.fc = nn.Linear(features + (cfg.num_aus if cfg.aus else 0), cfg.num_classes)
+        self.fc = FP32Linear(features + (cfg.num_aus if cfg.aus else 0), cfg.num_classes)
 
     def forward(self, onset: torch.Tensor, apex: torch.Tensor, aus: torch.Tensor | None = None,
                 return_maps: bool = False):
