@@ -36,13 +36,14 @@ class MERData:
     dropped: dict[str, int] = field(default_factory=dict)  # raw emotion outside the class map -> count
     source: str = ""
     dataset: str = ""              # the cache's `dataset` attribute (casme2, samm, casme2+samm+smic, ...)
-    au_known: torch.Tensor | None = None   # N bool: False where the dataset codes no AUs (an AU loss masks these)
+    au_known: torch.Tensor | None = None  # N bool: the sample's dataset codes AUs ("unknown" is not "none active");
+    #                                       an AU loss masks the others out
     datasets: np.ndarray | None = None     # N str: each sample's source dataset
     excluded: dict[str, int] = field(default_factory=dict)  # other reasons a sample was left out -> count
 
     def __post_init__(self):
         if self.au_known is None:
-            self.au_known = torch.ones(len(self.labels), dtype=torch.bool, device=self.aus.device)
+            self.au_known = torch.ones(len(self.labels), dtype=torch.bool, device=self.labels.device)
         if self.datasets is None:
             self.datasets = np.array([""] * len(self.labels), dtype=object)
 
@@ -169,15 +170,6 @@ def count_lines(data: MERData, official: dict[str, dict[str, int]]) -> list[str]
                       for r in [head] + cells]
 
 
-def au_source(value) -> str:
-    """model.aus as oracle | estimated | none; true/false are the older spellings of oracle/none."""
-    if value is True or str(value).lower() in ("oracle", "true"):
-        return "oracle"
-    if value is False or value is None or str(value).lower() in ("none", "false"):
-        return "none"
-    return str(value).lower()
-
-
 def load_for_recipe(cache: str | Path | CacheData, recipe: dict) -> MERData:
     """The data a recipe trains on: its class map, its `data.include` list, and its choice for unknown AU codes.
 
@@ -208,14 +200,16 @@ def recipe_selection(data: CacheData, recipe: dict) -> tuple[np.ndarray, dict[st
     cmap = ClassMap(recipe["data"]["classes"])
     unknown &= np.array([cmap.index(d, e) >= 0 for d, e in zip(data.datasets, data.emotions)], dtype=bool)
     policy = recipe["data"].get("unknown_aus", "refuse")
-    if unknown.any() and au_source(recipe["model"].get("aus")) == "oracle":
+    from mertool.models.config import au_source
+
+    if unknown.any() and au_source(recipe["model"].get("aus", "oracle")) == "oracle":
         if policy == "refuse":
             per = Counter(str(d) for d in data.datasets[unknown])
             where = ", ".join(f"{d}: {n}" for d, n in per.items())
             raise MertoolError(f"{name}: model.aus = oracle feeds the sheets' AU codes to the model, but {data.path} "
                                f"has {int(unknown.sum())} samples whose AU codes are unknown ({where}); set "
                                f"data.unknown_aus to drop (leave them out) or empty (an all-zero AU vector), or "
-                               f"model.aus to none")
+                               f"model.aus to estimated or none")
         if policy == "drop":
             excluded["AU codes unknown (data.unknown_aus: drop)"] = int(unknown.sum())
             select &= ~unknown

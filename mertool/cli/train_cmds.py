@@ -91,7 +91,8 @@ def evaluate_cmd(
       mertool evaluate runs/casme2-seed0 runs/casme2-seed1 runs/casme2-seed2 --json > results.json
       mertool evaluate runs/megc2019-seed0 --by-dataset
     """
-    from mertool.evaluate import confusion_png, evaluate_runs, render, render_by_dataset, summed_confusion, to_json
+    from mertool.evaluate import (au_f1_png, confusion_png, evaluate_runs, render, render_by_dataset,
+                                  summed_confusion, to_json)
 
     report = evaluate_runs(run_dirs, partial=partial)
     if png is None and len(run_dirs) == 1:
@@ -100,6 +101,8 @@ def evaluate_cmd(
     if png is not None and cm is not None:
         title = "LOSO confusion, last epoch" + (f", {len(run_dirs)} runs summed" if len(run_dirs) > 1 else "")
         report["png"] = str(confusion_png(cm, report["classes"], png, title))
+        au_png = au_f1_png(report, png.with_name("au_f1.png"))
+        report["au_png"] = str(au_png) if au_png else None
     if json_:
         typer.echo(to_json(report))
         return
@@ -109,6 +112,8 @@ def evaluate_cmd(
         render_by_dataset(report, console)
     if report.get("png"):
         console.print(f"confusion matrix picture: {report['png']}")
+    if report.get("au_png"):
+        console.print(f"AU detection picture: {report['au_png']}")
 
 
 @app.command("ablate")
