@@ -133,11 +133,10 @@ def make_bench_cache(path: str | Path, emotions, image_size: int, samples: int =
 def load_bench_data(cache: str | Path, recipe: dict, device: torch.device):
     """The cache -> MERData on the device, as train-loso loads it; returns (data, seconds)."""
     from mertool.cache import load_cache
-    from mertool.data import load_dataset
+    from mertool.data import load_for_recipe
 
     t0 = time.perf_counter()
-    data = load_dataset(load_cache(cache), recipe["data"]["classes"], recipe["data"]["image_size"],
-                        recipe_name=recipe.get("name") or "recipe").to(device)
+    data = load_for_recipe(load_cache(cache), recipe).to(device)
     sync(device)
     return data, time.perf_counter() - t0
 
