@@ -120,17 +120,31 @@ def plan_folds(data, cache_subjects) -> LosoPlan:
     return LosoPlan(folds, skipped, dirs)
 
 
+def subject_key(name: str) -> str:
+    """A subject name as users and datasets spell it, reduced to one form: CASME II's folder `sub01` and its sheet's
+    `01`, SAMM's `006` and `6`, SMIC's `s3` and `03` (a merged cache's `casme2_` prefix is kept)."""
+    m = re.fullmatch(r"(?P<prefix>[^_]*_)?(?:sub|s)?0*(?P<n>\d+)", str(name).strip().lower())
+    return f"{m['prefix'] or ''}{int(m['n'])}" if m else str(name).strip().lower()
+
+
 def select_subjects(plan: LosoPlan, subjects: str | list[str] | None) -> list[str]:
-    """--subjects all|01,02 -> the folds to run here (unknown or skipped subjects are errors)."""
+    """--subjects all|01,02 -> the folds to run here; a dataset's folder spelling (sub01, 6 for 006) names the same
+    subject. Unknown, ambiguous or skipped subjects are errors."""
     if subjects is None or subjects == "all" or subjects == ["all"]:
         return list(plan.folds)
     wanted = [s.strip() for s in (subjects.split(",") if isinstance(subjects, str) else subjects) if s.strip()]
+    chosen = set()
     for s in wanted:
-        if s in plan.skipped:
-            raise MertoolError(f"--subjects {s}: this subject has no sample of the recipe's classes (skipped)")
-        if s not in plan.folds:
+        matches = [s] if s in plan.folds or s in plan.skipped else \
+            [x for x in plan.folds + plan.skipped if subject_key(x) == subject_key(s)]
+        if len(matches) > 1:
+            raise MertoolError(f"--subjects {s}: matches several subjects ({', '.join(matches)}); name one exactly")
+        if not matches:
             raise MertoolError(f"--subjects {s}: no such subject; the cache has {', '.join(plan.folds)}")
-    return [s for s in plan.folds if s in set(wanted)]
+        if matches[0] in plan.skipped:
+            raise MertoolError(f"--subjects {s}: this subject has no sample of the recipe's classes (skipped)")
+        chosen.add(matches[0])
+    return [s for s in plan.folds if s in chosen]
 
 
 def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, console) -> tuple:
@@ -139,11 +153,10 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     Returns (data on CPU, plan, subjects to run here); shared by train_loso, the parallel and cluster runners.
     """
     from mertool.cache import CacheData, load_cache
-    from mertool.data import load_dataset
+    from mertool.data import count_lines, load_for_recipe
 
     cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)
-    data = load_dataset(cache_data, recipe["data"]["classes"], recipe["data"]["image_size"],
-                        recipe_name=recipe.get("name") or "recipe")
+    data = load_for_recipe(cache_data, recipe)
     plan = plan_folds(data, cache_data.subjects)
     todo = select_subjects(plan, subjects)
     prepare_run(Path(out), recipe, data, plan, device)
@@ -152,6 +165,11 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     if data.dropped:
         console.print("dropped samples outside the class map: "
                       + ", ".join(f"{e!r} x{n}" for e, n in data.dropped.items()))
+    for reason, n in data.excluded.items():
+        if n:
+            console.print(f"left out: {n} samples, {reason}")
+    for line in count_lines(data, recipe["data"].get("official_counts") or {}):  # beside the published counts
+        console.print(line)
     return data, plan, todo
 
 
@@ -168,7 +186,9 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
                 "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
                 "class_counts": data.class_counts(), "n_samples": len(data),
                 "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
-                          "dataset": data.dataset}}
+                          "dataset": data.dataset},
+                "subject_datasets": {str(s): str(d) for s, d in zip(data.subjects, data.datasets)},
+                "excluded": data.excluded}
     # Written once, by whichever of several shards starting at once gets there first; the others check theirs.
     recipe_path, run_path = out / RECIPE, out / RUN
     if not files.create_text(recipe_path, dump_recipe(recipe)):

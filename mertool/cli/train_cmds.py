@@ -13,7 +13,9 @@ _SET_HELP = "Override a recipe key, e.g. --set train.epochs=5 (value parsed as Y
 _SUBJECTS_HELP = "Folds to run here: all, or held-out subjects '01,02' (shards of one run folder)."
 _DEVICE_HELP = "cuda, cuda:N, cpu or auto (cuda when available)."
 _DEVICES_HELP = "Train folds in parallel on these devices, e.g. cuda:0,cuda:1 (replaces --device)."
-_FPD_HELP = "Folds trained at once on each device (worker processes); a small model leaves a big GPU idle."
+_FPD_HELP = ("Folds trained at once on each device (worker processes); a small model leaves a big GPU idle. "
+             "Without NVIDIA MPS the processes' kernels do not run concurrently: the GPU time-slices between them "
+             "(measure K against 1 with `mertool bench --loso --folds-per-device K`).")
 
 # Slurm options, shared by train-loso and ablate (see mertool/cluster.py)
 _EXECUTOR = typer.Option("local", "--executor", help="local (this machine) or slurm (one job array through "
@@ -126,6 +128,8 @@ def evaluate_cmd(
     partial: bool = typer.Option(False, "--partial", help="Score a run with missing folds (marked partial)."),
     png: Optional[Path] = typer.Option(None, "--png", help="Confusion-matrix picture (default: RUN/confusion.png "
                                                            "for one run folder)."),
+    by_dataset: bool = typer.Option(False, "--by-dataset", help="Also UF1 and UAR of each source dataset of a "
+                                                                "merged cache (the MEGC 2019 composite's columns)."),
 ) -> None:
     """Pooled LOSO metrics (accuracy, UF1, UAR, macro F1), per class, per subject, confusion matrix.
 
@@ -135,8 +139,10 @@ def evaluate_cmd(
     Example:
       mertool evaluate runs/casme2-seed0
       mertool evaluate runs/casme2-seed0 runs/casme2-seed1 runs/casme2-seed2 --json > results.json
+      mertool evaluate runs/megc2019-seed0 --by-dataset
     """
-    from mertool.evaluate import au_f1_png, confusion_png, evaluate_runs, render, summed_confusion, to_json
+    from mertool.evaluate import (au_f1_png, confusion_png, evaluate_runs, render, render_by_dataset,
+                                  summed_confusion, to_json)
 
     report = evaluate_runs(run_dirs, partial=partial)
     if png is None and len(run_dirs) == 1:
@@ -152,6 +158,8 @@ def evaluate_cmd(
         return
     console = _console()
     render(report, console)
+    if by_dataset:
+        render_by_dataset(report, console)
     if report.get("png"):
         console.print(f"confusion matrix picture: {report['png']}")
     if report.get("au_png"):
