@@ -103,10 +103,14 @@ def load_table(path: str | Path) -> AblationTable:
                          list(raw.get("paper_columns") or ["accuracy", "f1"]), variants, str(raw.get("note") or ""))
 
 
-def base_recipe_path(table: AblationTable, dataset: str | None, base: str | Path | None = None) -> Path:
-    """--base, else the table's base recipe for the cache's dataset."""
+def base_recipe_path(table: AblationTable, dataset: str | None, base: str | Path | None = None,
+                     synthetic: bool = False) -> Path:
+    """--base, else the table's base recipe for the cache's dataset (its `demo` base for a `mertool synth` cache,
+    when the table has one: the paper's schedule at 224 px is not what a demo set is for)."""
     if base is not None:
         return find_recipe(base)
+    if synthetic and "demo" in table.base:
+        return table.base["demo"]
     for key in (dataset, "*"):
         if key in table.base:
             return table.base[key]
@@ -132,6 +136,22 @@ def cache_dataset(cache) -> str | None:
     with open_cache(cache) as f:
         value = f.attrs.get("dataset")
     return None if value is None else str(value)
+
+
+def cache_is_synthetic(cache) -> bool:
+    """The cache was preprocessed from `mertool synth` data (its preprocess report names synth's coding sheet)."""
+    import json
+
+    from mertool.cache import open_cache
+    from mertool.synth import SHEET_NAME
+
+    with open_cache(cache) as f:
+        text = f.attrs.get("preprocess_summary")
+    try:
+        sheet = json.loads(text).get("sheet") if text else None
+    except ValueError:
+        return False
+    return bool(sheet) and Path(str(sheet)).name == SHEET_NAME
 
 
 def list_variants(table_path, base=None, overrides=(), console=None) -> list[dict]:
@@ -203,7 +223,7 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
     console = console or Console(markup=False)
     table = load_table(table_path)
     dataset = cache_dataset(cache)
-    base_path = base_recipe_path(table, dataset, base)
+    base_path = base_recipe_path(table, dataset, base, synthetic=cache_is_synthetic(cache))
     root = Path(out) / table.stem
     grid = variant_runs(table, base_path, root, overrides, seeds)  # every recipe checked before any training
     cache_data = load_cache(cache)

@@ -282,6 +282,12 @@ def test_demo_end_to_end_small(tmp_path, capsys):
         assert main(argv) == 0
         assert json.loads(capsys.readouterr().out)["aus_source"] == "estimated"
     assert (out / "why.png").is_file()
+    # ablate picks a table's demo base for a cache made from synth data (the AU-source table has one)
+    from mertool.ablate import base_recipe_path, cache_is_synthetic, load_table
+    assert cache_is_synthetic(out / "demo.h5")
+    table = load_table("ablations/au_source")
+    assert base_recipe_path(table, "casme2", synthetic=True).name == "demo.yaml"
+    assert base_recipe_path(table, "casme2").name == "casme2.yaml"
     assert (out / "data" / "CASME2-coding-synthetic.xlsx").is_file() and (out / "demo.h5").is_file()
     assert main(args) == 0   # resumes: nothing is made again
     again = capsys.readouterr().out
