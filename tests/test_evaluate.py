@@ -87,10 +87,11 @@ def test_runs_of_different_recipes_are_compared_not_averaged(tmp_path, capsys):
     (c / "recipe.yaml").write_text(a_recipe.replace("aus: true", "aus: false"))
     assert evaluate_runs([a, b])["aggregate"]["accuracy"]["n"] == 2        # seeds only: mean ± std
     rep = evaluate_runs([a, c])
-    assert rep["aggregate"] is None and rep["recipe_differences"] == {"model.aus": [True, False]}
+    # true/false, the spelling of older run folders, read as oracle/none
+    assert rep["aggregate"] is None and rep["recipe_differences"] == {"model.aus": ["oracle", "none"]}
     assert main(["evaluate", str(a), str(c)]) == 0
     out = capsys.readouterr().out
-    assert "recipes differ in model.aus: seed0=True, no_au=False" in out and "mean ± std (n=" not in out
+    assert "recipes differ in model.aus: seed0=oracle, no_au=none" in out and "mean ± std (n=" not in out
 
 
 def test_runs_on_different_caches_are_not_averaged(tmp_path, capsys):
