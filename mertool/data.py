@@ -35,6 +35,7 @@ class MERData:
     classes: list[str]
     dropped: dict[str, int] = field(default_factory=dict)  # raw emotion outside the class map -> count
     source: str = ""
+    dataset: str = ""              # the cache's `dataset` attribute (casme2, samm, ...)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -117,7 +118,8 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
         labels=torch.from_numpy(labels[keep]),
         subjects=np.array([str(s) for s in data.subjects[keep]], dtype=object),
         sample_ids=np.array([str(s) for s in data.sample_ids[keep]], dtype=object),
-        classes=list(classes), dropped=dict(sorted(dropped.items())), source=str(data.path))
+        classes=list(classes), dropped=dict(sorted(dropped.items())), source=str(data.path),
+        dataset=str(data.attrs.get("dataset") or ""))
 
 
 def to_float(frames: torch.Tensor) -> torch.Tensor:

@@ -65,6 +65,21 @@ def _run_info(run_dir: Path) -> dict:
     return info
 
 
+def _run_dataset(info: dict) -> str | None:
+    """The dataset a run was trained on: recorded in run.json, or (older runs) its cache's attribute if still there."""
+    cache = info.get("cache") or {}
+    if cache.get("dataset"):
+        return str(cache["dataset"])
+    try:
+        import h5py
+
+        with h5py.File(cache.get("path", ""), "r") as f:
+            value = f.attrs.get("dataset")
+        return None if value is None else str(value)
+    except (OSError, TypeError, ValueError):
+        return None
+
+
 def _pooled(parts: list[dict], classes: list[str]) -> dict:
     """Metrics of predictions pooled over folds, plus the mean of per-fold accuracies."""
     y = np.concatenate([f["true"] for f in parts])
@@ -106,6 +121,7 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
                               "epoch": (summary.get("oracle") or {}).get("epoch"), "label": ORACLE_LABEL}
         folds.append(fold)
     report = {"run": str(run_dir), "protocol": PROTOCOL, "classes": classes, "expected_folds": expected,
+              "cache": info.get("cache") or {}, "dataset": _run_dataset(info),
               "done_folds": done, "missing": missing, "partial": bool(missing),
               "skipped_subjects": info.get("skipped_subjects", []), "folds": folds,
               "metrics": _pooled(parts, classes) if parts else None, "oracle": None, "oracle_note": None}
@@ -156,14 +172,34 @@ def evaluate_runs(run_dirs, partial: bool = False) -> dict:
     scored = [r for r in runs if r["metrics"]]
     differ = recipe_differences([Path(r["run"]) for r in runs])
     out = {"protocol": PROTOCOL, "classes": classes, "runs": runs, "aggregate": None, "oracle_aggregate": None,
-           "recipe_differences": differ}
+           "recipe_differences": differ, "published": None}
     # mean ± std is for repeats of one recipe (seeds); runs of different settings are only compared side by side
     if len(scored) > 1 and not differ:
+        _check_same_cache(scored)
         out["aggregate"] = {k: _mean_std([r["metrics"][k] for r in scored]) for k in HEADLINE}
         if all(r["oracle"] for r in scored):
             out["oracle_aggregate"] = {k: _mean_std([r["oracle"][k] for r in scored]) for k in HEADLINE}
             out["oracle_aggregate"]["label"] = ORACLE_LABEL
+    headline = out["aggregate"] and {k: v["mean"] for k, v in out["aggregate"].items() if k in HEADLINE}
+    if headline or len(scored) == 1:
+        from mertool.published import standing
+
+        datasets = {r["dataset"] for r in scored}
+        out["published"] = standing(headline or scored[0]["metrics"], datasets.pop() if len(datasets) == 1 else None,
+                                    len(classes))
     return out
+
+
+def _check_same_cache(runs: list[dict]) -> None:
+    """Seeds are averaged only over one data set: a run trained on other cache content is refused, naming both."""
+    first = runs[0]
+    a = first.get("cache") or {}
+    for r in runs[1:]:
+        b = r.get("cache") or {}
+        if a.get("fingerprint") != b.get("fingerprint"):
+            raise MertoolError(f"{r['run']} was trained on cache {b.get('path')} (fingerprint {b.get('fingerprint')}) "
+                               f"but {first['run']} on {a.get('path')} (fingerprint {a.get('fingerprint')}): "
+                               f"runs on different data are not averaged; evaluate them separately")
 
 
 def summed_confusion(report: dict, key: str = "metrics") -> np.ndarray | None:
@@ -294,3 +330,7 @@ def render(report: dict, console) -> None:
     for r in runs:
         if r.get("oracle_note"):
             console.print(f"{r['run']}: {r['oracle_note']}")
+    if report.get("published"):
+        from mertool.published import render_standing
+
+        render_standing(report["published"], console)

@@ -3,8 +3,10 @@
 MEGC definitions, over predictions pooled from every fold:
   UF1 = mean over classes c of F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)   (classes with no TP, FP or FN skipped)
   UAR = mean over classes c with samples of recall_c = TP_c / N_c
-`macro_f1` is scikit-learn's f1_score(average="macro") on the same pooled predictions over the classes that occur in
-truth or prediction; it equals UF1 whenever every class occurs (it is reported because many papers say "F1").
+`macro_f1` is scikit-learn's f1_score(average="macro", labels=all K classes, zero_division=0): a class with no sample
+and no prediction counts as F1 = 0. It is the paper's "average F1-score across the 5 emotional labels". The two agree
+whenever every class occurs in truth or prediction (pooled CASME II / SAMM LOSO predictions), and differ when one
+does not (a subset of subjects, a partial run): UF1 then averages over fewer classes.
 """
 from __future__ import annotations
 
@@ -41,9 +43,9 @@ def accuracy(y_true, y_pred) -> float:
 
 
 def macro_f1(y_true, y_pred, num_classes: int | None = None) -> float:
-    """scikit-learn macro F1 over the classes present in truth or prediction."""
-    t, p, _ = _check(y_true, y_pred, num_classes)
-    return float(f1_score(t, p, average="macro", zero_division=0))
+    """scikit-learn macro F1 over all K classes (an absent class counts 0), K = num_classes."""
+    t, p, k = _check(y_true, y_pred, num_classes)
+    return float(f1_score(t, p, labels=np.arange(k), average="macro", zero_division=0))
 
 
 def uf1(y_true, y_pred, num_classes: int | None = None) -> float:

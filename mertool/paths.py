@@ -1,4 +1,8 @@
-"""Where mertool's bundled files live: the repository's recipes/ folder, or a copy packaged inside mertool/."""
+"""Where mertool's bundled recipes live: the one function every module asks (recipe names, model variants, tables).
+
+In a checkout (and an editable install) that is the top-level recipes/ folder; a wheel or an sdist install carries a
+copy as mertool/recipes/ (setup.py's build step copies it there), so `casme2`, `demo` and `ablations/table2` resolve
+after `pip install .` too."""
 from __future__ import annotations
 
 from pathlib import Path

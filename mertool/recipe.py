@@ -23,8 +23,7 @@ from pathlib import Path
 import yaml
 
 from mertool.errors import MertoolError
-
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
+from mertool.paths import recipes_dir
 
 # Every recipe key and its default. `None` under data.classes means "required".
 DEFAULTS: dict = {
@@ -79,11 +78,12 @@ _SPECS = {
 
 
 def find_recipe(path: str | Path) -> Path:
-    """A recipe path as given, or a bare name ('demo', 'ablations/table2') looked up in the repository's recipes/."""
+    """A recipe path as given, or a bare name ('demo', 'ablations/table2') looked up in mertool's recipes folder."""
     p = Path(path)
     if p.is_file():
         return p
-    for candidate in (RECIPES_DIR / p, RECIPES_DIR / p.with_suffix(".yaml")):
+    root = recipes_dir()
+    for candidate in (root / p, root / p.with_suffix(".yaml")):
         if not p.is_absolute() and candidate.is_file():
             return candidate
     raise MertoolError(f"{path}: no such recipe file")

@@ -479,7 +479,8 @@ def prepare_run(out: Path, recipe: dict, data: MERData, plan: LosoPlan, device: 
     run_info = {"format": "mertool-run", "version": 1, "classes": data.classes, "folds": plan.folds,
                 "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
                 "class_counts": data.class_counts(), "n_samples": len(data),
-                "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data)}}
+                "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
+                          "dataset": data.dataset}}
     recipe_path, run_path = out / "recipe.yaml", out / "run.json"
     if recipe_path.is_file():
         old = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))

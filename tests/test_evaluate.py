@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mertool.ablate import NOT_TRANSCRIBED, load_table, variant_recipe
+from mertool.ablate import NOT_IN_PAPER, load_table, variant_recipe
 from mertool.cli import main
 from mertool.errors import MertoolError
 from mertool.evaluate import ORACLE_LABEL, evaluate_run, evaluate_runs
@@ -18,17 +18,19 @@ CLASSES = ["a", "b", "c"]
 FOLDS = {"s1": ([0, 0, 1], [0, 1, 1]), "s2": ([1, 2], [1, 2]), "s3": ([2, 2, 0], [2, 0, 0])}
 
 
-def make_run(path: Path, folds=FOLDS, oracle=None) -> Path:
+def make_run(path: Path, folds=FOLDS, oracle=None, classes=CLASSES, cache=None) -> Path:
     """A run folder as train-loso writes it, with chosen predictions."""
     (path / "folds").mkdir(parents=True)
     (path / "run.json").write_text(json.dumps({
-        "format": "mertool-run", "version": 1, "classes": CLASSES, "folds": list(FOLDS),
-        "fold_dirs": {s: s for s in FOLDS}, "skipped_subjects": ["s9"]}))
+        "format": "mertool-run", "version": 1, "classes": classes, "folds": list(folds),
+        "fold_dirs": {s: s for s in folds}, "skipped_subjects": ["s9"],
+        "cache": cache or {"path": "/data/c.h5", "fingerprint": "0000abcd", "dataset": "test"}}))
+    k = len(classes)
     for s, (y, p) in folds.items():
         (path / "folds" / s).mkdir()
-        probs = np.eye(3)[p] * 0.8 + 0.2 / 3
+        probs = np.eye(k)[p] * 0.8 + 0.2 / k
         ids = [f"{s}_{i}" for i in range(len(y))]
-        write_predictions(path / "folds" / s / "predictions.csv", ids, [s] * len(y), y, probs, CLASSES)
+        write_predictions(path / "folds" / s / "predictions.csv", ids, [s] * len(y), y, probs, classes)
         if oracle is not None and s in oracle:
             write_predictions(path / "folds" / s / "predictions_oracle.csv", ids, [s] * len(y), y,
                               np.eye(3)[oracle[s]], CLASSES)
@@ -91,6 +93,39 @@ def test_runs_of_different_recipes_are_compared_not_averaged(tmp_path, capsys):
     assert "recipes differ in model.aus: seed0=True, no_au=False" in out and "mean ± std (n=" not in out
 
 
+def test_runs_on_different_caches_are_not_averaged(tmp_path, capsys):
+    a = make_run(tmp_path / "seed0")
+    b = make_run(tmp_path / "seed1", cache={"path": "/data/other.h5", "fingerprint": "ffff0000"})
+    with pytest.raises(MertoolError, match=r"seed1 was trained on cache /data/other.h5 .*ffff0000.*seed0 .*0000abcd"):
+        evaluate_runs([a, b])
+    assert main(["evaluate", str(a), str(b)]) == 2
+    c = make_run(tmp_path / "seed2")
+    assert evaluate_runs([a, c])["aggregate"] is not None  # same cache content: averaged
+
+
+CASME2 = ["happiness", "disgust", "repression", "surprise", "others"]
+
+
+def test_casme2_run_is_placed_among_the_published_table1(tmp_path, capsys):
+    folds = {"01": ([0, 1, 2, 3, 4], [0, 1, 2, 3, 3]), "02": ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4])}  # 90 %
+    run = make_run(tmp_path / "casme2", folds, classes=CASME2,
+                   cache={"path": "/x.h5", "fingerprint": "1", "dataset": "casme2"})
+    rep = evaluate_runs([run])
+    pub = rep["published"]
+    assert pub["of"] == 13 and pub["rank"] == 2  # below the paper's 94.35, above MMNet's 88.35
+    names = [r["method"] for r in pub["rows"]]
+    assert names[0].startswith("the paper") and names[2] == "MMNet"
+    ours = pub["rows"][1]
+    assert ours["ours"] and ours["accuracy"] == pytest.approx(0.9)
+    assert ours["f1"] == pytest.approx(rep["runs"][0]["metrics"]["macro_f1"])
+    assert main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "MMNet" in out and "as published; most with test-fold epoch selection" in out and "ours ranks 2 of 13" in out
+    samm = make_run(tmp_path / "samm", folds, classes=CASME2, cache={"path": "/y.h5", "fingerprint": "2",
+                                                                    "dataset": "samm"})
+    assert evaluate_runs([samm])["published"] is None  # Table 1 is CASME II only
+
+
 def test_oracle_only_when_every_fold_has_it(tmp_path, capsys):
     perfect = {s: y for s, (y, _) in FOLDS.items()}
     full = evaluate_run(make_run(tmp_path / "o", oracle=perfect))
@@ -127,9 +162,28 @@ def test_every_table_variant_resolves_to_a_distinct_recipe():
         models = []
         for v in table.variants:
             r = variant_recipe(table, v, table.base["casme2"])
-            assert all(value is None for p in v.paper.values() for value in p.values())  # nothing invented
+            for ds in ("casme2", "samm"):  # the paper's numbers, or none where the paper has no such row
+                assert set(v.paper[ds]) == {"accuracy", "f1"}
+                assert all(value is None or 0 < value <= 100 for value in v.paper[ds].values())
             models.append(r["model"])
         assert len({json.dumps(m, sort_keys=True) for m in models}) == len(models), table.path
+
+
+def test_ablation_tables_hold_the_papers_numbers(capsys):
+    """Spot checks against the paper: the full model's row, Table 2's missing row, Table 7's own F1."""
+    def paper(n, name):
+        return next(v.paper for v in load_table(ROOT / "recipes" / "ablations" / f"table{n}.yaml").variants
+                    if v.name == name)
+
+    for n, name in ((3, "vertical"), (4, "continuous"), (5, "swin"), (6, "dual"), (2, "full")):
+        assert paper(n, name) == {"casme2": {"accuracy": 94.35, "f1": 0.9402}, "samm": {"accuracy": 86.73, "f1": 0.8171}}
+    assert paper(7, "au")["casme2"] == {"accuracy": 94.35, "f1": 0.9112}  # what Table 7 prints
+    assert paper(2, "baseline")["samm"] == {"accuracy": 73.53, "f1": 0.6345}
+    assert paper(4, "independent")["casme2"] == {"accuracy": 91.94, "f1": 0.921}
+    assert paper(2, "cva-fpf")["casme2"] == {"accuracy": None, "f1": None}
+    assert main(["ablate", "ablations/table2", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "81.12" in out and "0.7582" in out and "73.53" in out and NOT_IN_PAPER in out
 
 
 def test_table_file_errors(tmp_path):
@@ -155,7 +209,7 @@ def test_ablate_runs_variants_and_writes_the_table(tmp_path, synthetic_cache, ca
     assert "2/4 (partial)" in (tmp_path / "table7" / "table.md").read_text()
     assert main(args) == 0  # the rest of the folds; the finished ones are skipped
     md = (tmp_path / "table7" / "table.md").read_text()
-    assert "Without AU" in md and "With AU" in md and NOT_TRANSCRIBED in md and "partial" not in md
+    assert "Without AU" in md and "With AU" in md and "89.52" in md and "0.9014" in md and "partial" not in md
     rows = list(csv.DictReader((tmp_path / "table7" / "table.csv").open()))
     assert [r["variant"] for r in rows] == ["no-au", "au"] and all(r["folds"] == "4/4" for r in rows)
     for r in rows:

@@ -22,8 +22,16 @@ def test_accuracy_and_confusion():
 def test_uf1_uar_match_hand_computed():
     assert metrics.uf1(Y, P, 5) == pytest.approx((4 / 7 + 1 / 2 + 6 / 7 + 1) / 4)
     assert metrics.uar(Y, P, 5) == pytest.approx((2 / 3 + 1 / 2 + 3 / 4 + 1) / 4)
-    # every occurring class appears in truth, so sklearn's macro F1 equals UF1 here
-    assert metrics.macro_f1(Y, P, 5) == pytest.approx(metrics.uf1(Y, P, 5))
+    # class 4 never occurs: UF1 (MEGC) averages the 4 classes that do, macro F1 all 5 (class 4 counts 0)
+    assert metrics.macro_f1(Y, P, 5) == pytest.approx((4 / 7 + 1 / 2 + 6 / 7 + 1) / 5)
+    # with only the classes that occur, the two definitions agree
+    assert metrics.macro_f1(Y, P, 4) == pytest.approx(metrics.uf1(Y, P, 4))
+
+
+def test_macro_f1_differs_from_uf1_when_a_class_is_absent():
+    y = p = np.array([0, 0, 1, 1])
+    assert metrics.uf1(y, p, 3) == pytest.approx(1.0)
+    assert metrics.macro_f1(y, p, 3) == pytest.approx(2 / 3)
 
 
 def test_class_predicted_but_absent_counts_in_uf1_not_uar():

@@ -33,22 +33,20 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors print one line to stderr and exit 2."""
+    """Run the CLI and return the exit code: 0 on success, 2 for a user error (one line on stderr) or a usage error.
+
+    Typer's standalone mode handles usage errors itself (its usage box on stderr, exit 2) with the click it
+    vendors (`typer._click` since typer 0.2x), so this function never names a click exception class.
+    """
     try:
-        # in non-standalone mode click returns (not raises) the code of a `raise typer.Exit(1)` in a command
-        rc = app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
+    except SystemExit as exc:  # standalone mode ends every run with sys.exit
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
     except MertoolError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except typer.Exit as exc:
-        return exc.exit_code
-    except (typer.Abort, KeyboardInterrupt):
+    except KeyboardInterrupt:
         print("aborted", file=sys.stderr)
         return 130
-    except Exception as exc:  # click usage errors
-        import click
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
-        raise
-    return rc if isinstance(rc, int) else 0
+    return 0

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
 from mertool.cli.app import app
-from mertool.errors import MertoolError
 
 cache_app = typer.Typer(help="Inspect, check, picture and merge HDF5 caches made by `mertool preprocess`.",
                         no_args_is_help=True)
@@ -31,7 +30,7 @@ def preprocess_cmd(
     workers: int = typer.Option(2, "--workers", help="Processes reading and aligning frames (0: in this process)."),
     no_align: bool = typer.Option(False, "--no-align", help="Frames are already face crops (CASME II Cropped/): "
                                                             "resize them, no detection."),
-    layout: Optional[str] = typer.Option(None, "--layout", help="raw or cropped frame folders when both exist "
+    layout: Optional[Literal["raw", "cropped"]] = typer.Option(None, "--layout", help="raw or cropped frame folders when both exist "
                                                                 "(default: raw, or cropped with --no-align)."),
     resume: bool = typer.Option(False, "--resume", help="Keep samples already in --out (or its .tmp) and add the "
                                                         "rest."),
@@ -53,8 +52,6 @@ def preprocess_cmd(
     """
     from mertool.preprocess import preprocess, print_summary
 
-    if layout not in (None, "raw", "cropped"):
-        raise MertoolError(f"--layout {layout!r}: expected raw or cropped")
     summary = preprocess(dataset_dir, kind=dataset, sheet=sheet, out=out, workers=workers, align=not no_align,
                          resume=resume, size=size, progress=not quiet, layout=layout, padding=padding,
                          upsample=upsample)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 import typer
 
@@ -39,7 +40,7 @@ def predict(
     aus: str = typer.Option(None, "--aus", help="AUs present, e.g. '1,2', 'AU1+R2', '4+L10'; 'none' = empty vector "
                                                 "(required when the model was trained with AUs)."),
     pairs: Path = typer.Option(None, "--pairs", help="CSV with columns onset, apex, aus (paths relative to the CSV)."),
-    fmt: str = typer.Option("csv", "--format", help="Output of --pairs on stdout: csv or jsonl (--json = jsonl)."),
+    fmt: Literal["csv", "jsonl"] = typer.Option("csv", "--format", help="Output of --pairs on stdout: csv or jsonl (--json = jsonl)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else there."),
     onset: int = typer.Option(None, "--onset", help="Clip: use this onset frame number instead of the spotted one."),
     apex: int = typer.Option(None, "--apex", help="Clip: use this apex frame number instead of the spotted one."),
@@ -55,8 +56,6 @@ def predict(
         if inputs:
             raise MertoolError("--pairs: give either a pairs CSV or input files, not both")
         fmt = "jsonl" if as_json else fmt
-        if fmt not in ("csv", "jsonl"):
-            raise MertoolError(f"--format {fmt!r}: expected csv or jsonl")
         for opt, v in (("--explain", explain), ("--plot", plot), ("--onset", onset), ("--apex", apex),
                        ("--aus", aus)):
             if v is not None:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Literal, Optional
 
 import typer
 
@@ -22,12 +22,6 @@ def _console(quiet_stdout: bool = False):
     return Console(stderr=quiet_stdout, markup=False)
 
 
-def _check_select(select: str) -> str:
-    if select not in ("last", "oracle"):
-        raise MertoolError(f"--select {select!r}: expected last or oracle")
-    return select
-
-
 @app.command("train-loso")
 def train_loso_cmd(
     recipe: str = typer.Argument(..., help="Recipe YAML (a path, or a name in recipes/: casme2, samm, demo)."),
@@ -37,7 +31,7 @@ def train_loso_cmd(
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (sets train.seed)."),
     set_: List[str] = typer.Option([], "--set", help=_SET_HELP),
-    select: str = typer.Option("last", "--select",
+    select: Literal["last", "oracle"] = typer.Option("last", "--select",
                                help="last (default: the fixed schedule's last epoch) or oracle (ALSO record each "
                                     "fold's best epoch on its test subject, reported apart as 'oracle (test-fold "
                                     "selection)')."),
@@ -64,7 +58,7 @@ def train_loso_cmd(
     if out is None:
         out = Path("runs") / f"{find_recipe(recipe).stem}-seed{r['train']['seed']}"
     train_loso_parallel(r, cache, out, subjects=subjects, devices=devices or device, folds_per_device=folds_per_device,
-                        select=_check_select(select), final=final, compile=compile_, console=_console(),
+                        select=select, final=final, compile=compile_, console=_console(),
                         progress=not quiet)
 
 
@@ -115,7 +109,7 @@ def ablate_cmd(
                                                             "table's recipe for the cache's dataset)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (sets train.seed)."),
     set_: List[str] = typer.Option([], "--set", help=_SET_HELP + " Applies to every variant."),
-    select: str = typer.Option("last", "--select", help="last or oracle (see train-loso)."),
+    select: Literal["last", "oracle"] = typer.Option("last", "--select", help="last or oracle (see train-loso)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the models."),
     devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
     folds_per_device: int = typer.Option(1, "--folds-per-device", min=1, help=_FPD_HELP),
@@ -139,5 +133,5 @@ def ablate_cmd(
     if cache is None:
         raise MertoolError("ablate: --cache FILE is required (except with --list)")
     run_table(table, cache, out, subjects=subjects, device=devices or device, folds_per_device=folds_per_device,
-              base=base, overrides=overrides, select=_check_select(select), compile=compile_, console=console,
+              base=base, overrides=overrides, select=select, compile=compile_, console=console,
               progress=not quiet)
