@@ -50,6 +50,9 @@ AGREE_PX = 0.3
 AGREE_MARGIN = 0.08
 # - Euclidean, not similarity: the scale of 8 landmarks is noise (+0.7 % vs ECC-affine's -0.9 % on the real pair)
 #   and a head hardly changes distance within a micro-expression; ECC's affine model would absorb expression as shear.
+# - a pair is listed as a warning when its registration leaves more than RESIDUAL_WARN px on the upper face: the
+#   real clip's 24 pairs (img1 -> every 3rd frame) leave 0.03-0.99 px, synthetic clips with head motion up to 0.5
+RESIDUAL_WARN = 1.5
 ECC_CRITERIA = (3, 100, 1e-5)       # cv2.TERM_CRITERIA_COUNT | EPS: at most 100 iterations, stop below 1e-5
 ECC_SMOOTH = 5                      # Gaussian pre-smoothing (px): sensor noise; 1 px gives the same residuals
 
@@ -303,7 +306,10 @@ class FaceAligner:
     def reference(self, rgb: np.ndarray, loc: Located | None = None) -> Reference:
         """The onset (or a clip's first frame) as registration's target: its crop, landmarks and upper-face mask."""
         loc = loc if loc is not None else self.locate(rgb)
-        crop = self.apply(rgb, loc.chip)
+        # registered pairs: both crops through the same warp (cv2, bilinear), so that resampling differs in nothing
+        # but the transform (dlib's chip sampler against cv2's biased ECC by 0.1 deg / 0.2 px on identical faces)
+        crop = self.apply(rgb, loc.chip) if self.register_mode == "none" else \
+            _warp(rgb, np.linalg.inv(_h(chip_matrix(loc.chip)))[:2], self.size)
         lm = to_chip(loc.landmarks, loc.chip)
         return Reference(loc, crop, lm, chip_matrix(loc.chip), _gray(crop), upper_face_mask(lm, self.size),
                          tuple(upper_face_mask(lm, self.size, r) for r in ECC_REGIONS))
@@ -317,14 +323,15 @@ class FaceAligner:
            region's pixels that follow it; the result most of the upper face agrees with is kept;
         3. ONE warp of the original frame by the composed map (no second resampling; edges repeated, never black).
         When ECC fails on every region the landmark fit stands and `note` says so. A motion under 0.01 px is none:
-        the apex is cut with the onset's own chip (identical frames give identical crops).
+        the apex is cut with the onset's own chip (identical frames give identical crops). With 'none' the apex is
+        cut with the onset's dlib chip, as before registration existed.
         """
-        plain = self.apply(rgb, ref.loc.chip)
         if self.register_mode == "none":
-            return plain, None
+            return self.apply(rgb, ref.loc.chip), None
         import cv2
         size = self.size
         to_frame = np.linalg.inv(_h(ref.matrix))                 # onset-crop px -> frame px (inverse chip map)
+        plain = _warp(rgb, to_frame[:2], size)                   # the onset's chip, no registration
         apex_lm = to_chip(self.landmarks(rgb, ref.loc.box), ref.loc.chip)
         head = rigid_fit(ref.landmarks[list(STABLE_POINTS)], apex_lm[list(STABLE_POINTS)])  # crop px -> crop px
         start = _warp(rgb, (to_frame @ _h(head))[:2], size)
@@ -359,6 +366,18 @@ class FaceAligner:
         return crop, Registration(method, (to_frame @ _h(head))[:2], (float(shift[0]), float(shift[1])), rotation,
                                   float(np.hypot(head[0, 0], head[1, 0])), upper_face_residual(ref, plain),
                                   upper_face_residual(ref, crop) if after is None else after, note)
+
+
+def registration_warnings(name: str, reg: dict) -> list[str]:
+    """Warning lines for one pair's registration (Registration.to_dict()): fallback to landmarks, large residual."""
+    out = []
+    if reg.get("note"):
+        out.append(f"{name}: registration: {reg['note']}")
+    if reg["residual"] > RESIDUAL_WARN:
+        out.append(f"{name}: registration leaves {reg['residual']:.2f} px on the upper face (over {RESIDUAL_WARN} px; "
+                   f"head shift ({reg['shift_x']:+.1f}, {reg['shift_y']:+.1f}) px, rotation {reg['rotation']:+.2f} "
+                   f"deg): check it with `mertool cache show`")
+    return out
 
 
 def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:

@@ -36,12 +36,17 @@ def preprocess_cmd(
                                                         "rest."),
     size: int = typer.Option(224, "--size", help="Crop size in pixels."),
     padding: float = typer.Option(0.25, "--padding", help="dlib face-chip padding around the landmarks."),
-    upsample: int = typer.Option(1, "--upsample", help="dlib detector upsampling (1 finds faces down to ~40 px)."),
+    upsample: int = typer.Option(1, "--upsample", help="Largest dlib detector upsampling: 0 is tried first, then up "
+                                                       "to this when no face is found (1 finds faces down to ~40 px)."),
+    register: str = typer.Option("ecc", "--register", help="How the apex is brought onto the onset: ecc (landmark "
+                                                           "fit refined by ECC on the upper face), landmarks, or "
+                                                           "none (the onset's crop cut from the apex as it is)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Turn a dataset folder (annotation sheet + frames) into one HDF5 cache of aligned onset/apex pairs.
 
-    The face is found on the onset frame (dlib detector + 68 landmarks); the same crop is cut from the apex.
+    The face is found on the onset frame (dlib detector + 68 landmarks) and cut out; the apex is registered onto it
+    (rigid: head motion removed, expression kept) and its residual recorded per sample.
 
     Skipped samples (missing frame, unreadable image, no face) are listed in the summary and in <out>.json.
 
@@ -54,7 +59,7 @@ def preprocess_cmd(
 
     summary = preprocess(dataset_dir, kind=dataset, sheet=sheet, out=out, workers=workers, align=not no_align,
                          resume=resume, size=size, progress=not quiet, layout=layout, padding=padding,
-                         upsample=upsample)
+                         upsample=upsample, register=register)
     print_summary(summary, _console())
 
 
@@ -67,7 +72,7 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     """
     from rich.table import Table
 
-    from mertool.cache import cache_info
+    from mertool.cache import cache_info, registration_line
 
     info = cache_info(file)
     con = _console()
@@ -83,6 +88,7 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     t.add_row("subjects", str(len(info["subjects"])))
     t.add_row("with landmarks", str(info["with_landmarks"]))
     t.add_row("apex estimated", str(info["apex_estimated"]))
+    t.add_row("registration", registration_line(info["registration"]))
     t.add_row("file size", f"{info['bytes'] / 2**20:.1f} MiB")
     if "merged_from" in a:
         t.add_row("merged from", ", ".join(f"{s['path']} ({s['dataset']}, {s['samples']})" for s in a["merged_from"]))
@@ -130,10 +136,11 @@ def show_cmd(
     Example:
       mertool cache show casme2.h5 01/EP02_01f --png ep02.png
     """
-    from mertool.cache import show_sample
+    from mertool.cache import registration_text, show_sample
 
     r = show_sample(file, sample, png, gain)
-    typer.echo(f"{r['png']}: {r['subject']}/{r['sample_id']} ({r['emotion']}), difference x{r['gain']:.1f}")
+    typer.echo(f"{r['png']}: {r['subject']}/{r['sample_id']} ({r['emotion']}), difference x{r['gain']:.1f}; "
+               + registration_text(r["registration"]).replace("\n", "; "))
 
 
 @cache_app.command("merge")
