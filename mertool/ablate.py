@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mertool.errors import MertoolError
-from mertool.recipe import atomic_write_text, find_recipe, load_recipe, read_yaml
+from mertool.files import write_text
+from mertool.recipe import find_recipe, load_recipe, read_yaml
 
 NOT_IN_PAPER = "no row"  # the paper has no such row (see the table's note)
 OURS = ("accuracy", "uf1", "uar", "macro_f1")
@@ -208,12 +209,13 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     from rich.table import Table
 
     from mertool.evaluate import ORACLE_LABEL, evaluate_run
+    from mertool.runs import is_run
 
     console = console or Console(markup=False)
     rows = []
     for v in table.variants:
         run_dir = root / v.name
-        rep = evaluate_run(run_dir, partial=True) if (run_dir / "run.json").is_file() else None
+        rep = evaluate_run(run_dir, partial=True) if is_run(run_dir) else None
         m = rep["metrics"] if rep else None
         paper = (v.paper or {}).get(dataset) or {}
         rows.append({
@@ -250,12 +252,12 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     if table.note:
         md += ["", table.note.strip()]
     root.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(root / "table.md", "\n".join(md) + "\n")
+    write_text(root / "table.md", "\n".join(md) + "\n")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
     w.writeheader()
     w.writerows(rows)
-    atomic_write_text(root / "table.csv", buf.getvalue())
+    write_text(root / "table.csv", buf.getvalue())
     console.print(f"wrote {root / 'table.md'} and {root / 'table.csv'}")
     return {"title": table.title, "dataset": dataset, "rows": rows, "markdown": root / "table.md",
             "csv": root / "table.csv"}

@@ -28,7 +28,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mertool import __version__
+from mertool import __version__, files
 from mertool.aus import AU_VOCAB
 from mertool.errors import MertoolError
 
@@ -484,9 +484,8 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
                  f"AUs {meta['aus_raw'] or '?'}")
     fig.tight_layout()
     png = Path(png)
-    tmp = png.with_name(png.name + ".tmp")
-    fig.savefig(tmp, format="png")
-    os.replace(tmp, png)
+    with files.temporary_path(png) as tmp:
+        fig.savefig(tmp, format="png")
     return {"index": i, "subject": meta["subject"], "sample_id": meta["sample_id"], "emotion": meta["emotion"],
             "gain": gain, "max_abs_diff": float(diff.max()), "png": str(png),
             "registration": None if reg is None else {k: (v.item() if hasattr(v, "item") else v)

@@ -6,63 +6,20 @@ when every fold has them. Several run folders (e.g. seeds) give mean ± sample s
 """
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
 
 import numpy as np
 
-from mertool import metrics
+from mertool import files, metrics, runs
 from mertool.errors import MertoolError
+from mertool.runs import read_predictions  # noqa: F401  (imported from here by older code and tests)
 
 ORACLE_LABEL = "oracle (test-fold selection)"
 PROTOCOL = "last epoch of a fixed schedule (no test-fold selection)"
 HEADLINE = ("accuracy", "uf1", "uar", "macro_f1", "mean_subject_accuracy")
 NAMES = {"accuracy": "accuracy", "uf1": "UF1", "uar": "UAR", "macro_f1": "macro F1",
          "mean_subject_accuracy": "mean per-subject accuracy"}
-
-
-def read_predictions(path: Path, classes: list[str]) -> dict:
-    """One fold's predictions CSV -> arrays (sample ids, subjects, true and predicted class numbers, probabilities)."""
-    index = {c: i for i, c in enumerate(classes)}
-    want = ["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes]
-    try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise MertoolError(f"{path}: cannot read ({exc.strerror})") from None
-    if not rows or rows[0] != want:
-        raise MertoolError(f"{path}: header {rows[0] if rows else 'missing'}, expected {want}")
-    ids, subs, y, p, probs = [], [], [], [], []
-    for n, row in enumerate(rows[1:], start=2):
-        if len(row) != len(want):
-            raise MertoolError(f"{path}: row {n} has {len(row)} fields, expected {len(want)}")
-        for col, value in (("true", row[2]), ("predicted", row[3])):
-            if value not in index:
-                raise MertoolError(f"{path}: row {n}: {col} = {value!r}, expected one of {', '.join(classes)}")
-        try:
-            probs.append([float(v) for v in row[4:]])
-        except ValueError:
-            raise MertoolError(f"{path}: row {n}: probabilities must be numbers") from None
-        ids.append(row[0])
-        subs.append(row[1])
-        y.append(index[row[2]])
-        p.append(index[row[3]])
-    return {"sample_id": ids, "subject": subs, "true": np.array(y, np.int64), "pred": np.array(p, np.int64),
-            "probs": np.array(probs, np.float64).reshape(len(ids), len(classes))}
-
-
-def _run_info(run_dir: Path) -> dict:
-    path = run_dir / "run.json"
-    if not path.is_file():
-        raise MertoolError(f"{run_dir}: not a mertool run folder (no run.json; made by `mertool train-loso`)")
-    try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise MertoolError(f"{path}: unreadable run description ({exc})") from None
-    if info.get("format") != "mertool-run":
-        raise MertoolError(f"{path}: not a mertool run description")
-    return info
 
 
 def _run_dataset(info: dict) -> str | None:
@@ -92,30 +49,28 @@ def _pooled(parts: list[dict], classes: list[str]) -> dict:
 def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
     """One run folder -> report dict; a run with missing folds is refused (naming them) unless partial."""
     run_dir = Path(run_dir)
-    info = _run_info(run_dir)
+    info = runs.read_run_info(run_dir)
     classes, expected = list(info["classes"]), list(info["folds"])
     dirs = info.get("fold_dirs", {s: s for s in expected})
     done, missing = [], []
     for s in expected:
-        (done if (run_dir / "folds" / dirs[s] / "predictions.csv").is_file() else missing).append(s)
+        (done if runs.fold_done(run_dir, dirs[s]) else missing).append(s)
     if missing and not partial:
         raise MertoolError(f"{run_dir}: {len(missing)} of {len(expected)} folds have no predictions.csv: "
                            f"{', '.join(missing)}; run them (train-loso --subjects ...) or pass --partial")
     folds, parts, oracle_parts = [], [], []
     for s in done:
-        fdir = run_dir / "folds" / dirs[s]
-        pred = read_predictions(fdir / "predictions.csv", classes)
+        fdir = runs.fold_path(run_dir, dirs[s])
+        pred = read_predictions(fdir / runs.PREDICTIONS, classes)
         bad = {x for x in pred["subject"] if x != s}
         if bad:
-            raise MertoolError(f"{fdir / 'predictions.csv'}: fold {s} holds samples of subject(s) {sorted(bad)}")
+            raise MertoolError(f"{fdir / runs.PREDICTIONS}: fold {s} holds samples of subject(s) {sorted(bad)}")
         parts.append(pred)
-        summary = {}
-        if (fdir / "fold.json").is_file():
-            summary = json.loads((fdir / "fold.json").read_text(encoding="utf-8"))
+        summary = runs.read_fold_summary(fdir)
         fold = {"subject": s, "n": len(pred["true"]), "accuracy": float(np.mean(pred["true"] == pred["pred"])),
                 "seconds": summary.get("seconds"), "oracle": None}
-        if (fdir / "predictions_oracle.csv").is_file():
-            o = read_predictions(fdir / "predictions_oracle.csv", classes)
+        if (fdir / runs.ORACLE_PREDICTIONS).is_file():
+            o = read_predictions(fdir / runs.ORACLE_PREDICTIONS, classes)
             oracle_parts.append(o)
             fold["oracle"] = {"accuracy": float(np.mean(o["true"] == o["pred"])),
                               "epoch": (summary.get("oracle") or {}).get("epoch"), "label": ORACLE_LABEL}
@@ -210,8 +165,6 @@ def summed_confusion(report: dict, key: str = "metrics") -> np.ndarray | None:
 
 def confusion_png(cm: np.ndarray, classes: list[str], path: str | Path, title: str = "") -> Path:
     """Confusion matrix picture (rows = true, colour = row share, text = counts), written atomically."""
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -235,10 +188,11 @@ def confusion_png(cm: np.ndarray, classes: list[str], path: str | Path, title: s
     if title:
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    fig.savefig(tmp, format="png")
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with files.temporary_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 

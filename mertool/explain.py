@@ -7,12 +7,13 @@ the motion stream amplified.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from mertool import files
 
 
 def save_figure(fig, path: str | Path) -> Path:
@@ -22,12 +23,11 @@ def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     try:
-        fig.savefig(tmp, format=fmt)
+        with files.temporary_path(path) as tmp:
+            fig.savefig(tmp, format=fmt)
     finally:
         plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

@@ -72,7 +72,8 @@ def plan_slots(devices: list[torch.device], folds_per_device: int, threads: int 
 def _worker(slot: Slot, data, recipe: dict, out: str, fold_dirs: dict, select: str, compile: bool,
             tasks, events) -> None:
     """Worker process: train folds from the task queue until a None, reporting epochs and results as events."""
-    from mertool.train import FINAL, run_fold
+    from mertool.runs import FINAL, final_path, fold_path
+    from mertool.train import run_fold
 
     torch.set_num_threads(slot.threads)
     device = torch.device(slot.device)
@@ -83,7 +84,7 @@ def _worker(slot: Slot, data, recipe: dict, out: str, fold_dirs: dict, select: s
         data = data.to(device)
         while (subject := tasks.get()) is not None:
             final = subject == FINAL
-            fdir = Path(out) / ("final" if final else Path("folds") / fold_dirs[subject])
+            fdir = final_path(out) if final else fold_path(out, fold_dirs[subject])
             events.put(("start", slot.index, subject, int(recipe["train"]["epochs"])))
 
             def on_epoch(epoch, epochs, rec, _s=subject):
@@ -121,7 +122,7 @@ class _Display:
         return self.progress.__exit__(*exc)
 
     def event(self, kind: str, slot: int, subject, *rest) -> None:
-        from mertool.train import FINAL
+        from mertool.runs import FINAL
 
         name = "final (all subjects)" if subject == FINAL else f"fold {subject}"
         task = self.lines.get(slot)
@@ -154,7 +155,7 @@ def run_parallel(data, recipe: dict, out: Path, tasks: list[str], fold_dirs: dic
     """
     import torch.multiprocessing as mp
 
-    from mertool.train import FINAL
+    from mertool.runs import FINAL
 
     ctx = mp.get_context("spawn")
     task_q, events = ctx.Queue(), ctx.Queue()
@@ -220,10 +221,8 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
     """
     from rich.console import Console
 
-    from mertool.cache import CacheData, load_cache
-    from mertool.data import load_dataset
-    from mertool.train import FINAL, fold_done, plan_folds, prepare_run, print_run_summary, select_subjects, \
-        train_loso
+    from mertool.runs import FINAL, final_done, fold_done, open_run
+    from mertool.train import print_run_summary, train_loso
 
     console = console or Console(markup=False)
     if select not in ("last", "oracle"):
@@ -236,20 +235,9 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
         return train_loso(recipe, cache, out, subjects=subjects, device=devs[0], select=select, final=final,
                           compile=compile, console=console, progress=progress)
     out = Path(out)
-    cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)
-    data = load_dataset(cache_data, recipe["data"]["classes"], recipe["data"]["image_size"],
-                        recipe_name=recipe.get("name") or "recipe")
-    plan = plan_folds(data, cache_data.subjects)
-    del cache_data
-    todo = select_subjects(plan, subjects)
-    prepare_run(out, recipe, data, plan, devs[0])
-    if plan.skipped:
-        console.print(f"skipped subjects (no sample of {', '.join(data.classes)}): {', '.join(plan.skipped)}")
-    if data.dropped:
-        console.print("dropped samples outside the class map: "
-                      + ", ".join(f"{e!r} x{n}" for e, n in data.dropped.items()))
+    data, plan, todo = open_run(recipe, cache, out, subjects, devs[0], console)
     tasks = [s for s in todo if not fold_done(out, plan.fold_dirs[s])]
-    if final and not (out / "final" / "model.pt").is_file():
+    if final and not final_done(out):
         tasks.append(FINAL)
     n_workers = min(len(slots), len(tasks))
     console.print(f"{len(data)} samples, {len(plan.folds)} folds ({len(todo)} here, {len(tasks)} to train), "

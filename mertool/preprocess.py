@@ -24,7 +24,7 @@ from mertool.align import MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, Fac
 from mertool.aus import au_bits
 from mertool.cache import CachedSample, CacheWriter, open_cache, read_registration, registration_summary
 from mertool.errors import MertoolError
-from mertool.recipe import atomic_write_text
+from mertool.files import write_json  # noqa: F401  (demo and older code import it from here)
 
 DUPLICATE = "duplicate sample id"
 FAILED = "alignment failed"
@@ -114,11 +114,6 @@ def _relative(path, base: Path) -> str:
         return str(p.resolve().relative_to(base))
     except ValueError:
         return str(p)
-
-
-def write_json(path: Path, data: dict) -> Path:
-    """Atomic JSON write (temp file + rename)."""
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def _progress(enabled: bool):

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 from pathlib import Path
 
 import yaml
 
+from mertool import files
 from mertool.errors import MertoolError
+from mertool.files import write_text as atomic_write_text  # noqa: F401  (the old name of files.write_text)
 from mertool.paths import recipes_dir
 
 # Every recipe key and its default. `None` under data.classes means "required".
@@ -306,18 +307,9 @@ def dump_recipe(recipe: dict) -> str:
     return yaml.safe_dump(_plain(recipe), sort_keys=False, default_flow_style=False, allow_unicode=True)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write a text file through a temporary name, so a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
 def save_recipe(recipe: dict, path: str | Path) -> Path:
     """Write the resolved recipe atomically."""
-    return atomic_write_text(path, dump_recipe(recipe))
+    return files.write_text(path, dump_recipe(recipe))
 
 
 def flat_recipe(recipe: dict, _prefix: str = "") -> dict:

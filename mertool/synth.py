@@ -40,9 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mertool import files
 from mertool.aus import format_aus
 from mertool.errors import MertoolError
-from mertool.recipe import atomic_write_text
 
 FORMAT = "mertool-synth"
 VERSION = 1
@@ -701,13 +701,12 @@ def write_sheet(path, specs: list[SampleSpec]) -> Path:
 
 def _write_zip_fixed(path: Path, data: bytes) -> Path:
     """Re-pack a zip with every entry dated FIXED_TIME (zipfile stamps the current time), atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
+    with files.temporary_path(path) as tmp, zipfile.ZipFile(io.BytesIO(data)) as src, \
+            zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as dst:
         for info in src.infolist():
             fixed = zipfile.ZipInfo(info.filename, date_time=FIXED_TIME.timetuple()[:6])
             fixed.compress_type, fixed.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
             dst.writestr(fixed, src.read(info.filename))
-    os.replace(tmp, path)
     return path
 
 
@@ -837,7 +836,7 @@ def synth(out, faces=None, subjects: int = 10, per_subject: int = 20, seed: int 
                 "subjects": [{"subject": p.name, **asdict(p.identity), "landmarks": np.round(p.landmarks, 2).tolist()}
                              for p in people],
                 "samples": [_spec_json(s) for s in done]}
-    atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    files.write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
     return summary
 
 

@@ -1,14 +1,7 @@
 """Leave-one-subject-out training: one fold per held-out subject, a fixed schedule, the last epoch as the result.
 
-Run folder (every file written through a temporary name and renamed):
-  RUN/recipe.yaml                 the resolved recipe (a re-run with a different recipe is refused)
-  RUN/run.json                    classes, planned folds, skipped subjects, dropped emotions, cache fingerprint
-  RUN/env.json                    versions, device, seed, git commit, command line (first invocation)
-  RUN/folds/<subject>/log.jsonl   one line per epoch: loss, train accuracy, lr, seconds (rewritten each epoch)
-  RUN/folds/<subject>/checkpoint.pt, fold.json, [predictions_oracle.csv], predictions.csv
-  RUN/final/model.pt              with --final: one model trained on every subject (what `predict` loads)
-A fold is done when its predictions.csv exists (written last); re-running skips done folds, so kill -9 loses only
-the fold in progress, and `subjects=` shards let many machines fill one run folder without sharing a file.
+`train_loso` -> `run_fold` -> `_train_epoch`: this module keeps the fold loop and the math; every file a run
+writes (layout, plan, checkpoints, predictions, records) is handed to mertool.runs, which owns the run folder.
 
 `select="oracle"` additionally records, per fold, the epoch with the best accuracy on the held-out subject. That
 is test-set selection (what published MER code does), so it lives in separate files labelled ORACLE_LABEL and is
@@ -16,14 +9,7 @@ never the default or mixed into the main figures.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
-import os
 import platform
-import re
-import subprocess
-import sys
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -35,15 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mertool import __version__
-from mertool.data import MERData, augment_pair, load_dataset, make_batches, to_float
+from mertool import runs
+from mertool.data import MERData, augment_pair, make_batches, to_float
 from mertool.errors import MertoolError
 from mertool.evaluate import ORACLE_LABEL
-from mertool.recipe import atomic_write_text, dump_recipe, recipe_diff
-
-CHECKPOINT_FORMAT = "mertool-checkpoint"
-CHECKPOINT_VERSION = 1
-FINAL = "__final__"
+# Run-folder names other modules and tests import from here: their home is mertool.runs.
+from mertool.runs import (FINAL, device_info, fold_done, load_checkpoint, make_checkpoint,  # noqa: F401
+                          open_run, plan_folds, resolve_model_path, save_checkpoint, select_subjects,
+                          write_predictions)
 
 
 # ----------------------------------------------------------------------------------------------- device and seeds
@@ -83,141 +68,6 @@ def _autocast(device: torch.device):
     """bf16 autocast on CUDA; plain fp32 on CPU."""
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
-
-
-# ------------------------------------------------------------------------------------------------------ checkpoints
-
-def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str]) -> dict:
-    """The checkpoint dict of DESIGN.md: loadable with torch.load(weights_only=True)."""
-    from mertool.models import model_config_dict
-
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    cfg = model_config_dict(recipe["model"])
-    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": cfg,
-            "classes": list(classes), "recipe": recipe, "state_dict": state,
-            "image_size": int(recipe["data"]["image_size"]), "uses_aus": bool(cfg.get("aus", True))}
-
-
-def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
-    """torch.save through a temporary name."""
-    path = Path(path)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-    return path
-
-
-def resolve_model_path(path: str | Path) -> Path:
-    """A checkpoint file, or a run folder -> its final model (RUN/final/model.pt)."""
-    path = Path(path)
-    if path.is_dir():
-        final = path / "final" / "model.pt"
-        if final.is_file():
-            return final
-        raise MertoolError(f"{path}: run folder has no final/model.pt; train it with `train-loso --final`, "
-                           f"or name a fold's checkpoint ({path}/folds/<subject>/checkpoint.pt)")
-    if not path.is_file():
-        raise MertoolError(f"{path}: no such checkpoint file")
-    return path
-
-
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
-    """Checkpoint file or run folder -> (model in eval mode, checkpoint dict); foreign files give a clear error."""
-    from mertool.models import build_model
-
-    path = resolve_model_path(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, zip errors, truncated files all mean "not ours"
-        reason = " ".join(str(exc).split())[:160]
-        raise MertoolError(f"{path}: not a mertool checkpoint (cannot be read as one: {reason})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise MertoolError(f"{path}: not a mertool checkpoint (expected a file written by `mertool train-loso`)")
-    if ckpt.get("version") != CHECKPOINT_VERSION:
-        raise MertoolError(f"{path}: checkpoint version {ckpt.get('version')!r}, expected {CHECKPOINT_VERSION}")
-    try:
-        model = build_model(ckpt["model_config"], load_weights=False)  # pretrained files need not exist here
-        model.load_state_dict(ckpt["state_dict"])
-    except (KeyError, RuntimeError, TypeError) as exc:
-        reason = " ".join(str(exc).split())[:200]
-        raise MertoolError(f"{path}: damaged mertool checkpoint ({reason})") from None
-    return model.to(device).eval(), ckpt
-
-
-# ------------------------------------------------------------------------------------------------- file helpers
-
-def _atomic_json(path: Path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def write_predictions(path: Path, sample_ids, subjects, labels, probs: np.ndarray, classes: list[str]) -> None:
-    """predictions CSV: sample_id, subject, true, predicted, p_<class>... (atomic)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes])
-    pred = probs.argmax(1)
-    for sid, subj, y, p, row in zip(sample_ids, subjects, labels, pred, probs):
-        w.writerow([sid, subj, classes[int(y)], classes[int(p)]] + [f"{v:.6f}" for v in row])
-    atomic_write_text(path, buf.getvalue())
-
-
-def fold_dirname(subject: str) -> str:
-    """A subject name as a folder name (characters other than letters, digits, '.', '-', '_' become '_')."""
-    return re.sub(r"[^A-Za-z0-9._-]", "_", str(subject)) or "_"
-
-
-def _natural(s: str):
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(s))]
-
-
-def git_commit() -> str | None:
-    """The source tree's commit (with '+dirty' when it has uncommitted changes), or None outside git."""
-    root = Path(__file__).resolve().parents[1]
-    try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10).stdout.strip()
-        if not sha:
-            return None
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def device_info(device: torch.device) -> dict:
-    """What a run ran on."""
-    info = {"type": device.type, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
-    if device.type == "cuda":
-        idx = device.index if device.index is not None else torch.cuda.current_device()
-        info.update(name=torch.cuda.get_device_name(idx), cuda=torch.version.cuda,
-                    capability=".".join(map(str, torch.cuda.get_device_capability(idx))))
-    else:
-        info["name"] = platform.processor() or platform.machine()
-    return info
-
-
-def env_info(device: torch.device, seed: int) -> dict:
-    """Environment manifest saved as RUN/env.json."""
-    import sklearn
-    import timm
-    import torchvision
-
-    return {"mertool": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
-            "host": platform.node(), "torch": torch.__version__, "torchvision": torchvision.__version__,
-            "timm": timm.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
-            "device": device_info(device), "seed": seed, "git_commit": git_commit(), "argv": sys.argv,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-
-def data_fingerprint(data: MERData) -> str:
-    """crc32 over the samples a run uses (ids, subjects, labels, frames): a resumed run must see the same data."""
-    crc = 0
-    for text in ("\n".join(data.sample_ids), "\n".join(data.subjects)):
-        crc = zlib.crc32(text.encode(), crc)
-    for t in (data.labels, data.aus, data.onset, data.apex):
-        crc = zlib.crc32(t.cpu().contiguous().numpy().tobytes(), crc)
-    return f"{crc:08x}"
 
 
 # ----------------------------------------------------------------------------------------------------- one fold
@@ -337,7 +187,7 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
     train_np, test_np = split_fold(data.subjects, test_subject)
     fold_dir = Path(fold_dir) if fold_dir is not None else None
     if fold_dir is not None:
-        _clear_fold(fold_dir)
+        runs.clear_fold(fold_dir)
 
     torch.manual_seed(seed)
     model = build_model(recipe["model"]).to(device)
@@ -375,7 +225,7 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
                 oracle = {"epoch": epoch + 1, "accuracy": acc, "label": ORACLE_LABEL, "probs": probs.cpu().numpy()}
         log.append(rec)
         if fold_dir is not None:
-            atomic_write_text(fold_dir / "log.jsonl", "".join(json.dumps(r) + "\n" for r in log))
+            runs.write_log(fold_dir, log)
         if on_epoch is not None:
             on_epoch(epoch + 1, epochs, rec)
 
@@ -392,115 +242,23 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
     return result
 
 
-FOLD_FILES = ("predictions.csv", "predictions_oracle.csv", "fold.json", "checkpoint.pt", "model.pt", "log.jsonl")
-
-
-def _clear_fold(fold_dir: Path) -> None:
-    """Start a fold afresh: files of an unfinished attempt (killed mid-fold) must not mix with the new ones."""
-    fold_dir.mkdir(parents=True, exist_ok=True)
-    for name in FOLD_FILES:  # predictions.csv first: from here on the fold is not done
-        (fold_dir / name).unlink(missing_ok=True)
-    for stale in fold_dir.glob("*.tmp"):
-        stale.unlink(missing_ok=True)
-
-
 def _write_fold(fold_dir: Path, r: FoldResult, data: MERData, train_np: np.ndarray, test_np: np.ndarray,
                 recipe: dict, device: torch.device, oracle: dict | None) -> None:
-    """Checkpoint, summary, oracle file, then predictions.csv last: its presence marks the fold done."""
-    ckpt = make_checkpoint(r.model, recipe, data.classes)
+    """The fold's checkpoint, summary and predictions, handed to the run folder's owner."""
     final = r.subject == FINAL
-    train_subjects = sorted(set(data.subjects[train_np]), key=_natural)  # what training actually saw
+    train_subjects = sorted(set(data.subjects[train_np]), key=runs.natural_key)  # what training actually saw
     summary = {"subject": None if final else r.subject, "n_train": r.n_train, "n_test": r.n_test,
                "train_subjects": train_subjects, "epochs": len(r.log), "seconds": round(r.seconds, 3),
                "accuracy_last_epoch": r.accuracy, "final_train_loss": r.log[-1]["loss"] if r.log else None,
                "device": device_info(device), "host": platform.node(),
                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "oracle": r.oracle}
-    if final:
-        _atomic_json(fold_dir / "fold.json", summary)
-        save_checkpoint(ckpt, fold_dir / "model.pt")
-        return
-    save_checkpoint(ckpt, fold_dir / "checkpoint.pt")
-    ids, subs = data.sample_ids[test_np], data.subjects[test_np]
-    if oracle is not None:
-        write_predictions(fold_dir / "predictions_oracle.csv", ids, subs, r.labels, oracle["probs"], data.classes)
-    _atomic_json(fold_dir / "fold.json", summary)
-    write_predictions(fold_dir / "predictions.csv", ids, subs, r.labels, r.probs, data.classes)
+    runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes), summary,
+                    sample_ids=data.sample_ids[test_np], subjects=data.subjects[test_np], labels=r.labels,
+                    probs=r.probs, oracle_probs=None if oracle is None else oracle["probs"], classes=data.classes,
+                    final=final)
 
 
 # -------------------------------------------------------------------------------------------------------- LOSO
-
-@dataclass
-class LosoPlan:
-    """Which folds a cache gives under a recipe."""
-
-    folds: list[str]                    # subjects with at least one sample of the recipe's classes
-    skipped: list[str]                  # subjects in the cache with none
-    fold_dirs: dict[str, str]
-
-
-def plan_folds(data: MERData, cache_subjects) -> LosoPlan:
-    """One fold per subject with samples; subjects whose samples all fall outside the class map are skipped."""
-    folds = sorted(set(data.subjects), key=_natural)
-    skipped = sorted(set(map(str, cache_subjects)) - set(folds), key=_natural)
-    dirs = {s: fold_dirname(s) for s in folds}
-    if len(set(dirs.values())) != len(dirs):
-        raise MertoolError("subject names collide as folder names: " + ", ".join(sorted(dirs)))
-    if len(folds) < 2:
-        raise MertoolError(f"{data.source}: {len(folds)} subject(s) with samples of the recipe's classes; "
-                           f"leave-one-subject-out needs at least 2")
-    return LosoPlan(folds, skipped, dirs)
-
-
-def select_subjects(plan: LosoPlan, subjects: str | list[str] | None) -> list[str]:
-    """--subjects all|01,02 -> the folds to run here (unknown or skipped subjects are errors)."""
-    if subjects is None or subjects == "all" or subjects == ["all"]:
-        return list(plan.folds)
-    wanted = [s.strip() for s in (subjects.split(",") if isinstance(subjects, str) else subjects) if s.strip()]
-    for s in wanted:
-        if s in plan.skipped:
-            raise MertoolError(f"--subjects {s}: this subject has no sample of the recipe's classes (skipped)")
-        if s not in plan.folds:
-            raise MertoolError(f"--subjects {s}: no such subject; the cache has {', '.join(plan.folds)}")
-    return [s for s in plan.folds if s in set(wanted)]
-
-
-def fold_done(run_dir: Path, fold_dir: str) -> bool:
-    """A fold is done when its predictions.csv exists."""
-    return (Path(run_dir) / "folds" / fold_dir / "predictions.csv").is_file()
-
-
-def prepare_run(out: Path, recipe: dict, data: MERData, plan: LosoPlan, device: torch.device) -> dict:
-    """Create or reopen a run folder; refuse one made with another recipe, class map or cache content."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "folds").mkdir(exist_ok=True)
-    import yaml
-
-    normalised = yaml.safe_load(dump_recipe(recipe))
-    run_info = {"format": "mertool-run", "version": 1, "classes": data.classes, "folds": plan.folds,
-                "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
-                "class_counts": data.class_counts(), "n_samples": len(data),
-                "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
-                          "dataset": data.dataset}}
-    recipe_path, run_path = out / "recipe.yaml", out / "run.json"
-    if recipe_path.is_file():
-        old = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
-        diffs = recipe_diff(old or {}, normalised)
-        if diffs:
-            raise MertoolError(f"{out}: run folder was made with a different recipe ({'; '.join(diffs[:4])}); "
-                               f"use another --out, or the same recipe and --set values")
-    else:
-        atomic_write_text(recipe_path, dump_recipe(recipe))
-    if run_path.is_file():
-        old = json.loads(run_path.read_text(encoding="utf-8"))
-        if old.get("cache", {}).get("fingerprint") != run_info["cache"]["fingerprint"]:
-            raise MertoolError(f"{out}: run folder was made from different cache content "
-                               f"({old.get('cache', {}).get('path')}); use another --out")
-    else:
-        _atomic_json(run_path, run_info)
-    if not (out / "env.json").is_file():
-        _atomic_json(out / "env.json", env_info(device, int(recipe["train"]["seed"])))
-    return run_info
-
 
 class _Progress:
     """Rich progress: a bar over folds, a bar over the current fold's epochs with its loss and accuracy."""
@@ -538,27 +296,6 @@ class _Progress:
         self.progress.console.print(info)  # one line per fold also in logs of non-interactive jobs
 
 
-def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, console) -> tuple:
-    """Load the data under the recipe's class map, plan the folds, create or check the run folder, report skips.
-
-    Returns (data on CPU, plan, subjects to run here); shared by train_loso and parallel runners.
-    """
-    from mertool.cache import CacheData, load_cache
-
-    cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)
-    data = load_dataset(cache_data, recipe["data"]["classes"], recipe["data"]["image_size"],
-                        recipe_name=recipe.get("name") or "recipe")
-    plan = plan_folds(data, cache_data.subjects)
-    todo = select_subjects(plan, subjects)
-    prepare_run(Path(out), recipe, data, plan, device)
-    if plan.skipped:
-        console.print(f"skipped subjects (no sample of {', '.join(data.classes)}): {', '.join(plan.skipped)}")
-    if data.dropped:
-        console.print("dropped samples outside the class map: "
-                      + ", ".join(f"{e!r} x{n}" for e, n in data.dropped.items()))
-    return data, plan, todo
-
-
 def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
                select: str = "last", final: bool = False, compile: bool = False, console=None,
                progress: bool = True) -> dict:
@@ -578,7 +315,7 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
     epochs = int(recipe["train"]["epochs"])
     with _Progress(console, len(todo) + int(final), enabled=progress) as bar:
         for subject in todo:
-            fdir = out / "folds" / plan.fold_dirs[subject]
+            fdir = runs.fold_path(out, plan.fold_dirs[subject])
             if fold_done(out, plan.fold_dirs[subject]):
                 bar.end_fold(f"fold {subject}: done earlier, skipped")
                 continue
@@ -587,8 +324,8 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
             bar.end_fold(f"fold {subject}: accuracy {r.accuracy:.3f} on {r.n_test} samples, "
                          f"final train loss {r.log[-1]['loss']:.3f}, {r.seconds:.1f} s")
         if final:
-            fdir = out / "final"
-            if (fdir / "model.pt").is_file():
+            fdir = runs.final_path(out)
+            if runs.final_done(out):
                 bar.end_fold("final model: done earlier, skipped")
             else:
                 bar.start_fold("final (all subjects)", epochs)

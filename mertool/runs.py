@@ -1,0 +1,391 @@
+"""The run folder: its layout, plan, fold-done checks, checkpoints, predictions and records. Train, parallel,
+evaluate, predict and the cluster executor read and write run folders only through this module.
+
+Layout (every file written through a temporary name and renamed, mertool.files):
+  RUN/recipe.yaml                 the resolved recipe (a re-run with a different recipe is refused)
+  RUN/run.json                    classes, planned folds, skipped subjects, dropped emotions, cache fingerprint
+  RUN/env.json                    versions, device, seed, git commit, command line (first invocation)
+  RUN/folds/<subject>/log.jsonl   one line per epoch: loss, train accuracy, lr, seconds (rewritten each epoch)
+  RUN/folds/<subject>/checkpoint.pt, fold.json, [predictions_oracle.csv], predictions.csv
+  RUN/final/model.pt, fold.json   with --final: one model trained on every subject (what `predict` loads)
+A fold is done when its predictions.csv exists; it is written last, so kill -9 loses only the fold in progress,
+and shards (`--subjects`, worker processes, cluster jobs) fill one run folder without sharing a fold's files.
+
+Checkpoint format (`checkpoint.pt`, `model.pt`): a dict of tensors and plain values, readable with
+`torch.load(path, weights_only=True)`:
+  format "mertool-checkpoint", version 1,
+  model_config   the model options (mertool.models.model_config_dict) that rebuild the network,
+  classes        class names in output order,        recipe      the resolved recipe of the run,
+  state_dict     the weights (on the CPU),           image_size  the input size in pixels,
+  uses_aus       whether the model reads the AU vector.
+
+Predictions CSV: sample_id, subject, true, predicted, p_<class> (one probability column per class, 6 decimals).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import zlib
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mertool import __version__, files
+from mertool.errors import MertoolError
+
+RECIPE = "recipe.yaml"
+RUN = "run.json"
+ENV = "env.json"
+FOLDS = "folds"
+FINAL_DIR = "final"
+PREDICTIONS = "predictions.csv"
+ORACLE_PREDICTIONS = "predictions_oracle.csv"
+FOLD_SUMMARY = "fold.json"
+CHECKPOINT = "checkpoint.pt"
+FINAL_MODEL = "model.pt"
+LOG = "log.jsonl"
+FOLD_FILES = (PREDICTIONS, ORACLE_PREDICTIONS, FOLD_SUMMARY, CHECKPOINT, FINAL_MODEL, LOG)  # done-marker first
+RUN_FORMAT = "mertool-run"
+CHECKPOINT_FORMAT = "mertool-checkpoint"
+CHECKPOINT_VERSION = 1
+FINAL = "__final__"  # the subject name of the final model (trained on every subject)
+
+
+# ---------------------------------------------------------------------------------------------------- layout
+
+def fold_path(run_dir: str | Path, fold_dir: str) -> Path:
+    """RUN/folds/<fold_dir>; fold_dir is the subject's folder name (LosoPlan.fold_dirs)."""
+    return Path(run_dir) / FOLDS / fold_dir
+
+
+def final_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / FINAL_DIR
+
+
+def fold_done(run_dir: str | Path, fold_dir: str) -> bool:
+    """A fold is done when its predictions.csv exists."""
+    return (fold_path(run_dir, fold_dir) / PREDICTIONS).is_file()
+
+
+def final_done(run_dir: str | Path) -> bool:
+    return (final_path(run_dir) / FINAL_MODEL).is_file()
+
+
+def is_run(path: str | Path) -> bool:
+    return (Path(path) / RUN).is_file()
+
+
+def fold_dirname(subject: str) -> str:
+    """A subject name as a folder name (characters other than letters, digits, '.', '-', '_' become '_')."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", str(subject)) or "_"
+
+
+def natural_key(s: str):
+    """Sort key that orders '2' before '10'."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(s))]
+
+
+# ------------------------------------------------------------------------------------------------------ plans
+
+@dataclass
+class LosoPlan:
+    """Which folds a cache gives under a recipe."""
+
+    folds: list[str]                    # subjects with at least one sample of the recipe's classes
+    skipped: list[str]                  # subjects in the cache with none
+    fold_dirs: dict[str, str]
+
+
+def plan_folds(data, cache_subjects) -> LosoPlan:
+    """One fold per subject with samples; subjects whose samples all fall outside the class map are skipped."""
+    folds = sorted(set(data.subjects), key=natural_key)
+    skipped = sorted(set(map(str, cache_subjects)) - set(folds), key=natural_key)
+    dirs = {s: fold_dirname(s) for s in folds}
+    if len(set(dirs.values())) != len(dirs):
+        raise MertoolError("subject names collide as folder names: " + ", ".join(sorted(dirs)))
+    if len(folds) < 2:
+        raise MertoolError(f"{data.source}: {len(folds)} subject(s) with samples of the recipe's classes; "
+                           f"leave-one-subject-out needs at least 2")
+    return LosoPlan(folds, skipped, dirs)
+
+
+def select_subjects(plan: LosoPlan, subjects: str | list[str] | None) -> list[str]:
+    """--subjects all|01,02 -> the folds to run here (unknown or skipped subjects are errors)."""
+    if subjects is None or subjects == "all" or subjects == ["all"]:
+        return list(plan.folds)
+    wanted = [s.strip() for s in (subjects.split(",") if isinstance(subjects, str) else subjects) if s.strip()]
+    for s in wanted:
+        if s in plan.skipped:
+            raise MertoolError(f"--subjects {s}: this subject has no sample of the recipe's classes (skipped)")
+        if s not in plan.folds:
+            raise MertoolError(f"--subjects {s}: no such subject; the cache has {', '.join(plan.folds)}")
+    return [s for s in plan.folds if s in set(wanted)]
+
+
+def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, console) -> tuple:
+    """Load the data under the recipe's class map, plan the folds, create or check the run folder, report skips.
+
+    Returns (data on CPU, plan, subjects to run here); shared by train_loso, the parallel and cluster runners.
+    """
+    from mertool.cache import CacheData, load_cache
+    from mertool.data import load_dataset
+
+    cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)
+    data = load_dataset(cache_data, recipe["data"]["classes"], recipe["data"]["image_size"],
+                        recipe_name=recipe.get("name") or "recipe")
+    plan = plan_folds(data, cache_data.subjects)
+    todo = select_subjects(plan, subjects)
+    prepare_run(Path(out), recipe, data, plan, device)
+    if plan.skipped:
+        console.print(f"skipped subjects (no sample of {', '.join(data.classes)}): {', '.join(plan.skipped)}")
+    if data.dropped:
+        console.print("dropped samples outside the class map: "
+                      + ", ".join(f"{e!r} x{n}" for e, n in data.dropped.items()))
+    return data, plan, todo
+
+
+def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.device) -> dict:
+    """Create or reopen a run folder; refuse one made with another recipe, class map or cache content."""
+    import yaml
+
+    from mertool.recipe import dump_recipe, recipe_diff
+
+    out = Path(out)
+    (out / FOLDS).mkdir(parents=True, exist_ok=True)
+    normalised = yaml.safe_load(dump_recipe(recipe))
+    run_info = {"format": RUN_FORMAT, "version": 1, "classes": data.classes, "folds": plan.folds,
+                "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
+                "class_counts": data.class_counts(), "n_samples": len(data),
+                "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
+                          "dataset": data.dataset}}
+    recipe_path, run_path = out / RECIPE, out / RUN
+    if recipe_path.is_file():
+        old = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
+        diffs = recipe_diff(old or {}, normalised)
+        if diffs:
+            raise MertoolError(f"{out}: run folder was made with a different recipe ({'; '.join(diffs[:4])}); "
+                               f"use another --out, or the same recipe and --set values")
+    else:
+        files.write_text(recipe_path, dump_recipe(recipe))
+    if run_path.is_file():
+        old = json.loads(run_path.read_text(encoding="utf-8"))
+        if old.get("cache", {}).get("fingerprint") != run_info["cache"]["fingerprint"]:
+            raise MertoolError(f"{out}: run folder was made from different cache content "
+                               f"({old.get('cache', {}).get('path')}); use another --out")
+    else:
+        files.write_json(run_path, run_info)
+    if not (out / ENV).is_file():
+        files.write_json(out / ENV, env_info(device, int(recipe["train"]["seed"])))
+    return run_info
+
+
+def read_run_info(run_dir: Path) -> dict:
+    """RUN/run.json, checked to be a mertool run description."""
+    path = Path(run_dir) / RUN
+    if not path.is_file():
+        raise MertoolError(f"{run_dir}: not a mertool run folder (no run.json; made by `mertool train-loso`)")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MertoolError(f"{path}: unreadable run description ({exc})") from None
+    if info.get("format") != RUN_FORMAT:
+        raise MertoolError(f"{path}: not a mertool run description")
+    return info
+
+
+# ------------------------------------------------------------------------------------------------ fold files
+
+def clear_fold(fold_dir: Path) -> None:
+    """Start a fold afresh: files of an unfinished attempt (killed mid-fold) must not mix with the new ones."""
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    for name in FOLD_FILES:  # predictions.csv first: from here on the fold is not done
+        (fold_dir / name).unlink(missing_ok=True)
+    for stale in fold_dir.glob("*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def write_log(fold_dir: Path, log: list[dict]) -> None:
+    """The fold's epoch log so far, one JSON line per epoch."""
+    files.write_text(fold_dir / LOG, "".join(json.dumps(r) + "\n" for r in log))
+
+
+def write_fold(fold_dir: Path, checkpoint: dict, summary: dict, *, sample_ids=None, subjects=None, labels=None,
+               probs=None, oracle_probs=None, classes=None, final: bool = False) -> None:
+    """A finished fold: checkpoint, summary, oracle file, then predictions.csv last (its presence marks it done).
+    The final model writes fold.json and model.pt only."""
+    if final:
+        files.write_json(fold_dir / FOLD_SUMMARY, summary)
+        save_checkpoint(checkpoint, fold_dir / FINAL_MODEL)
+        return
+    save_checkpoint(checkpoint, fold_dir / CHECKPOINT)
+    if oracle_probs is not None:
+        write_predictions(fold_dir / ORACLE_PREDICTIONS, sample_ids, subjects, labels, oracle_probs, classes)
+    files.write_json(fold_dir / FOLD_SUMMARY, summary)
+    write_predictions(fold_dir / PREDICTIONS, sample_ids, subjects, labels, probs, classes)
+
+
+def read_fold_summary(fold_dir: Path) -> dict:
+    """fold.json, or {} when the fold has none."""
+    path = fold_dir / FOLD_SUMMARY
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+# ------------------------------------------------------------------------------------------------ predictions
+
+def write_predictions(path: Path, sample_ids, subjects, labels, probs: np.ndarray, classes: list[str]) -> None:
+    """predictions CSV: sample_id, subject, true, predicted, p_<class>... (atomic)."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes])
+    pred = probs.argmax(1)
+    for sid, subj, y, p, row in zip(sample_ids, subjects, labels, pred, probs):
+        w.writerow([sid, subj, classes[int(y)], classes[int(p)]] + [f"{v:.6f}" for v in row])
+    files.write_text(path, buf.getvalue())
+
+
+def read_predictions(path: Path, classes: list[str]) -> dict:
+    """One fold's predictions CSV -> arrays (sample ids, subjects, true and predicted class numbers, probabilities)."""
+    index = {c: i for i, c in enumerate(classes)}
+    want = ["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes]
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except OSError as exc:
+        raise MertoolError(f"{path}: cannot read ({exc.strerror})") from None
+    if not rows or rows[0] != want:
+        raise MertoolError(f"{path}: header {rows[0] if rows else 'missing'}, expected {want}")
+    ids, subs, y, p, probs = [], [], [], [], []
+    for n, row in enumerate(rows[1:], start=2):
+        if len(row) != len(want):
+            raise MertoolError(f"{path}: row {n} has {len(row)} fields, expected {len(want)}")
+        for col, value in (("true", row[2]), ("predicted", row[3])):
+            if value not in index:
+                raise MertoolError(f"{path}: row {n}: {col} = {value!r}, expected one of {', '.join(classes)}")
+        try:
+            probs.append([float(v) for v in row[4:]])
+        except ValueError:
+            raise MertoolError(f"{path}: row {n}: probabilities must be numbers") from None
+        ids.append(row[0])
+        subs.append(row[1])
+        y.append(index[row[2]])
+        p.append(index[row[3]])
+    return {"sample_id": ids, "subject": subs, "true": np.array(y, np.int64), "pred": np.array(p, np.int64),
+            "probs": np.array(probs, np.float64).reshape(len(ids), len(classes))}
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str]) -> dict:
+    """The checkpoint dict described in this module's docstring."""
+    from mertool.models import model_config_dict
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    cfg = model_config_dict(recipe["model"])
+    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": cfg,
+            "classes": list(classes), "recipe": recipe, "state_dict": state,
+            "image_size": int(recipe["data"]["image_size"]), "uses_aus": bool(cfg.get("aus", True))}
+
+
+def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
+    """torch.save through a temporary name."""
+    with files.temporary_path(path) as tmp:
+        torch.save(ckpt, tmp)
+    return Path(path)
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder -> its final model (RUN/final/model.pt)."""
+    path = Path(path)
+    if path.is_dir():
+        final = final_path(path) / FINAL_MODEL
+        if final.is_file():
+            return final
+        raise MertoolError(f"{path}: run folder has no {FINAL_DIR}/{FINAL_MODEL}; train it with `train-loso "
+                           f"--final`, or name a fold's checkpoint ({path}/{FOLDS}/<subject>/{CHECKPOINT})")
+    if not path.is_file():
+        raise MertoolError(f"{path}: no such checkpoint file")
+    return path
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """Checkpoint file or run folder -> (model in eval mode, checkpoint dict); foreign files give a clear error."""
+    from mertool.models import build_model
+
+    path = resolve_model_path(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, zip errors, truncated files all mean "not ours"
+        reason = " ".join(str(exc).split())[:160]
+        raise MertoolError(f"{path}: not a mertool checkpoint (cannot be read as one: {reason})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise MertoolError(f"{path}: not a mertool checkpoint (expected a file written by `mertool train-loso`)")
+    if ckpt.get("version") != CHECKPOINT_VERSION:
+        raise MertoolError(f"{path}: checkpoint version {ckpt.get('version')!r}, expected {CHECKPOINT_VERSION}")
+    try:
+        model = build_model(ckpt["model_config"], load_weights=False)  # pretrained files need not exist here
+        model.load_state_dict(ckpt["state_dict"])
+    except (KeyError, RuntimeError, TypeError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise MertoolError(f"{path}: damaged mertool checkpoint ({reason})") from None
+    return model.to(device).eval(), ckpt
+
+
+# ---------------------------------------------------------------------------------------- env and fingerprint
+
+def git_commit() -> str | None:
+    """The source tree's commit (with '+dirty' when it has uncommitted changes), or None outside git."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        if not sha:
+            return None
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def device_info(device: torch.device) -> dict:
+    """What a run ran on."""
+    info = {"type": device.type, "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()}
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        info.update(name=torch.cuda.get_device_name(idx), cuda=torch.version.cuda,
+                    capability=".".join(map(str, torch.cuda.get_device_capability(idx))))
+    else:
+        info["name"] = platform.processor() or platform.machine()
+    return info
+
+
+def env_info(device: torch.device, seed: int) -> dict:
+    """Environment manifest saved as RUN/env.json."""
+    import sklearn
+    import timm
+    import torchvision
+
+    return {"mertool": __version__, "python": sys.version.split()[0], "platform": platform.platform(),
+            "host": platform.node(), "torch": torch.__version__, "torchvision": torchvision.__version__,
+            "timm": timm.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
+            "device": device_info(device), "seed": seed, "git_commit": git_commit(), "argv": sys.argv,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def data_fingerprint(data) -> str:
+    """crc32 over the samples a run uses (ids, subjects, labels, frames): a resumed run must see the same data."""
+    crc = 0
+    for text in ("\n".join(data.sample_ids), "\n".join(data.subjects)):
+        crc = zlib.crc32(text.encode(), crc)
+    for t in (data.labels, data.aus, data.onset, data.apex):
+        crc = zlib.crc32(t.cpu().contiguous().numpy().tobytes(), crc)
+    return f"{crc:08x}"
