@@ -311,8 +311,9 @@ class FaceAligner:
         crop = self.apply(rgb, loc.chip) if self.register_mode == "none" else \
             _warp(rgb, np.linalg.inv(_h(chip_matrix(loc.chip)))[:2], self.size)
         lm = to_chip(loc.landmarks, loc.chip)
-        return Reference(loc, crop, lm, chip_matrix(loc.chip), _gray(crop), upper_face_mask(lm, self.size),
-                         tuple(upper_face_mask(lm, self.size, r) for r in ECC_REGIONS))
+        mask = upper_face_mask(lm, self.size)
+        return Reference(loc, crop, lm, chip_matrix(loc.chip), _gray(crop), mask,
+                         tuple(upper_face_mask(lm, self.size, r) for r in ECC_REGIONS), _window(mask))
 
     def register(self, ref: Reference, rgb: np.ndarray) -> tuple[np.ndarray, Registration | None]:
         """(the frame `rgb` cut and registered onto `ref`'s crop, the Registration; None with register 'none').
@@ -341,12 +342,11 @@ class FaceAligner:
             for region in ref.regions:
                 fix, still = _robust_motion(flow, region)
                 try:
-                    _, w = cv2.findTransformECC(ref.gray, _gray(start), fix.astype(np.float32), cv2.MOTION_EUCLIDEAN,
-                                                ECC_CRITERIA, still, ECC_SMOOTH)
+                    w = _ecc(ref, start, fix, still)
                 except cv2.error as exc:   # no convergence (a blank or changed frame)
                     failures.append(str(exc).strip().splitlines()[-1][:80])
                     continue
-                cand = (_h(head) @ _h(w.astype(np.float64)))[:2]
+                cand = (_h(head) @ _h(w))[:2]
                 cand_crop = _warp(rgb, (to_frame @ _h(cand))[:2], size)
                 rest = _flow(ref, cand_crop)[ref.mask > 0]
                 agree = float((np.linalg.norm(rest, axis=1) < AGREE_PX).mean())
@@ -364,7 +364,7 @@ class FaceAligner:
         centre = np.array([(size - 1) / 2] * 2)
         shift = head[:, :2] @ centre + head[:, 2] - centre
         return crop, Registration(method, (to_frame @ _h(head))[:2], (float(shift[0]), float(shift[1])), rotation,
-                                  float(np.hypot(head[0, 0], head[1, 0])), upper_face_residual(ref, plain),
+                                  float(np.hypot(head[0, 0], head[1, 0])), upper_face_residual(ref, plain, True),
                                   upper_face_residual(ref, crop) if after is None else after, note)
 
 
@@ -401,6 +401,7 @@ class Reference:
     gray: np.ndarray             # float32 size x size
     mask: np.ndarray             # uint8 size x size, 1 on the upper face (residuals)
     regions: tuple               # uint8 size x size masks, 1 where ECC registers (one per ECC_REGIONS entry)
+    window: tuple[slice, slice]  # rows, columns around the upper face: flow and ECC look only there
 
 
 def rigid_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -424,12 +425,12 @@ def upper_face_mask(landmarks: np.ndarray, size: int, points=None, grow: int | N
     return cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) if grow else mask
 
 
-def upper_face_residual(ref: Reference, crop: np.ndarray) -> float:
+def upper_face_residual(ref: Reference, crop: np.ndarray, whole: bool = False) -> float:
     """How far the upper face of `crop` still lies from the reference's (crop px): the length of the median optical
     flow vector over the upper-face mask. The median vector is where the upper face as a whole went; sensor noise
     and a blink, pointing every way or covering a small part, drop out (on the real clip's neutral frames it reads
     0.1-0.2 px, the median flow *length* 0.2-0.4 px)."""
-    return float(np.linalg.norm(np.median(_flow(ref, crop)[ref.mask > 0], axis=0)))
+    return float(np.linalg.norm(np.median(_flow(ref, crop, whole)[ref.mask > 0], axis=0)))
 
 
 def _robust_motion(flow: np.ndarray, region: np.ndarray, step: int = 3, tol: float = 1.0):
@@ -454,12 +455,43 @@ def _robust_motion(flow: np.ndarray, region: np.ndarray, step: int = 3, tol: flo
     return m, (still if still.sum() > 0.3 * len(xs) else region)
 
 
-def _flow(ref: Reference, crop: np.ndarray) -> np.ndarray:
-    """Farneback flow from the reference crop to `crop`: 4 pyramid levels follow the ~10 px head motion of an
-    unregistered pair, a 15 px window averages sensor noise (3 iterations: 5 change residuals by < 0.05 px)."""
+def _flow(ref: Reference, crop: np.ndarray, whole: bool = False) -> np.ndarray:
+    """Farneback flow from the reference crop to `crop` (size x size x 2, zero outside the upper-face window unless
+    `whole`): 4 pyramid levels follow the ~10 px head motion of an unregistered pair (computed on the whole crop:
+    the window is too small for the coarse levels), a 15 px window averages sensor noise."""
     import cv2
-    return cv2.calcOpticalFlowFarneback(ref.gray.astype(np.uint8), _gray(crop, np.uint8), None, 0.5, 4, 15, 3, 5,
-                                        1.1, 0)
+    rows, cols = (slice(None), slice(None)) if whole else ref.window
+    flow = np.zeros(ref.gray.shape + (2,), np.float32)
+    flow[rows, cols] = cv2.calcOpticalFlowFarneback(ref.gray[rows, cols].astype(np.uint8),
+                                                    np.ascontiguousarray(_gray(crop, np.uint8)[rows, cols]), None,
+                                                    0.5, 4, 15, 3, 5, 1.1, 0)
+    return flow
+
+
+def _ecc(ref: Reference, crop: np.ndarray, start: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """ECC (Euclidean) of `crop` onto the reference inside its window: 2 x 3, reference crop px -> `crop` px.
+
+    The template is the window only (a third of the crop: a third of the time); the map is shifted by the window's
+    corner on the way in and out. OpenCV's mask marks valid pixels of `crop`, which it warps along; `crop` starts
+    within a few px of the reference, so the reference's region serves."""
+    import cv2
+    rows, cols = ref.window
+    corner = np.array([cols.start, rows.start], np.float64)
+    init = np.asarray(start, np.float64).copy()
+    init[:, 2] += init[:, :2] @ corner
+    _, w = cv2.findTransformECC(np.ascontiguousarray(ref.gray[rows, cols]), _gray(crop), init.astype(np.float32),
+                                cv2.MOTION_EUCLIDEAN, ECC_CRITERIA, mask, ECC_SMOOTH)
+    w = w.astype(np.float64)
+    w[:, 2] -= w[:, :2] @ corner
+    return w
+
+
+def _window(mask: np.ndarray, margin: int = 16) -> tuple[slice, slice]:
+    """Rows and columns of the mask's bounding box grown by `margin` px (flow and ECC need context at its edge)."""
+    ys, xs = np.nonzero(mask)
+    n = mask.shape[0]
+    return (slice(max(int(ys.min()) - margin, 0), min(int(ys.max()) + margin + 1, n)),
+            slice(max(int(xs.min()) - margin, 0), min(int(xs.max()) + margin + 1, n)))
 
 
 def _h(m: np.ndarray) -> np.ndarray:
