@@ -445,7 +445,7 @@ def find_sample(f: h5py.File, spec: str) -> int:
                        f"index 0..{n - 1} (e.g. {subjects[0]}/{ids[0]})" if n else f"{f.filename}: the cache is empty")
 
 
-def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | None = None) -> dict:
+def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | None = None, dpi: int = 100) -> dict:
     """Onset, apex, amplified |apex - onset| and the red/cyan overlay (onset red, apex cyan: grey where they agree)
     with the sample's registration written on it, side by side in `png`; returns what was drawn."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -465,7 +465,9 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
     peak = float(np.percentile(diff, 99.5))
     if gain is None:  # scale so that the strongest motion (99.5th percentile) reaches full brightness
         gain = 255.0 / peak if peak > 0 else 1.0
-    fig = Figure(figsize=(16, 4.6), dpi=100)
+    if not 20 <= dpi <= 600:
+        raise MertoolError(f"--dpi {dpi}: expected 20 to 600")
+    fig = Figure(figsize=(16, 4.6), dpi=dpi)
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 4)
     frames = (meta.get("onset_frame", -1), meta.get("apex_frame", -1))
@@ -478,7 +480,7 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
         ax.axis("off")
     if np.isfinite(lm).all():
         axes[0].scatter(lm[:, 0], lm[:, 1], s=4, c="#00ff88")
-    axes[3].text(0.02, 0.02, registration_text(reg), transform=axes[3].transAxes, color="white", fontsize=9,
+    axes[3].text(0.02, 0.02, registration_text(reg), transform=axes[3].transAxes, color="white", fontsize=11,
                  va="bottom", bbox={"facecolor": "black", "alpha": 0.6, "pad": 3})
     fig.suptitle(f"{dataset} {meta['subject']}/{meta['sample_id']}: {meta['emotion'] or '(no emotion)'}, "
                  f"AUs {meta['aus_raw'] or '?'}")

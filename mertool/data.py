@@ -36,6 +36,11 @@ class MERData:
     dropped: dict[str, int] = field(default_factory=dict)  # raw emotion outside the class map -> count
     source: str = ""
     dataset: str = ""              # the cache's `dataset` attribute (casme2, samm, ...)
+    au_known: torch.Tensor | None = None  # N bool: the sample's dataset codes AUs ("unknown" is not "none active")
+
+    def __post_init__(self):
+        if self.au_known is None:
+            self.au_known = torch.ones(len(self.labels), dtype=torch.bool, device=self.labels.device)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -65,7 +70,7 @@ class MERData:
             return t.to(device)
 
         return replace(self, onset=move(self.onset), apex=move(self.apex), aus=move(self.aus),
-                       labels=move(self.labels))
+                       labels=move(self.labels), au_known=move(self.au_known))
 
 
 def class_index(classes: dict[str, list[str]]) -> dict[str, int]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from mertool import files, metrics, runs
+from mertool.aus import AU_VOCAB
 from mertool.errors import MertoolError
 from mertool.runs import read_predictions  # noqa: F401  (imported from here by older code and tests)
 
@@ -80,12 +81,29 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
               "done_folds": done, "missing": missing, "partial": bool(missing),
               "skipped_subjects": info.get("skipped_subjects", []), "folds": folds,
               "metrics": _pooled(parts, classes) if parts else None, "oracle": None, "oracle_note": None}
+    report["au_detection"] = pooled_au_detection(parts)
     if oracle_parts and len(oracle_parts) == len(parts):
         report["oracle"] = {**_pooled(oracle_parts, classes), "label": ORACLE_LABEL}
     elif oracle_parts:
         report["oracle_note"] = (f"{ORACLE_LABEL} recorded for {len(oracle_parts)} of {len(parts)} folds only; "
                                  f"not reported")
     return report
+
+
+def pooled_au_detection(parts: list[dict]) -> dict | None:
+    """AU head detection metrics over the pooled folds' samples whose AU codes are known (None without AU columns)."""
+    parts = [f for f in parts if f.get("au_probs") is not None]
+    if not parts:
+        return None
+    truth = np.concatenate([f["au_true"] for f in parts])
+    probs = np.concatenate([f["au_probs"] for f in parts])
+    known = ~np.isnan(truth).any(1)
+    if not known.any():
+        return {"n": 0, "unknown": int(len(known)), "per_au": [], "mean_f1": None,
+                "note": "no sample with known AU codes"}
+    out = metrics.au_detection(truth[known].astype(int), probs[known], AU_VOCAB)
+    out["unknown"] = int((~known).sum())
+    return out
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -196,6 +214,81 @@ def confusion_png(cm: np.ndarray, classes: list[str], path: str | Path, title: s
     return path
 
 
+def au_f1_png(report: dict, path: str | Path) -> Path | None:
+    """Bar chart of per-AU F1 (one bar group per run; AUs below the support threshold hatched), atomic; None when no
+    run has an AU head."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [r for r in report["runs"] if (r.get("metrics") and r.get("au_detection") or {}).get("per_au")]
+    if not runs:
+        return None
+    path = Path(path)
+    aus = [row["au"] for row in runs[0]["au_detection"]["per_au"]]
+    x = np.arange(len(aus))
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(aus) + 2), 3.6), dpi=120)
+    for i, r in enumerate(runs):
+        det = r["au_detection"]
+        f1 = [row["f1"] for row in det["per_au"]]
+        bars = ax.bar(x + (i - (len(runs) - 1) / 2) * width, f1, width,
+                      label=f"{Path(r['run']).name}: mean F1 {det['mean_f1']:.3f}" if det["mean_f1"] is not None
+                      else Path(r["run"]).name)
+        for bar, row in zip(bars, det["per_au"]):
+            if row["support"] < det["min_support"]:
+                bar.set_hatch("//")
+                bar.set_alpha(0.45)
+    ax.set_xticks(x, [f"AU{a}" for a in aus], rotation=60, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("F1")
+    det = runs[0]["au_detection"]
+    ax.set_title(f"AU detection, pooled LOSO (threshold {det['threshold']}; hatched: < {det['min_support']} "
+                 f"positives)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    try:
+        with files.temporary_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def render_au_detection(scored: list[dict], console) -> None:
+    """Per-AU precision / recall / F1 / support of the AU head and the mean F1 over well-supported AUs."""
+    from rich.table import Table
+
+    runs = [r for r in scored if (r.get("au_detection") or {}).get("per_au")]
+    if not runs:
+        return
+    det0 = runs[0]["au_detection"]
+    t = Table(title=f"AU detection by the AU head (pooled LOSO, threshold {det0['threshold']})")
+    t.add_column("AU")
+    t.add_column("positives", justify="right")
+    if len(runs) == 1:
+        for col in ("precision", "recall", "F1"):
+            t.add_column(col, justify="right")
+    else:
+        for r in runs:
+            t.add_column(f"F1 {Path(r['run']).name}", justify="right")
+    for i, row in enumerate(det0["per_au"]):
+        cells = [f"AU{row['au']}", str(row["support"])]
+        if len(runs) == 1:
+            cells += [f"{row['precision']:.3f}", f"{row['recall']:.3f}", f"{row['f1']:.3f}"]
+        else:
+            cells += [f"{r['au_detection']['per_au'][i]['f1']:.3f}" for r in runs]
+        t.add_row(*cells)
+    console.print(t)
+    for r in runs:
+        det = r["au_detection"]
+        mean = "n/a (no AU with enough positives)" if det["mean_f1"] is None else f"{det['mean_f1']:.4f}"
+        unknown = f"; {det['unknown']} samples without AU codes left out" if det.get("unknown") else ""
+        console.print(f"{Path(r['run']).name}: mean AU F1 over the {len(det['aus_counted'])} AUs with >= "
+                      f"{det['min_support']} positive samples: {mean} ({det['n']} samples{unknown})")
+
+
 def to_json(report: dict) -> str:
     """The report as JSON text."""
     return json.dumps(report, indent=2)
@@ -273,6 +366,8 @@ def render(report: dict, console) -> None:
     for c, row in zip(classes, cm):
         ct.add_row(c, *[str(int(v)) for v in row])
     console.print(ct)
+
+    render_au_detection(scored, console)
 
     oracle_runs = [r for r in scored if r["oracle"]]
     if oracle_runs:

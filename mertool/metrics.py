@@ -80,3 +80,31 @@ def summarize(y_true, y_pred, classes: list[str]) -> dict:
     return {"n": int(len(y_true)), "accuracy": accuracy(y_true, y_pred), "macro_f1": macro_f1(y_true, y_pred, k),
             "uf1": uf1(y_true, y_pred, k), "uar": uar(y_true, y_pred, k),
             "per_class": per_class(y_true, y_pred, classes), "confusion": confusion(y_true, y_pred, k).tolist()}
+
+
+# AU detection: a threshold on the AU head's sigmoid output; the mean F1 counts only AUs with enough positives,
+# since an AU seen twice in a dataset gives an F1 of 0 or 1 by chance.
+AU_THRESHOLD = 0.5
+AU_MIN_SUPPORT = 10
+
+
+def au_detection(truth, probs, aus, threshold: float = AU_THRESHOLD, min_support: int = AU_MIN_SUPPORT) -> dict:
+    """Per-AU precision, recall, F1, support from pooled predictions, and the mean F1 over AUs with >= min_support
+    positives. truth: N x A 0/1 (rows with unknown AU codes already removed); probs: N x A in [0, 1]."""
+    t, p = np.asarray(truth), np.asarray(probs, dtype=float)
+    if t.ndim != 2 or t.shape != p.shape or t.shape[1] != len(aus):
+        raise ValueError(f"expected truth and probs of shape N x {len(aus)}, got {t.shape} and {p.shape}")
+    if t.shape[0] == 0:
+        raise ValueError("no samples with known AU codes to score")
+    if not np.isin(t, (0, 1)).all():
+        raise ValueError("AU truth must be 0/1")
+    pred = (p >= threshold).astype(int)
+    pr, rc, f1, sup = precision_recall_fscore_support(t.astype(int), pred, average=None,
+                                                      labels=np.arange(len(aus)), zero_division=0)
+    rows = [{"au": int(au), "precision": float(a), "recall": float(b), "f1": float(f), "support": int(s),
+             "predicted": int(pred[:, i].sum())}
+            for i, (au, a, b, f, s) in enumerate(zip(aus, pr, rc, f1, sup))]
+    counted = [r for r in rows if r["support"] >= min_support]
+    mean = float(np.mean([r["f1"] for r in counted])) if counted else None
+    return {"n": int(t.shape[0]), "threshold": threshold, "min_support": min_support, "per_au": rows,
+            "mean_f1": mean, "aus_counted": [r["au"] for r in counted]}

@@ -26,6 +26,7 @@ from mertool.aus import au_bits, format_aus, parse_au_argument
 from mertool.errors import MertoolError
 
 NO_AUS = "none"
+AUTO = "auto"
 
 
 @dataclass
@@ -35,26 +36,51 @@ class AUInput:
     codes: tuple[int, ...]
     empty: bool = False        # the model uses AUs and the user asked for none (--aus none)
     ignored: bool = False      # AUs were given but the model was trained without them
+    auto: bool = False         # the model's own AU head estimates them (--aus auto)
+    source: str = ""           # where given codes came from ('--aus', an OpenFace CSV and its frames)
+    not_coded: tuple[int, ...] = ()  # vocabulary AUs the source cannot code (OpenFace: 16, 18, 24)
 
 
-def parse_aus_input(text: str | None, uses_aus: bool, where: str = "--aus") -> AUInput:
-    """'1,2' / 'AU1+R2' / '4+L10' / 'none' / None -> AUInput; a model with AUs needs them or an explicit 'none'."""
+def parse_aus_input(text: str | None, uses_aus: bool, where: str = "--aus", has_head: bool = False) -> AUInput:
+    """'1,2' / 'AU1+R2' / '4+L10' / 'none' / 'auto' / None -> AUInput.
+
+    Not given: the model's AU head estimates them when it has one; a model trained with hand-coded AUs and no head
+    needs them or an explicit 'none'. uses_aus: the classifier reads an AU vector (oracle or estimated model).
+    """
     given = text is not None and str(text).strip() != ""
     if given and str(text).strip().lower() == NO_AUS:
         return AUInput((), empty=uses_aus)
+    if (given and str(text).strip().lower() == AUTO) or (not given and has_head):
+        if not has_head:
+            raise MertoolError(f"{where} auto: this model has no AU head (trained before mertool estimated AUs); "
+                               f"give the AUs (e.g. 6+12) or 'none'")
+        return AUInput((), auto=True)
     try:
         codes = parse_au_argument(str(text)) if given else ()
     except MertoolError as exc:  # parse_au_argument names '--aus'; a CSV row names itself instead
         raise MertoolError(str(exc).replace("--aus", where, 1) if where != "--aus" else str(exc)) from None
     if not uses_aus:
-        return AUInput(codes, ignored=bool(codes))
+        return AUInput(codes, ignored=bool(codes), source=where)
     if not given and where == "--aus":
         raise MertoolError("--aus: this model was trained with AU input; give the AUs (e.g. --aus 6+12) or "
                            "--aus none to run it with an empty AU vector")
     if not given:
         raise MertoolError(f"{where}: empty; this model was trained with AU input: write the AUs (e.g. 6+12) or "
                            f"'none' for an empty AU vector")
-    return AUInput(codes)
+    return AUInput(codes, source=where)
+
+
+def openface_input(path: str | Path, uses_aus: bool, onset: int | None = None, apex: int | None = None,
+                   where: str = "--aus-from") -> AUInput:
+    """AUs read from an OpenFace 2.x CSV (mertool.openface): active from onset to apex, or in the apex row."""
+    from mertool.openface import read_openface_csv
+
+    of = read_openface_csv(path)
+    codes = of.codes_between(onset, apex)
+    frames = f"frames {onset}..{apex}" if onset is not None else (f"frame {apex}" if apex is not None else
+                                                                    f"last frame {int(of.frames[-1])}")
+    return AUInput(codes, ignored=not uses_aus and bool(codes), source=f"{path} ({frames})",
+                   not_coded=of.not_coded)
 
 
 @dataclass
@@ -71,14 +97,29 @@ class Prediction:
     onset_crop: np.ndarray | None = field(default=None, repr=False)   # aligned 224 px crops, for pictures
     apex_crop: np.ndarray | None = field(default=None, repr=False)
     cva_maps: list | None = field(default=None, repr=False)            # one sample's CVA maps, C x H x W each
+    aus_estimated: dict[int, float] | None = None   # the AU head's probability per AU (models with an AU head)
 
     def to_dict(self) -> dict:
         """JSON-ready fields (no pixels)."""
-        return {"onset": self.onset, "apex": self.apex, "emotion": self.emotion,
-                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
-                "aus": list(self.aus.codes), "aus_text": format_aus(self.aus.codes) if self.aus.codes else "",
-                "au_vector_empty": self.aus.empty, "aus_ignored": self.aus.ignored, "faces_found": self.n_faces,
-                "registration": self.registration}
+        out = {"onset": self.onset, "apex": self.apex, "emotion": self.emotion,
+               "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+               "aus": list(self.aus.codes), "aus_text": format_aus(self.aus.codes) if self.aus.codes else "",
+               "aus_source": au_source_name(self.aus), "au_vector_empty": self.aus.empty,
+               "aus_ignored": self.aus.ignored, "faces_found": self.n_faces, "registration": self.registration}
+        if self.aus.not_coded:
+            out["aus_not_coded"] = list(self.aus.not_coded)
+        if self.aus_estimated is not None:
+            out["aus_estimated"] = {f"AU{au}": round(p, 4) for au, p in self.aus_estimated.items()}
+        return out
+
+
+def au_source_name(aus: AUInput) -> str:
+    """What the classifier read as its AU vector: estimated, none, or the given codes' origin."""
+    if aus.auto:
+        return "estimated"
+    if aus.empty or aus.ignored or not aus.source:
+        return "none"
+    return "openface" if aus.source != "--aus" and not aus.source.endswith(": aus") else "given"
 
 
 class Predictor:
@@ -91,7 +132,9 @@ class Predictor:
         self.model_path = resolve_model_path(model)
         self.model, self.ckpt = load_checkpoint(self.model_path, self.device)
         self.classes: list[str] = list(self.ckpt["classes"])
-        self.uses_aus: bool = bool(self.ckpt.get("uses_aus", True))
+        cfg = self.model.config
+        self.uses_aus: bool = cfg.reads_aus        # the classifier reads an AU vector (hand-coded or estimated)
+        self.has_au_head: bool = cfg.au_head
         self.image_size: int = int(self.ckpt.get("image_size", 224))
         self.aligner = aligner if aligner is not None else self._aligner(self.ckpt.get("alignment"))
 
@@ -112,47 +155,68 @@ class Predictor:
 
     def aus(self, text: str | None, where: str = "--aus") -> AUInput:
         """Parse AUs for this model (see parse_aus_input)."""
-        return parse_aus_input(text, self.uses_aus, where)
+        return parse_aus_input(text, self.uses_aus, where, self.has_au_head)
 
     @torch.no_grad()
-    def classify(self, onset: np.ndarray, apex: np.ndarray, aus: AUInput) -> tuple[np.ndarray, list | None]:
-        """Aligned uint8 crops -> (class probabilities, CVA maps of this sample or None), one forward pass."""
+    def classify(self, onset: np.ndarray, apex: np.ndarray,
+                 aus: AUInput) -> tuple[np.ndarray, list | None, np.ndarray | None]:
+        """Aligned uint8 crops -> (class probabilities, CVA maps of this sample or None, AU probabilities or None),
+        one forward pass."""
         from mertool.data import resize_frames, to_float
 
         frames = torch.from_numpy(np.stack([onset, apex])).permute(0, 3, 1, 2).contiguous()
         frames = to_float(resize_frames(frames, self.image_size)).to(self.device)
         bits = torch.from_numpy(au_bits(aus.codes).astype(np.float32))[None].to(self.device)
-        logits, maps = self.model(frames[:1], frames[1:], bits, return_maps=True)
+        logits, maps = self.model(frames[:1], frames[1:], None if aus.auto else bits, return_maps=True,
+                                  estimate_aus=aus.auto)
         probs = torch.softmax(logits.float(), 1)[0].cpu().numpy()
         cva = maps.get("cva") if isinstance(maps, dict) else None
-        return probs, ([m[0].float().cpu() for m in cva] if cva else None)
+        au_logits = maps.get("au_logits") if isinstance(maps, dict) else None
+        au_probs = None if au_logits is None else torch.sigmoid(au_logits.float())[0].cpu().numpy()
+        return probs, ([m[0].float().cpu() for m in cva] if cva else None), au_probs
 
     def _predict(self, onset_rgb, apex_rgb, aus: AUInput, onset_name: str, apex_name: str) -> Prediction:
+        from mertool.aus import AU_VOCAB
+
         pair = self.aligner.align_pair(onset_rgb, apex_rgb, name=onset_name)
-        probs, maps = self.classify(pair.onset, pair.apex, aus)
+        probs, maps, au_probs = self.classify(pair.onset, pair.apex, aus)
         return Prediction(emotion=self.classes[int(probs.argmax())],
                           probabilities={c: float(p) for c, p in zip(self.classes, probs)}, aus=aus,
                           onset=onset_name, apex=apex_name, n_faces=pair.n_faces,
                           registration=pair.registration.to_dict() if pair.registration is not None else None,
-                          onset_crop=pair.onset,
-                          apex_crop=pair.apex, cva_maps=maps)
+                          onset_crop=pair.onset, apex_crop=pair.apex, cva_maps=maps,
+                          aus_estimated=None if au_probs is None else
+                          {au: float(p) for au, p in zip(AU_VOCAB, au_probs)})
 
-    def predict_pair(self, onset: str | Path, apex: str | Path, aus: str | AUInput | None = None) -> Prediction:
-        """Classify an onset/apex image pair."""
+    def predict_pair(self, onset: str | Path, apex: str | Path, aus: str | AUInput | None = None,
+                     aus_from: str | Path | None = None, apex_frame: int | None = None) -> Prediction:
+        """Classify an onset/apex image pair; AUs from `aus` or from an OpenFace CSV (its apex_frame row, or the
+        last row)."""
         from mertool.align import read_rgb
 
+        if aus_from is not None:
+            _one_au_source(aus, aus_from)
+            aus = openface_input(aus_from, self.uses_aus, None, apex_frame)
         aus = aus if isinstance(aus, AUInput) else self.aus(aus)
         return self._predict(read_rgb(onset), read_rgb(apex), aus, str(onset), str(apex))
 
     def predict_clip(self, path: str | Path, aus: str | AUInput | None = None, onset: int | None = None,
-                     apex: int | None = None, spotter=None, progress: Callable | None = None):
+                     apex: int | None = None, spotter=None, progress: Callable | None = None,
+                     aus_from: str | Path | None = None):
         """Spot onset and apex in a video or frame folder (unless both are given), then classify that pair.
 
-        Returns (Prediction, SpotResult or None when both frames were given).
+        With aus_from (an OpenFace CSV of the same clip), an AU is active when OpenFace codes it in any frame from
+        the onset to the apex. Returns (Prediction, SpotResult or None when both frames were given).
         """
+        from mertool.openface import read_openface_csv
         from mertool.spot import FrameSource, Spotter
 
-        aus = aus if isinstance(aus, AUInput) else self.aus(aus)  # fail on bad AUs before minutes of spotting
+        openface = None
+        if aus_from is not None:
+            _one_au_source(aus, aus_from)
+            openface = read_openface_csv(aus_from)  # a malformed CSV fails before minutes of spotting
+        else:
+            aus = aus if isinstance(aus, AUInput) else self.aus(aus)  # so do bad AUs
         source = FrameSource(path)
         spot = None
         for n in (onset, apex):
@@ -164,6 +228,8 @@ class Predictor:
             apex = spot.apex if apex is None else apex
         if onset == apex:
             raise MertoolError(f"{path}: onset and apex are the same frame ({onset}); give --onset and --apex")
+        if openface is not None:
+            aus = openface_input(aus_from, self.uses_aus, onset, apex)
         pred = self._predict(source.read(onset), source.read(apex), aus, source.describe(onset),
                              source.describe(apex))
         return pred, spot
@@ -172,10 +238,18 @@ class Predictor:
         """Every row of a pairs CSV -> a result dict; a row that fails keeps its error message and the rest go on."""
         rows = read_pairs_csv(pairs)
         out = []
-        for i, (line, onset, apex, aus_text) in enumerate(rows):
-            rec = {"row": line, "onset": str(onset), "apex": str(apex), "aus_input": aus_text}
+        for i, (line, onset, apex, aus_text, aus_from, apex_frame) in enumerate(rows):
+            rec = {"row": line, "onset": str(onset), "apex": str(apex),
+                   "aus_input": aus_text if aus_from is None else f"from {aus_from}"}
+            where = f"{pairs}: row {line}"
             try:
-                p = self.predict_pair(onset, apex, self.aus(aus_text, f"{pairs}: row {line}: aus"))
+                if aus_from is not None:
+                    if aus_text:
+                        raise MertoolError(f"{where}: give aus or aus_from, not both")
+                    aus = openface_input(aus_from, self.uses_aus, None, apex_frame)
+                else:
+                    aus = self.aus(aus_text, f"{where}: aus")
+                p = self.predict_pair(onset, apex, aus)
                 rec.update(p.to_dict(), error="")
             except MertoolError as exc:
                 rec.update(emotion="", probabilities={}, error=str(exc))
@@ -185,11 +259,18 @@ class Predictor:
         return out
 
 
-_PAIR_COLUMNS = {"onset": ("onset", "onset_path"), "apex": ("apex", "apex_path"), "aus": ("aus", "au", "action units")}
+def _one_au_source(aus, aus_from) -> None:
+    if aus is not None and not (isinstance(aus, str) and not aus.strip()):
+        raise MertoolError(f"--aus and --aus-from {aus_from}: give one source of AUs, not both")
 
 
-def read_pairs_csv(path: str | Path) -> list[tuple[int, Path, Path, str]]:
-    """(line number, onset path, apex path, AU text) per row; paths relative to the CSV's folder."""
+_PAIR_COLUMNS = {"onset": ("onset", "onset_path"), "apex": ("apex", "apex_path"), "aus": ("aus", "au", "action units"),
+                 "aus_from": ("aus_from", "openface"), "apex_frame": ("apex_frame",)}
+
+
+def read_pairs_csv(path: str | Path) -> list[tuple[int, Path, Path, str, Path | None, int | None]]:
+    """(line number, onset path, apex path, AU text, OpenFace CSV or None, its apex frame or None) per row; paths
+    relative to the CSV's folder."""
     path = Path(path)
     if not path.is_file():
         raise MertoolError(f"{path}: no such pairs file (expected a CSV with columns onset, apex, aus)")
@@ -207,7 +288,7 @@ def read_pairs_csv(path: str | Path) -> list[tuple[int, Path, Path, str]]:
         hits = [i for i, k in enumerate(keys) if k in aliases]
         if hits:
             col[name] = hits[0]
-        elif name != "aus":
+        elif name in ("onset", "apex"):
             raise MertoolError(f"{path}: no '{name}' column in the header {header}; expected columns onset, apex, aus")
     base = path.resolve().parent
     rows = []
@@ -223,7 +304,11 @@ def read_pairs_csv(path: str | Path) -> list[tuple[int, Path, Path, str]]:
         for name, v in (("onset", onset), ("apex", apex)):
             if not v:
                 raise MertoolError(f"{path}: row {line}: empty {name}; expected an image path")
-        rows.append((line, _resolve(base, onset), _resolve(base, apex), get("aus")))
+        aus_from, frame = get("aus_from"), get("apex_frame")
+        if frame and not frame.isdigit():
+            raise MertoolError(f"{path}: row {line}: apex_frame = {frame!r}; expected a frame number")
+        rows.append((line, _resolve(base, onset), _resolve(base, apex), get("aus"),
+                     _resolve(base, aus_from) if aus_from else None, int(frame) if frame else None))
     if not rows:
         raise MertoolError(f"{path}: no rows after the header")
     return rows
@@ -282,8 +367,19 @@ def render_prediction(pred: Prediction, console, model_path: str | Path = "") ->
         console.print("AU vector: empty (--aus none): the model saw no AU input")
     elif pred.aus.ignored:
         console.print(f"AUs {format_aus(pred.aus.codes)} ignored: the model was trained without AU input")
-    elif pred.aus.codes:
-        console.print(f"AUs: {format_aus(pred.aus.codes)}")
+    elif pred.aus.auto:
+        console.print("AUs: estimated by the model's AU head (no FACS coding given)")
+    elif pred.aus.source:
+        codes = format_aus(pred.aus.codes) if pred.aus.codes else "none active"
+        console.print(f"AUs: {codes}" + (f"  (from {escape(pred.aus.source)})" if pred.aus.source != "--aus" else ""),
+                      soft_wrap=True)
+    if pred.aus.not_coded:
+        console.print("not coded by the source (left inactive): "
+                      + ", ".join(f"AU{a}" for a in pred.aus.not_coded))
+    if pred.aus_estimated:
+        ranked = sorted(pred.aus_estimated.items(), key=lambda kv: -kv[1])
+        console.print("AU head estimate (p >= 0.5 marked *): "
+                      + "  ".join(f"AU{au} {p:.2f}{'*' if p >= 0.5 else ''}" for au, p in ranked), soft_wrap=True)
     if pred.n_faces > 1:
         console.print(f"note: {pred.n_faces} faces found; the largest was used")
     if pred.registration is not None:

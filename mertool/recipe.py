@@ -46,6 +46,7 @@ DEFAULTS: dict = {
         "seed": 0,
         "label_smoothing": 0.0,
         "eval_batch_size": 64,
+        "au_loss_weight": 1.0,  # weight of the AU head's binary cross-entropy next to the class loss
     },
     "augment": {
         "hflip": 0.5,           # probability
@@ -70,6 +71,7 @@ _SPECS = {
     ("train", "seed"): ("int", 0, 2**63 - 1),
     ("train", "label_smoothing"): ("float", 0.0, 0.99),
     ("train", "eval_batch_size"): ("int", 1, None),
+    ("train", "au_loss_weight"): ("float", 0.0, None),
     ("augment", "hflip"): ("float", 0.0, 1.0),
     ("augment", "crop_padding"): ("int", 0, None),
     ("augment", "rotation"): ("float", 0.0, 180.0),

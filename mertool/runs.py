@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from mertool import __version__, files
+from mertool.aus import AU_VOCAB
 from mertool.errors import MertoolError
 
 RECIPE = "recipe.yaml"
@@ -219,7 +220,8 @@ def write_log(fold_dir: Path, log: list[dict]) -> None:
 
 
 def write_fold(fold_dir: Path, checkpoint: dict, summary: dict, *, sample_ids=None, subjects=None, labels=None,
-               probs=None, oracle_probs=None, classes=None, final: bool = False) -> None:
+               probs=None, oracle_probs=None, classes=None, final: bool = False, au_probs=None, au_true=None,
+               au_known=None) -> None:
     """A finished fold: checkpoint, summary, oracle file, then predictions.csv last (its presence marks it done).
     The final model writes fold.json and model.pt only."""
     if final:
@@ -230,7 +232,8 @@ def write_fold(fold_dir: Path, checkpoint: dict, summary: dict, *, sample_ids=No
     if oracle_probs is not None:
         write_predictions(fold_dir / ORACLE_PREDICTIONS, sample_ids, subjects, labels, oracle_probs, classes)
     files.write_json(fold_dir / FOLD_SUMMARY, summary)
-    write_predictions(fold_dir / PREDICTIONS, sample_ids, subjects, labels, probs, classes)
+    write_predictions(fold_dir / PREDICTIONS, sample_ids, subjects, labels, probs, classes, au_probs, au_true,
+                      au_known)
 
 
 def read_fold_summary(fold_dir: Path) -> dict:
@@ -241,45 +244,83 @@ def read_fold_summary(fold_dir: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------------ predictions
 
-def write_predictions(path: Path, sample_ids, subjects, labels, probs: np.ndarray, classes: list[str]) -> None:
-    """predictions CSV: sample_id, subject, true, predicted, p_<class>... (atomic)."""
+def write_predictions(path: Path, sample_ids, subjects, labels, probs: np.ndarray, classes: list[str],
+                      au_probs: np.ndarray | None = None, au_true: np.ndarray | None = None,
+                      au_known: np.ndarray | None = None) -> None:
+    """predictions CSV: sample_id, subject, true, predicted, p_<class>...; with an AU head also aus_true (the
+    cache's AU codes, '?' where the dataset codes none) and au1 ... au45 (the head's probabilities). Atomic."""
+    from mertool.aus import AU_VOCAB, bits_to_codes
+
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes])
+    au_cols = ["aus_true"] + [f"au{a}" for a in AU_VOCAB] if au_probs is not None else []
+    w.writerow(["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes] + au_cols)
     pred = probs.argmax(1)
-    for sid, subj, y, p, row in zip(sample_ids, subjects, labels, pred, probs):
-        w.writerow([sid, subj, classes[int(y)], classes[int(p)]] + [f"{v:.6f}" for v in row])
+    for i, (sid, subj, y, p, row) in enumerate(zip(sample_ids, subjects, labels, pred, probs)):
+        extra = []
+        if au_probs is not None:
+            known = au_known is None or bool(au_known[i])
+            extra = ["+".join(map(str, bits_to_codes(au_true[i]))) if known else "?"]
+            extra += [f"{v:.4f}" for v in au_probs[i]]
+        w.writerow([sid, subj, classes[int(y)], classes[int(p)]] + [f"{v:.6f}" for v in row] + extra)
     files.write_text(path, buf.getvalue())
 
 
 def read_predictions(path: Path, classes: list[str]) -> dict:
-    """One fold's predictions CSV -> arrays (sample ids, subjects, true and predicted class numbers, probabilities)."""
+    """One fold's predictions CSV -> arrays (sample ids, subjects, true and predicted class numbers, probabilities;
+    with an AU head also au_true (N x 21, NaN rows where the dataset codes no AUs) and au_probs (N x 21))."""
     index = {c: i for i, c in enumerate(classes)}
     want = ["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes]
+    au_cols = ["aus_true"] + [f"au{a}" for a in AU_VOCAB]
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
     except OSError as exc:
         raise MertoolError(f"{path}: cannot read ({exc.strerror})") from None
-    if not rows or rows[0] != want:
-        raise MertoolError(f"{path}: header {rows[0] if rows else 'missing'}, expected {want}")
-    ids, subs, y, p, probs = [], [], [], [], []
+    has_aus = bool(rows) and rows[0] == want + au_cols
+    if not rows or (rows[0] != want and not has_aus):
+        raise MertoolError(f"{path}: header {rows[0] if rows else 'missing'}, expected {want} "
+                           f"(optionally followed by {au_cols[0]}, au1 ... au45)")
+    ncol = len(rows[0])
+    k = len(classes)
+    ids, subs, y, p, probs, au_true, au_probs = [], [], [], [], [], [], []
     for n, row in enumerate(rows[1:], start=2):
-        if len(row) != len(want):
-            raise MertoolError(f"{path}: row {n} has {len(row)} fields, expected {len(want)}")
+        if len(row) != ncol:
+            raise MertoolError(f"{path}: row {n} has {len(row)} fields, expected {ncol}")
         for col, value in (("true", row[2]), ("predicted", row[3])):
             if value not in index:
                 raise MertoolError(f"{path}: row {n}: {col} = {value!r}, expected one of {', '.join(classes)}")
         try:
-            probs.append([float(v) for v in row[4:]])
+            probs.append([float(v) for v in row[4:4 + k]])
+            if has_aus:
+                au_probs.append([float(v) for v in row[5 + k:]])
         except ValueError:
             raise MertoolError(f"{path}: row {n}: probabilities must be numbers") from None
+        if has_aus:
+            au_true.append(_au_truth(row[4 + k], path, n))
         ids.append(row[0])
         subs.append(row[1])
         y.append(index[row[2]])
         p.append(index[row[3]])
-    return {"sample_id": ids, "subject": subs, "true": np.array(y, np.int64), "pred": np.array(p, np.int64),
-            "probs": np.array(probs, np.float64).reshape(len(ids), len(classes))}
+    out = {"sample_id": ids, "subject": subs, "true": np.array(y, np.int64), "pred": np.array(p, np.int64),
+           "probs": np.array(probs, np.float64).reshape(len(ids), len(classes)), "au_true": None, "au_probs": None}
+    if has_aus:
+        out["au_true"] = np.array(au_true, np.float64).reshape(len(ids), len(AU_VOCAB))
+        out["au_probs"] = np.array(au_probs, np.float64).reshape(len(ids), len(AU_VOCAB))
+    return out
+
+
+def _au_truth(text: str, path: Path, row: int) -> list[float]:
+    """aus_true cell ('1+2', '' for no AU active, '?' when the dataset codes none) -> 21 values, NaN if unknown."""
+    if text.strip() == "?":
+        return [float("nan")] * len(AU_VOCAB)
+    try:
+        codes = {int(c) for c in text.split("+") if c.strip()}
+    except ValueError:
+        raise MertoolError(f"{path}: row {row}: aus_true = {text!r}, expected AU codes such as 1+2 or ?") from None
+    if codes - set(AU_VOCAB):
+        raise MertoolError(f"{path}: row {row}: aus_true = {text!r} has codes outside the AU vocabulary")
+    return [float(a in codes) for a in AU_VOCAB]
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -292,7 +333,8 @@ def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str]) ->
     cfg = model_config_dict(recipe["model"])
     return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": cfg,
             "classes": list(classes), "recipe": recipe, "state_dict": state,
-            "image_size": int(recipe["data"]["image_size"]), "uses_aus": bool(cfg.get("aus", True))}
+            "image_size": int(recipe["data"]["image_size"]), "uses_aus": cfg["aus"] == "oracle",
+            "au_source": cfg["aus"]}
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
@@ -331,7 +373,10 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     if ckpt.get("version") != CHECKPOINT_VERSION:
         raise MertoolError(f"{path}: checkpoint version {ckpt.get('version')!r}, expected {CHECKPOINT_VERSION}")
     try:
-        model = build_model(ckpt["model_config"], load_weights=False)  # pretrained files need not exist here
+        cfg = dict(ckpt["model_config"])
+        if not any(k.startswith("au_head.") for k in ckpt["state_dict"]):
+            cfg["au_head"] = False  # written before models had an AU head
+        model = build_model(cfg, load_weights=False)  # pretrained files need not exist here
         model.load_state_dict(ckpt["state_dict"])
     except (KeyError, RuntimeError, TypeError) as exc:
         reason = " ".join(str(exc).split())[:200]

@@ -83,6 +83,7 @@ class FoldResult:
     log: list[dict]
     accuracy: float | None                   # last epoch on the held-out subject (None for the final model)
     probs: np.ndarray | None = None          # n_test x K
+    au_probs: np.ndarray | None = None       # n_test x 21 AU head probabilities (models with an AU head)
     labels: np.ndarray | None = None
     oracle: dict | None = None               # {"epoch", "accuracy", "label"} with select="oracle"
     model: torch.nn.Module | None = field(default=None, repr=False)
@@ -103,7 +104,10 @@ def split_fold(subjects: np.ndarray, test_subject: str | None) -> tuple[np.ndarr
 
 
 def _batch(data: MERData, idx: torch.Tensor, aug: dict | None, gen, channels_last: bool):
-    """Gather a batch on the device, uint8 -> float, augment (one draw per sample, shared by onset and apex)."""
+    """Gather a batch on the device, uint8 -> float, augment (one draw per sample, shared by onset and apex).
+
+    Returns (onset, apex, AU bits, labels); data.aus is NaN for the held-out subject when the model reads no
+    hand-coded AUs (run_fold), so its codes cannot reach training or prediction unnoticed."""
     onset, apex = to_float(data.onset[idx]), to_float(data.apex[idx])
     if aug is not None:
         onset, apex = augment_pair(onset, apex, hflip=aug["hflip"], crop_padding=int(aug["crop_padding"]),
@@ -114,20 +118,39 @@ def _batch(data: MERData, idx: torch.Tensor, aug: dict | None, gen, channels_las
     return onset, apex, data.aus[idx], data.labels[idx]
 
 
+def _model_aus(model: torch.nn.Module, aus: torch.Tensor) -> torch.Tensor | None:
+    """The AU input a model reads: the hand codes in oracle mode, nothing otherwise (it estimates or ignores them)."""
+    return aus if _config(model).needs_aus else None
+
+
+def _config(model: torch.nn.Module):
+    return getattr(model, "_orig_mod", model).config  # torch.compile wraps the model
+
+
 @torch.no_grad()
-def predict_probs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """Class probabilities (float32, on the data's device) for the samples idx, model in eval mode."""
+def predict_outputs(model: torch.nn.Module, data: MERData, idx: torch.Tensor,
+                    batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Class probabilities and AU probabilities (None without an AU head), float32 on the data's device."""
     model.eval()
+    has_head = _config(model).au_head
     if len(idx) == 0:
-        return torch.empty((0, len(data.classes)), device=data.device)
+        empty = torch.empty((0, len(data.classes)), device=data.device)
+        return empty, (torch.empty((0, data.aus.shape[1]), device=data.device) if has_head else None)
     channels_last = data.device.type == "cuda"
-    out = []
+    out, au_out = [], []
     for chunk in torch.split(idx, batch_size):
         onset, apex, aus, _ = _batch(data, chunk, None, None, channels_last)
         with _autocast(data.device):
-            logits = model(onset, apex, aus)
+            logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True)
         out.append(logits.float().softmax(1))
-    return torch.cat(out)
+        if au_logits is not None:
+            au_out.append(torch.sigmoid(au_logits.float()))
+    return torch.cat(out), (torch.cat(au_out) if au_out else None)
+
+
+def predict_probs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+    """Class probabilities (float32, on the data's device) for the samples idx, model in eval mode."""
+    return predict_outputs(model, data, idx, batch_size)[0]
 
 
 def _train_epoch(model, opt, data: MERData, order: torch.Tensor, tr: dict, aug: dict, gen) -> tuple:
@@ -137,7 +160,9 @@ def _train_epoch(model, opt, data: MERData, order: torch.Tensor, tr: dict, aug: 
     channels_last = dev.type == "cuda"
     batches = make_batches(order, int(tr["batch_size"]))
     accum = int(tr["accum_steps"])
+    au_weight = float(tr["au_loss_weight"])
     loss_sum = torch.zeros((), device=dev)
+    au_loss_sum = torch.zeros((), device=dev)
     correct = torch.zeros((), device=dev, dtype=torch.long)
     for g in range(0, len(batches), accum):
         group = batches[g:g + accum]
@@ -145,15 +170,42 @@ def _train_epoch(model, opt, data: MERData, order: torch.Tensor, tr: dict, aug: 
         for idx in group:
             onset, apex, aus, y = _batch(data, idx, aug, gen, channels_last)
             with _autocast(dev):
-                logits = model(onset, apex, aus)
+                logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=float(tr["label_smoothing"]))
+            if au_logits is not None:
+                au_loss = au_bce(au_logits, aus, data.au_known[idx])
+                au_loss_sum += au_loss.detach() * len(idx)
+                if au_weight > 0:
+                    loss = loss + au_weight * au_loss
             # weight by batch share, so an accumulated group equals one batch of `total` samples
             (loss * (len(idx) / total)).backward()
             loss_sum += loss.detach() * len(idx)
             correct += (logits.detach().argmax(1) == y).sum()
         opt.step()
         opt.zero_grad(set_to_none=True)
-    return loss_sum, correct
+    return loss_sum, correct, au_loss_sum
+
+
+def au_bce(au_logits: torch.Tensor, aus: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of the AU head, averaged over AUs; samples whose AU codes are unknown count as 0."""
+    # no nan_to_num: a hidden (NaN) code reaching the loss must poison it, not vanish (see hide_test_aus)
+    per_sample = F.binary_cross_entropy_with_logits(au_logits.float(), aus.float(), reduction="none").mean(1)
+    return torch.where(known, per_sample, torch.zeros_like(per_sample)).sum() / len(per_sample)
+
+
+def hide_test_aus(data: MERData, test_idx: torch.Tensor, train_idx: torch.Tensor, subject: str | None) -> MERData:
+    """The held-out subject's AU codes replaced by NaN for the whole fold, and checked absent from training.
+
+    Used when the classifier reads no hand-coded AUs (estimated / none): the test subject's codes then take no
+    part in its fold at all, and any code path that read them would turn a loss or a probability into NaN.
+    """
+    from dataclasses import replace
+
+    aus = data.aus.clone()
+    aus[test_idx] = float("nan")
+    if torch.isnan(aus[train_idx]).any().item():
+        raise RuntimeError(f"fold {subject}: the held-out subject's AU codes are in the training rows")
+    return replace(data, aus=aus)
 
 
 def _optimizer(model: torch.nn.Module, tr: dict, device: torch.device) -> torch.optim.Optimizer:
@@ -191,6 +243,7 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
 
     torch.manual_seed(seed)
     model = build_model(recipe["model"]).to(device)
+    hidden_aus = not model.config.needs_aus and test_subject is not None
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(model, tr, device)
@@ -201,6 +254,9 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
     aug_gen = torch.Generator(device=device).manual_seed(seed + 1)
     train_idx = torch.as_tensor(train_np, device=device)
     test_idx = torch.as_tensor(test_np, device=device)
+    truth = data  # the cache's codes, for the predictions file (scoring, not training)
+    if hidden_aus:
+        data = hide_test_aus(data, test_idx, train_idx, test_subject)
     test_y = data.labels[test_idx]
     eval_bs = int(tr["eval_batch_size"])
 
@@ -212,11 +268,14 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
         t0 = time.perf_counter()
         lr_now = opt.param_groups[0]["lr"]
         order = train_idx[torch.randperm(len(train_idx), generator=order_gen).to(device)]
-        loss_sum, correct = _train_epoch(step_model, opt, data, order, tr, aug, aug_gen)
+        loss_sum, correct, au_loss_sum = _train_epoch(step_model, opt, data, order, tr, aug, aug_gen)
         sched.step()
-        loss_total, n_correct = torch.stack([loss_sum, correct.float()]).tolist()  # the epoch's one sync
+        loss_total, n_correct, au_total = torch.stack(
+            [loss_sum, correct.float(), au_loss_sum]).tolist()  # the epoch's one sync
         rec = {"epoch": epoch + 1, "loss": loss_total / len(train_np), "train_acc": n_correct / len(train_np),
                "lr": lr_now, "seconds": round(time.perf_counter() - t0, 4)}
+        if model.config.au_head:
+            rec["au_loss"] = au_total / len(train_np)
         if select == "oracle" and len(test_np):
             probs = predict_probs(step_model, data, test_idx, eval_bs)
             acc = (probs.argmax(1) == test_y).sum().item() / len(test_np)
@@ -230,15 +289,19 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
             on_epoch(epoch + 1, epochs, rec)
 
     labels = test_y.cpu().numpy()
-    probs = predict_probs(step_model, data, test_idx, eval_bs).cpu().numpy()
+    probs_t, au_probs_t = predict_outputs(step_model, data, test_idx, eval_bs)
+    if hidden_aus and not torch.isfinite(probs_t).all().item():
+        raise RuntimeError(f"fold {test_subject}: the held-out subject's hidden AU codes reached the model")
+    probs = probs_t.cpu().numpy()
+    au_probs = None if au_probs_t is None else au_probs_t.cpu().numpy()
     accuracy = float((probs.argmax(1) == labels).mean()) if len(labels) else None
     seconds = time.perf_counter() - t_start
     result = FoldResult(subject=test_subject if test_subject is not None else FINAL, n_train=len(train_np),
                         n_test=len(test_np), seconds=seconds, log=log, accuracy=accuracy, probs=probs,
-                        labels=labels, model=model,
+                        labels=labels, model=model, au_probs=au_probs,
                         oracle=None if oracle is None else {k: v for k, v in oracle.items() if k != "probs"})
     if fold_dir is not None:
-        _write_fold(fold_dir, result, data, train_np, test_np, recipe, device, oracle)
+        _write_fold(fold_dir, result, truth, train_np, test_np, recipe, device, oracle)
     return result
 
 
@@ -255,7 +318,9 @@ def _write_fold(fold_dir: Path, r: FoldResult, data: MERData, train_np: np.ndarr
     runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes), summary,
                     sample_ids=data.sample_ids[test_np], subjects=data.subjects[test_np], labels=r.labels,
                     probs=r.probs, oracle_probs=None if oracle is None else oracle["probs"], classes=data.classes,
-                    final=final)
+                    final=final, au_probs=r.au_probs,
+                    au_true=None if r.au_probs is None else data.aus[test_np].cpu().numpy(),
+                    au_known=data.au_known[test_np].cpu().numpy())
 
 
 # -------------------------------------------------------------------------------------------------------- LOSO

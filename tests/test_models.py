@@ -233,14 +233,15 @@ def test_every_recipe_variant_gives_logits(variant):
 def test_recipe_variants_cover_the_paper_tables():
     models = {v.name: ModelConfig.from_dict(v.model) for v in VARIANTS}
     got = {(c.arch, c.direction, c.continuous, c.fpf, c.frames, c.aus) for c in models.values()}
-    full = ("mer", "vertical", True, "swin", "dual", True)
+    on, off = "oracle", "none"
+    full = ("mer", "vertical", True, "swin", "dual", on)
     assert models["full"] == ModelConfig()
-    for row in [full, ("mer", "horizontal", True, "swin", "dual", True), ("mer", "both", True, "swin", "dual", True),
-                ("mer", "vertical", False, "swin", "dual", True), ("mer", "vertical", True, "vit", "dual", True),
-                ("mer", "vertical", True, "swin", "apex", True), ("mer", "vertical", True, "swin", "onset", True),
-                ("mer", "vertical", True, "swin", "dual", False), ("mer", "vertical", True, "none", "dual", False)]:
+    for row in [full, ("mer", "horizontal", True, "swin", "dual", on), ("mer", "both", True, "swin", "dual", on),
+                ("mer", "vertical", False, "swin", "dual", on), ("mer", "vertical", True, "vit", "dual", on),
+                ("mer", "vertical", True, "swin", "apex", on), ("mer", "vertical", True, "swin", "onset", on),
+                ("mer", "vertical", True, "swin", "dual", off), ("mer", "vertical", True, "none", "dual", off)]:
         assert row in got, row
-    assert models["baseline"].arch == "resnet18" and not models["baseline"].aus
+    assert models["baseline"].arch == "resnet18" and models["baseline"].aus == "none"
     # one model is two rows: Table 2's '+CVA +FPF' is Table 7's 'without AU'; no other two files coincide
     same = [(a, b) for a in models for b in models if a < b and models[a] == models[b]]
     assert same == [("baseline_cva_fpf", "no_au")]
@@ -253,8 +254,9 @@ def test_gradients_reach_every_parameter(cfg):
     size = 64
     model = build_model({**cfg, **SMALL, "image_size": size}).train()
     x = torch.rand(4, 3, size, size)
-    logits = model(x, (x + 0.1 * torch.randn_like(x)).clamp(0, 1), torch.randint(0, 2, (4, 21)).float())
-    F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])).backward()
+    aus = torch.randint(0, 2, (4, 21)).float()
+    logits, au_logits = model(x, (x + 0.1 * torch.randn_like(x)).clamp(0, 1), aus, return_aus=True)
+    (F.cross_entropy(logits, torch.tensor([0, 1, 2, 3])) + F.binary_cross_entropy_with_logits(au_logits, aus)).backward()
     dead = [n for n, p in model.named_parameters() if p.requires_grad and (p.grad is None or not p.grad.abs().sum())]
     assert not dead, dead
 
@@ -283,6 +285,38 @@ def test_aus_enter_the_head_only_when_enabled():
     torch.testing.assert_close(off(x, x, a), off(x, x, b))
     with pytest.raises(ValueError, match="aus"):
         on(x, x, None)
+
+
+@pytest.mark.parametrize("arch", ["mer", "resnet18"])
+def test_au_sources(arch):
+    """oracle reads the given AU vector; estimated reads its own head's probabilities; none reads no AU vector."""
+    x, y = torch.rand(3, 3, 64, 64), torch.rand(3, 3, 64, 64)
+    a, b = torch.zeros(3, 21), torch.ones(3, 21)
+    torch.manual_seed(0)
+    est = build_model({**SMALL, "arch": arch, "aus": "estimated"}).eval()
+    logits, au_logits = est(x, y, None, return_aus=True)
+    assert au_logits.shape == (3, 21)
+    torch.testing.assert_close(est(x, y, a), est(x, y, b))  # hand codes are ignored
+    # the classifier really reads the head's probabilities: change the head, the logits change
+    with torch.no_grad():
+        est.au_head.mlp[-1].bias += 3.0
+    assert not torch.allclose(est(x, y, None), logits)
+    for alias, source in ((True, "oracle"), (False, "none"), ("Estimated", "estimated")):
+        assert ModelConfig.from_dict({"aus": alias}).aus == source
+    with pytest.raises(MertoolError, match="model.aus"):
+        ModelConfig.from_dict({"aus": "sometimes"})
+    with pytest.raises(MertoolError, match="au_head"):
+        ModelConfig.from_dict({"aus": "estimated", "au_head": False})
+
+
+def test_au_detach_decides_whether_class_gradients_reach_the_au_head():
+    x, y = torch.rand(4, 3, 64, 64), torch.rand(4, 3, 64, 64)
+    for detach, reaches in ((True, False), (False, True)):
+        torch.manual_seed(0)
+        model = build_model({**SMALL, "aus": "estimated", "au_detach": detach}).train()
+        F.cross_entropy(model(x, y), torch.tensor([0, 1, 2, 3])).backward()
+        grad = model.au_head.mlp[-1].weight.grad
+        assert (grad is not None and bool(grad.abs().sum() > 0)) == reaches
 
 
 def test_bf16_autocast_and_channels_last():
@@ -384,7 +418,7 @@ def test_fpf_pretrained_from_a_timm_swin_checkpoint(tmp_path):
 
 def test_flops_and_params_of_resnet18_match_torchvision():
     with torch.device("meta"):
-        base = build_model({"arch": "resnet18", "aus": False, "num_classes": 1000})
+        base = build_model({"arch": "resnet18", "aus": False, "au_head": False, "num_classes": 1000})
     assert count_params(base) == 11_689_512  # torchvision's documented resnet18 size
     assert abs(forward_flops(base) / 2e9 - 1.81) < 0.02  # torchvision documents 1.81 GMAC ("GFLOPS")
     assert forward_flops(base, batch=2) == 2 * forward_flops(base)

@@ -109,9 +109,14 @@ def test_au_forms_and_rules():
     with pytest.raises(MertoolError, match=r"--aus '4\+3': 3 not in the AU vocabulary"):
         parse_aus_input("4+3", True)
     with pytest.raises(MertoolError, match="trained with AU input.*--aus none"):
-        parse_aus_input(None, True)
+        parse_aus_input(None, True)  # a model with hand-coded AU input and no AU head (an old checkpoint)
     no_au = parse_aus_input(None, False)
     assert no_au.codes == () and not no_au.empty and parse_aus_input("6+12", False).ignored
+    # a model with an AU head estimates them when none are given, or with 'auto'
+    assert parse_aus_input(None, True, has_head=True).auto and parse_aus_input("auto", True, has_head=True).auto
+    assert parse_aus_input("6+12", True, has_head=True).codes == (6, 12)
+    with pytest.raises(MertoolError, match="--aus auto: this model has no AU head"):
+        parse_aus_input("auto", True)
 
 
 def test_aus_none_and_model_without_aus(files, capsys):
@@ -150,7 +155,7 @@ def test_pairs_csv_to_csv_and_jsonl(files, capsys, tmp_path):
                      f"{files['onset'].name},{files['apex'].name},4+3\n"
                      f"{files['onset'].name},{files['apex'].name},\n")
     code, out, err = run(capsys, "--pairs", pairs, "--model", files["model"])
-    assert code == 1  # three rows failed; the others were still predicted
+    assert code == 1  # two rows failed; the others were still predicted
     rows = list(csv.DictReader(io.StringIO(out)))
     assert len(rows) == 5 and list(rows[0])[:4] == ["onset", "apex", "aus", "emotion"]
     assert list(rows[0])[-1] == "error" and "p_happiness" in rows[0]
@@ -160,8 +165,9 @@ def test_pairs_csv_to_csv_and_jsonl(files, capsys, tmp_path):
     assert rows[1]["emotion"] and rows[1]["error"] == ""
     assert rows[2]["emotion"] == "" and "missing.png: no such file" in rows[2]["error"]
     assert "row 5: aus" in rows[3]["error"] and "3 not in the AU vocabulary" in rows[3]["error"]
-    assert "row 6: aus: empty" in rows[4]["error"] and "'none'" in rows[4]["error"]
-    assert "2 of 5 pairs predicted, 3 failed" in err and "row 4:" in err
+    auto = Predictor(files["model"]).predict_pair(files["onset"], files["apex"])  # empty cell: the model's estimate
+    assert rows[4]["error"] == "" and abs(float(rows[4]["p_surprise"]) - auto.probabilities["surprise"]) < 1e-6
+    assert "3 of 5 pairs predicted, 2 failed" in err and "row 4:" in err
 
     code, out, err = run(capsys, "--pairs", pairs, "--model", files["model"], "--json")  # --json = jsonl
     objs = [json.loads(line) for line in out.splitlines()]
@@ -182,7 +188,7 @@ def test_pairs_csv_structure_errors(files, capsys, tmp_path):
     code, _, err = run(capsys, "--pairs", tmp_path / "nope.csv", "--model", files["model"])
     one_error_line(code, err, "nope.csv", "no such pairs file")
     code, _, err = run(capsys, "--pairs", bad, "--model", files["model"], "--format", "xml")
-    one_error_line(code, err, "--format 'xml'")
+    assert code == 2 and "Invalid value for '--format'" in err and "Traceback" not in err  # Typer's usage box
 
 
 # -------------------------------------------------------------------------------------------------- clips
@@ -278,7 +284,7 @@ def test_bad_inputs_are_one_line_errors(files, capsys, tmp_path):
     code, _, err = run(capsys, files["onset"], files["apex"], "--aus", "AU1+R2+L99", *m)
     one_error_line(code, err, "99 not in the AU vocabulary")
     code, _, err = run(capsys, files["onset"], files["apex"], *m)
-    one_error_line(code, err, "trained with AU input", "--aus none")
+    assert code == 0, err  # no --aus: the model's AU head estimates them (the old-checkpoint error is tested apart)
     code, _, err = run(capsys, files["onset"], *m)
     one_error_line(code, err, "one image given")
     code, _, err = run(capsys, files["onset"], files["apex"], "--aus", "12", "--plot", tmp_path / "p.png", *m)
@@ -294,3 +300,104 @@ def test_alignment_follows_the_checkpoint_when_recorded():
     assert (a.size, a.padding, a.upsample) == (112, 0.3, 0)
     b = Predictor._aligner(None)
     assert (b.size, b.padding, b.upsample) == (224, 0.25, 1)  # preprocess's defaults
+
+
+# ---------------------------------------------------------------------------------------------- AU sources
+
+def test_estimated_aus_are_the_default_and_printed(files, capsys):
+    """No --aus on a model with an AU head: the head's estimate feeds the classifier and is printed with
+    probabilities (table and JSON); --aus still overrides it."""
+    code, out, err = run(capsys, files["onset"], files["apex"], "--model", files["model"], "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["aus_source"] == "estimated" and len(obj["aus_estimated"]) == 21
+    assert all(0 <= p <= 1 for p in obj["aus_estimated"].values()) and "AU45" in obj["aus_estimated"]
+    p = Predictor(files["model"])
+    auto = p.predict_pair(files["onset"], files["apex"], "auto")
+    assert np.allclose(list(obj["probabilities"].values()), list(auto.probabilities.values()), atol=1e-6)
+    # the estimate reaches the classifier: the same probabilities as feeding the head's output by hand
+    with torch.no_grad():
+        onset, apex = (torch.from_numpy(c).permute(2, 0, 1)[None].float() / 255 for c in
+                       (auto.onset_crop, auto.apex_crop))
+        from mertool.data import resize_frames
+        onset, apex = (resize_frames((x * 255).round().to(torch.uint8), 64).float() / 255 for x in (onset, apex))
+        est = torch.tensor([[auto.aus_estimated[a] for a in sorted(auto.aus_estimated)]])
+        by_hand = torch.softmax(p.model(onset, apex, est, estimate_aus=False), 1)[0].numpy()
+    assert np.allclose(by_hand, list(auto.probabilities.values()), atol=1e-4)
+    code, out, err = run(capsys, files["onset"], files["apex"], "--model", files["model"])
+    assert code == 0 and "AUs: estimated by the model's AU head" in out and "AU head estimate" in out
+    given = p.predict_pair(files["onset"], files["apex"], "1+2")
+    assert given.to_dict()["aus_source"] == "given" and given.aus_estimated is not None
+
+
+def test_estimated_model_checkpoint_runs_without_aus(files, capsys, tmp_path):
+    est = save_model(tmp_path / "est.pt", "model.aus=estimated")
+    code, out, err = run(capsys, files["onset"], files["apex"], "--model", est, "--json")
+    assert code == 0, err
+    assert json.loads(out)["aus_source"] == "estimated"
+
+
+def test_old_checkpoints_with_aus_true_false_still_load(files, tmp_path, capsys):
+    """Checkpoints written before AU sources: model_config aus true/false and no AU head weights."""
+    for flag, needs in ((True, True), (False, False)):
+        ckpt = torch.load(files["model"] if flag else files["noau"], weights_only=True)
+        ckpt["model_config"] = {**ckpt["model_config"], "aus": flag}
+        for key in ("au_head", "au_detach"):
+            ckpt["model_config"].pop(key, None)
+        ckpt["state_dict"] = {k: v for k, v in ckpt["state_dict"].items() if not k.startswith("au_head.")}
+        path = tmp_path / f"old_{flag}.pt"
+        torch.save(ckpt, path)
+        p = Predictor(path)
+        assert p.has_au_head is False and p.model.config.aus == ("oracle" if flag else "none")
+        if needs:
+            code, _, err = run(capsys, files["onset"], files["apex"], "--model", path)
+            one_error_line(code, err, "--aus", "trained with AU input")
+        pred = p.predict_pair(files["onset"], files["apex"], "6+12")
+        assert pred.aus_estimated is None and pred.to_dict().get("aus_estimated") is None
+
+
+def _openface(path, rows: dict[int, set[int]]):
+    from test_openface import openface_csv
+    return openface_csv(path, rows)
+
+
+def test_aus_from_openface_for_pairs_and_batches(files, capsys, tmp_path):
+    of = _openface(tmp_path / "of.csv", {1: set(), 17: {6}, 18: {6, 12}, 19: set()})
+    p = Predictor(files["model"])
+    code, out, err = run(capsys, files["onset"], files["apex"], "--model", files["model"], "--aus-from", of,
+                         "--apex-frame", "18", "--json")
+    assert code == 0, err
+    obj = json.loads(out)
+    assert obj["aus"] == [6, 12] and obj["aus_source"] == "openface" and obj["aus_not_coded"] == [16, 18, 24]
+    ref = p.predict_pair(files["onset"], files["apex"], "6+12")
+    assert np.allclose(list(obj["probabilities"].values()), list(ref.probabilities.values()), atol=1e-6)
+    assert p.predict_pair(files["onset"], files["apex"], aus_from=of).aus.codes == ()  # last row: nothing active
+    code, _, err = run(capsys, files["onset"], files["apex"], "--model", files["model"], "--aus-from", of,
+                       "--apex-frame", "40")
+    one_error_line(code, err, "of.csv", "frame 40 is not in the CSV")
+    code, _, err = run(capsys, files["onset"], files["apex"], "--model", files["model"], "--aus-from", of,
+                       "--aus", "1")
+    one_error_line(code, err, "one source of AUs")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("frame, success\n1, 1\n")
+    code, _, err = run(capsys, files["onset"], files["apex"], "--model", files["model"], "--aus-from", bad)
+    one_error_line(code, err, "bad.csv: line 1", "AU01_c")
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text("onset,apex,aus,aus_from,apex_frame\n"
+                     f"{files['onset']},{files['apex']},,of.csv,18\n"
+                     f"{files['onset']},{files['apex']},,bad.csv,\n"
+                     f"{files['onset']},{files['apex']},4,of.csv,18\n")
+    code, out, err = run(capsys, "--pairs", pairs, "--model", files["model"], "--json")
+    objs = [json.loads(line) for line in out.splitlines()]
+    assert code == 1 and objs[0]["aus"] == [6, 12] and objs[0]["error"] == ""
+    assert "bad.csv: line 1" in objs[1]["error"] and "aus or aus_from, not both" in objs[2]["error"]
+
+
+def test_aus_from_openface_for_a_clip(files, capsys, tmp_path):
+    """A clip: AUs active in any frame from onset to apex (the frames given or spotted)."""
+    of = _openface(tmp_path / "of.csv", {n: ({4} if n == 3 else {12} if n == 10 else set()) for n in range(1, 31)})
+    code, out, err = run(capsys, files["frames"], "--onset", "5", "--apex", "18", "--model", files["model"],
+                         "--aus-from", of, "--json")
+    assert code == 0, err
+    assert json.loads(out)["aus"] == [12]  # AU4 at frame 3 lies before the onset

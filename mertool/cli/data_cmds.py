@@ -130,15 +130,17 @@ def show_cmd(
     sample: str = typer.Argument(..., help="Sample id (EP02_01f), SUBJECT/SAMPLE (01/EP02_01f) or index (0)."),
     png: Path = typer.Option(..., "--png", help="Picture to write."),
     gain: Optional[float] = typer.Option(None, "--gain", help="Difference amplification (default: automatic)."),
+    dpi: int = typer.Option(100, "--dpi", help="Picture resolution (100: 1600 x 460 px)."),
 ) -> None:
-    """Draw one sample's onset, apex and amplified |apex - onset| side by side into a PNG.
+    """Draw one sample's onset, apex, amplified |apex - onset| and their red/cyan overlay (with the registration's
+    head motion and residual) side by side into a PNG.
 
     Example:
       mertool cache show casme2.h5 01/EP02_01f --png ep02.png
     """
     from mertool.cache import registration_text, show_sample
 
-    r = show_sample(file, sample, png, gain)
+    r = show_sample(file, sample, png, gain, dpi)
     typer.echo(f"{r['png']}: {r['subject']}/{r['sample_id']} ({r['emotion']}), difference x{r['gain']:.1f}; "
                + registration_text(r["registration"]).replace("\n", "; "))
 

@@ -16,8 +16,13 @@ _HELP = """Predict the micro-expression of an onset/apex pair, a CSV of pairs, o
 A clip (video or frame folder) is spotted first: aligned with its first frame's transform, facial motion
 against that frame measured over time; apex = where it first peaks, onset = the last quiet frame before it.
 
+AUs: a model with an AU head estimates them itself when --aus is not given (--aus auto); --aus 6+12 gives
+hand-coded AUs, --aus-from reads OpenFace 2.x's per-frame CSV, --aus none runs with an empty AU vector.
+
 Examples:
+  mertool predict onset.jpg apex.jpg --model runs/casme2
   mertool predict onset.jpg apex.jpg --aus 6+12 --model runs/casme2
+  mertool predict onset.jpg apex.jpg --aus-from openface.csv --apex-frame 32 --model runs/casme2
   mertool predict onset.jpg apex.jpg --aus none --model model.pt --json
   mertool predict --pairs pairs.csv --model runs/casme2 --format jsonl
   mertool predict clip.mp4 --aus none --model runs/casme2 --plot motion.png --explain why.png
@@ -37,10 +42,18 @@ def predict(
     inputs: list[Path] = typer.Argument(None, help="ONSET APEX image files, or one video file / frame folder.",
                                         show_default=False),
     model: Path = typer.Option(..., "--model", "-m", help="Run folder (uses RUN/final/model.pt) or checkpoint .pt."),
-    aus: str = typer.Option(None, "--aus", help="AUs present, e.g. '1,2', 'AU1+R2', '4+L10'; 'none' = empty vector "
-                                                "(required when the model was trained with AUs)."),
-    pairs: Path = typer.Option(None, "--pairs", help="CSV with columns onset, apex, aus (paths relative to the CSV)."),
-    fmt: Literal["csv", "jsonl"] = typer.Option("csv", "--format", help="Output of --pairs on stdout: csv or jsonl (--json = jsonl)."),
+    aus: str = typer.Option(None, "--aus", help="AUs present, e.g. '1,2', 'AU1+R2', '4+L10'; 'auto' = the model's own "
+                                                "AU estimate (the default for a model with an AU head); 'none' = "
+                                                "empty vector."),
+    aus_from: Path = typer.Option(None, "--aus-from", help="OpenFace 2.x FeatureExtraction CSV: an AU is active when "
+                                                          "its _c column is 1 from onset to apex (a pair: the "
+                                                          "--apex-frame row, or the last row)."),
+    apex_frame: int = typer.Option(None, "--apex-frame", help="With --aus-from and an image pair: the CSV frame of "
+                                                              "the apex image."),
+    pairs: Path = typer.Option(None, "--pairs", help="CSV with columns onset, apex and aus or aus_from (+ apex_frame) "
+                                                     "(paths relative to the CSV)."),
+    fmt: Literal["csv", "jsonl"] = typer.Option("csv", "--format", help="Output of --pairs on stdout: csv or jsonl "
+                                                                         "(--json = jsonl)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object on stdout and nothing else there."),
     onset: int = typer.Option(None, "--onset", help="Clip: use this onset frame number instead of the spotted one."),
     apex: int = typer.Option(None, "--apex", help="Clip: use this apex frame number instead of the spotted one."),
@@ -57,29 +70,35 @@ def predict(
             raise MertoolError("--pairs: give either a pairs CSV or input files, not both")
         fmt = "jsonl" if as_json else fmt
         for opt, v in (("--explain", explain), ("--plot", plot), ("--onset", onset), ("--apex", apex),
-                       ("--aus", aus)):
+                       ("--aus", aus), ("--aus-from", aus_from), ("--apex-frame", apex_frame)):
             if v is not None:
-                raise MertoolError(f"{opt}: not used with --pairs (AUs come from the CSV's aus column)")
+                raise MertoolError(f"{opt}: not used with --pairs (AUs come from the CSV's aus or aus_from column)")
         raise typer.Exit(_predict_batch(pairs, model, fmt, device, err))
+    if aus is not None and aus_from is not None:
+        raise MertoolError(f"--aus and --aus-from {aus_from}: give one source of AUs, not both")
+    if apex_frame is not None and (aus_from is None or len(inputs) != 2):
+        raise MertoolError("--apex-frame: only with --aus-from and an image pair (a clip uses its onset..apex frames)")
     if len(inputs) == 2:
         if onset is not None or apex is not None or plot is not None:
             raise MertoolError("--onset/--apex/--plot: only for a video or frame folder, not an image pair")
         for p in inputs:
             if p.is_dir() or not _is_image(p):
                 raise MertoolError(f"{p}: expected an image file (an onset/apex pair is two images)")
-        return _predict_one(inputs, model, aus, as_json, None, None, None, explain, device, err)
+        return _predict_one(inputs, model, aus, as_json, None, None, None, explain, device, err, aus_from,
+                            apex_frame)
     if len(inputs) == 1:
         src = inputs[0]
         if not src.exists():
             raise MertoolError(f"{src}: no such file or folder")
         if _is_image(src):
             raise MertoolError(f"{src}: one image given; expected ONSET APEX images, a video file or a frame folder")
-        return _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err)
+        return _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from)
     raise MertoolError(f"expected ONSET APEX images, or one video / frame folder (got {len(inputs)} inputs); "
                        f"see `mertool predict --help`")
 
 
-def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err) -> None:
+def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from=None,
+                 apex_frame=None) -> None:
     """One pair or one clip: table (or JSON) on stdout, pictures on request."""
     from rich.console import Console
 
@@ -88,14 +107,14 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
     predictor = Predictor(model, device=device)
     spot = None
     if len(inputs) == 2:
-        pred = predictor.predict_pair(inputs[0], inputs[1], aus)
+        pred = predictor.predict_pair(inputs[0], inputs[1], aus, aus_from=aus_from, apex_frame=apex_frame)
         out = pred.to_dict()
     else:
         from rich.progress import Progress
 
         with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
             task = bar.add_task("spotting", total=None)
-            pred, spot = predictor.predict_clip(inputs[0], aus, onset=onset, apex=apex,
+            pred, spot = predictor.predict_clip(inputs[0], aus, onset=onset, apex=apex, aus_from=aus_from,
                                                 progress=lambda i, n: bar.update(task, completed=i, total=n))
         out = {"source": str(inputs[0]), **pred.to_dict()}
         out["onset_frame"] = spot.onset if spot and onset is None else onset

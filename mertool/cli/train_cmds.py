@@ -24,8 +24,10 @@ def _console(quiet_stdout: bool = False):
 
 @app.command("train-loso")
 def train_loso_cmd(
-    recipe: str = typer.Argument(..., help="Recipe YAML (a path, or a name in recipes/: casme2, samm, demo)."),
-    cache: Path = typer.Option(..., "--cache", help="HDF5 cache from `mertool preprocess`."),
+    recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (a path, or a name in recipes/: casme2, samm, "
+                                                      "demo); default: the recipe named after the cache's dataset."),
+    cache: Optional[Path] = typer.Option(None, "--cache", help="HDF5 cache from `mertool preprocess`; default: the "
+                                                              "only mertool cache in the current folder."),
     subjects: str = typer.Option("all", "--subjects", help=_SUBJECTS_HELP),
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/RECIPE-seedN)."),
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
@@ -44,15 +46,22 @@ def train_loso_cmd(
     """Leave-one-subject-out training: one fold per held-out subject, fixed schedule, last epoch as the result.
 
     Re-running the same command resumes: finished folds (those with predictions.csv) are skipped.
+    With no RECIPE and no --cache, the one mertool cache in the current folder and the recipe named after its
+    dataset are used (the first line of output says which).
 
     Example:
+      mertool train-loso --subjects all
       mertool train-loso recipes/casme2.yaml --cache casme2.h5 --out runs/casme2-s0 --final
       mertool train-loso demo --cache demo.h5 --set train.epochs=5 --subjects 01,02
       mertool train-loso casme2 --cache casme2.h5 --devices cuda:0,cuda:1 --folds-per-device 4
     """
+    from mertool.discover import resolve_short_form
     from mertool.parallel import train_loso_parallel
     from mertool.recipe import find_recipe, load_recipe
 
+    recipe, cache, note = resolve_short_form(recipe, cache)
+    if note:
+        _console().print(note, soft_wrap=True)
     overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
     r = load_recipe(recipe, overrides)
     if out is None:
@@ -79,7 +88,7 @@ def evaluate_cmd(
       mertool evaluate runs/casme2-seed0
       mertool evaluate runs/casme2-seed0 runs/casme2-seed1 runs/casme2-seed2 --json > results.json
     """
-    from mertool.evaluate import confusion_png, evaluate_runs, render, summed_confusion, to_json
+    from mertool.evaluate import au_f1_png, confusion_png, evaluate_runs, render, summed_confusion, to_json
 
     report = evaluate_runs(run_dirs, partial=partial)
     if png is None and len(run_dirs) == 1:
@@ -88,6 +97,8 @@ def evaluate_cmd(
     if png is not None and cm is not None:
         title = "LOSO confusion, last epoch" + (f", {len(run_dirs)} runs summed" if len(run_dirs) > 1 else "")
         report["png"] = str(confusion_png(cm, report["classes"], png, title))
+        au_png = au_f1_png(report, png.with_name("au_f1.png"))
+        report["au_png"] = str(au_png) if au_png else None
     if json_:
         typer.echo(to_json(report))
         return
@@ -95,6 +106,8 @@ def evaluate_cmd(
     render(report, console)
     if report.get("png"):
         console.print(f"confusion matrix picture: {report['png']}")
+    if report.get("au_png"):
+        console.print(f"AU detection picture: {report['au_png']}")
 
 
 @app.command("ablate")

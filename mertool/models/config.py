@@ -12,7 +12,18 @@ CHOICES = {
     "direction": ("vertical", "horizontal", "both", "none"),
     "fpf": ("swin", "vit", "none"),
     "frames": ("dual", "onset", "apex"),
+    "aus": ("oracle", "estimated", "none"),
 }
+
+# Recipes, run folders and checkpoints written before AU sources existed say `aus: true/false`.
+AU_ALIASES = {True: "oracle", False: "none"}
+
+
+def au_source(value) -> str:
+    """model.aus as one of oracle | estimated | none (true/false are the old spellings of oracle/none)."""
+    if isinstance(value, bool):
+        return AU_ALIASES[value]
+    return value.strip().lower() if isinstance(value, str) else value
 
 
 @dataclass
@@ -21,7 +32,11 @@ class ModelConfig:
 
     direction: attention axis of the motion stream's CVA modules ('none': plain residual stages);
     continuous: each module's map is multiplied by the previous module's map; fpf: facial position focalizer
-    backbone; frames: which frames the FPF sees; width: channel multiplier (motion stream and FPF) for small models;
+    backbone; frames: which frames the FPF sees; aus: what the classifier reads as its AU vector ('oracle': the
+    hand-coded AUs given with the sample, as in the paper; 'estimated': the model's own AU head's probabilities;
+    'none': no AU vector); au_head: 21 sigmoid AU outputs from the fused features, trained as an auxiliary task
+    (off only for checkpoints written before it existed); au_detach: in 'estimated' mode the classifier's gradient
+    does not flow into the AU head (the head learns from the AU labels alone); width: channel multiplier (motion stream and FPF) for small models;
     window: Swin window (timm clips it to a stage's resolution); pretrained / fpf_pretrained: local files only.
     The baseline uses num_classes, aus, num_aus and pretrained; its trunk is a plain ResNet-18 whatever the others say.
     """
@@ -34,8 +49,10 @@ class ModelConfig:
     continuous: bool = True
     fpf: str = "swin"
     frames: str = "dual"
-    aus: bool = True
+    aus: str = "oracle"
     num_aus: int = 21
+    au_head: bool = True
+    au_detach: bool = True
     mlp_hidden: tuple = (512, 128)
     dropout: float = 0.5
     window: int = 7
@@ -43,11 +60,12 @@ class ModelConfig:
     fpf_pretrained: str | None = None
 
     def __post_init__(self):
+        self.aus = au_source(self.aus)
         for key, choices in CHOICES.items():
             value = getattr(self, key)
             if value not in choices:
                 raise MertoolError(f"model.{key} = {value!r}: expected one of {', '.join(choices)}")
-        for key in ("continuous", "aus"):
+        for key in ("continuous", "au_head", "au_detach"):
             if not isinstance(getattr(self, key), bool):
                 raise MertoolError(f"model.{key} = {getattr(self, key)!r}: expected true or false")
         for key, lo in (("num_classes", 2), ("image_size", 16), ("num_aus", 1), ("window", 1)):
@@ -71,6 +89,8 @@ class ModelConfig:
             raise MertoolError(f"model.mlp_hidden = {self.mlp_hidden!r}: expected a list of positive integers "
                                f"(e.g. [512, 128]; [] for a single linear layer)")
         self.mlp_hidden = tuple(hidden)
+        if self.aus == "estimated" and not self.au_head:
+            raise MertoolError("model.aus = 'estimated' needs model.au_head = true (the AU estimate comes from it)")
         for key in ("pretrained", "fpf_pretrained"):
             value = getattr(self, key)
             if value is not None and not isinstance(value, str):
@@ -90,6 +110,16 @@ class ModelConfig:
         if unknown:
             raise MertoolError(f"model.{unknown[0]}: unknown model option; valid options: {', '.join(valid)}")
         return cls(**d)
+
+    @property
+    def reads_aus(self) -> bool:
+        """The classifier takes an AU vector (hand-coded or estimated)."""
+        return self.aus != "none"
+
+    @property
+    def needs_aus(self) -> bool:
+        """The caller must supply the AU vector (oracle mode)."""
+        return self.aus == "oracle"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (lists, not tuples) that from_dict reads back: for checkpoints and recipes."""
