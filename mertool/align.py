@@ -141,10 +141,10 @@ def to_chip(points: np.ndarray, chip) -> np.ndarray:
 
 
 def describe(size: int, padding: float, upsample: int, detect_max_side: int | None,
-             register: str = "ecc") -> dict:
+             register: str = "ecc", upsample_first: int = 0) -> dict:
     """Alignment settings as a cache stores them (without loading the models)."""
     return {"method": "dlib-chip", "detector": "dlib frontal_face_detector (HOG)", "upsample": int(upsample),
-            "upsample_first": 0, "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE, "size": int(size),
+            "upsample_first": int(upsample_first), "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE, "size": int(size),
             "padding": float(padding), "anchor": "onset", "register": register}
 
 
@@ -205,25 +205,28 @@ class FaceAligner:
     upsample 0 costs a third of upsample 1 (19 vs 77 ms on a 640 x 360 frame on this project's CPU) and finds faces
     of ~80 px and more, which dataset faces are; 1 finds faces down to ~40 px. Frames whose longer side exceeds
     `detect_max_side` are shrunk for detection only (SAMM's 2040 x 1088 frames); landmarks and crops use the full
-    resolution. `register` ('none' | 'landmarks' | 'ecc') is how the apex is brought onto the onset (register()).
+    resolution (`upsample_first` 1 restores the finer-only detection). `register` ('none' | 'landmarks' | 'ecc') is
+    how the apex is brought onto the onset (register()).
     """
 
     def __init__(self, size: int = 224, padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640,
-                 predictor: str | Path | None = None, register: str = "ecc"):
+                 predictor: str | Path | None = None, register: str = "ecc", upsample_first: int = 0):
         if size < 16:
             raise MertoolError(f"alignment size {size}: expected at least 16 px")
-        if upsample < 0:
-            raise MertoolError(f"upsample {upsample}: expected 0 or more")
+        if not 0 <= upsample_first <= upsample:
+            raise MertoolError(f"upsample {upsample_first}..{upsample}: expected 0 <= first <= last")
         if register not in REGISTER_MODES:
             raise MertoolError(f"align.register {register!r}: expected one of {', '.join(REGISTER_MODES)}")
         self.size, self.padding, self.upsample = int(size), float(padding), int(upsample)
+        self.upsample_first = int(upsample_first)
         self.detect_max_side, self.register_mode = detect_max_side, register
         self.predictor_path = Path(predictor) if predictor else predictor_path()
         self._detector, self._predictor = _models(str(self.predictor_path))
 
     def settings(self) -> dict:
         """What a cache records about how it was aligned."""
-        return describe(self.size, self.padding, self.upsample, self.detect_max_side, self.register_mode)
+        return describe(self.size, self.padding, self.upsample, self.detect_max_side, self.register_mode,
+                        self.upsample_first)
 
     def _boxes(self, rgb: np.ndarray) -> tuple[list, int]:
         """(face rectangles in full-image pixels, the chosen face first; the upsampling that found them)."""
@@ -236,7 +239,7 @@ class FaceAligner:
             scale = self.detect_max_side / max(h, w)
             img = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
         img = np.ascontiguousarray(img)
-        for up in range(self.upsample + 1):
+        for up in range(self.upsample_first, self.upsample + 1):
             rects, scores, _ = self._detector.run(img, up)
             if rects:
                 break
@@ -258,7 +261,7 @@ class FaceAligner:
         boxes, up = self._boxes(rgb)
         if not boxes:
             raise AlignSkip(NO_FACE, f"{name or 'image'}: no face found by the dlib detector "
-                                     f"(upsample 0..{self.upsample})")
+                                     f"(upsample {self.upsample_first}..{self.upsample})")
         pts = self.landmarks(rgb, boxes[0])
         chip = dlib.get_face_chip_details(self._predictor(rgb, boxes[0]), self.size, self.padding)
         b = boxes[0]

@@ -795,7 +795,10 @@ def synth(out, faces=None, subjects: int = 10, per_subject: int = 20, seed: int 
     t0 = time.perf_counter()
     out = make_folder(out)
     _check_out(out)
-    aligner = FaceAligner(size=int(ALIGNED))
+    # the AU motion is placed on the landmarks found on each neutral frame: detected at upsample 1 as before the
+    # faster default (upsample 0 first) existed, so a seed renders the same clips as then; the coarser upsample-0
+    # box moved dlib's own landmarks enough to push tests/test_synth.py's precision check over its bound on a clip
+    aligner = FaceAligner(size=int(ALIGNED), upsample_first=1)
     base = folder_faces(faces) if faces else default_faces()
     people = make_subjects(base, subjects, seed, aligner)
     specs = [s for p in people for s in plan_samples(p.name, p.index, per_subject, seed)]
