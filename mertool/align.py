@@ -213,8 +213,10 @@ class FaceAligner:
                  predictor: str | Path | None = None, register: str = "ecc", upsample_first: int = 0):
         if size < 16:
             raise MertoolError(f"alignment size {size}: expected at least 16 px")
+        if upsample < 0:
+            raise MertoolError(f"upsample {upsample}: expected 0 or more")
         if not 0 <= upsample_first <= upsample:
-            raise MertoolError(f"upsample {upsample_first}..{upsample}: expected 0 <= first <= last")
+            raise MertoolError(f"upsample_first {upsample_first}: expected 0 to upsample ({upsample})")
         if register not in REGISTER_MODES:
             raise MertoolError(f"align.register {register!r}: expected one of {', '.join(REGISTER_MODES)}")
         self.size, self.padding, self.upsample = int(size), float(padding), int(upsample)
