@@ -10,7 +10,7 @@ DEMO_DIR ?= demo_out
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test,slurm]'
 	touch $(STAMP)
 
 setup: $(STAMP)

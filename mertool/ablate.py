@@ -2,7 +2,9 @@
 
 Table file (recipes/ablations/tableN.yaml):
   title: "Table 3: direction of the attention"
-  base: {casme2: ../casme2.yaml, samm: ../samm.yaml}   # chosen by the cache's `dataset` attribute (or --base)
+  base: {casme2: ../casme2.yaml, samm: ../samm.yaml, megc2019: ../megc2019.yaml}
+                                                        # chosen by the cache's `dataset` attribute (or --base);
+                                                        # megc2019 = a merged casme2+samm+smic cache
   paper_columns: [accuracy, f1]                         # what the paper reports per dataset
   variants:
     - name: vertical                                    # run folder name: OUT/<table>/<name>
@@ -27,6 +29,7 @@ from mertool.files import write_text
 from mertool.recipe import find_recipe, load_recipe, read_yaml
 
 NOT_IN_PAPER = "no row"  # the paper has no such row (see the table's note)
+COMPOSITES = {"megc2019": ("casme2", "samm", "smic")}   # base key -> the datasets of a merged cache
 OURS = ("accuracy", "uf1", "uar", "macro_f1")
 OUR_NAMES = {"accuracy": "Acc", "uf1": "UF1", "uar": "UAR", "macro_f1": "macro F1"}
 
@@ -107,6 +110,10 @@ def base_recipe_path(table: AblationTable, dataset: str | None, base: str | Path
     for key in (dataset, "*"):
         if key in table.base:
             return table.base[key]
+    parts = set(str(dataset).split("+"))
+    for key, path in table.base.items():  # a merged cache: its datasets in any order, or a composite's name
+        if set(COMPOSITES.get(key, key.split("+"))) == parts:
+            return path
     raise MertoolError(f"{table.path}: no base recipe for dataset {dataset!r} (has {', '.join(table.base)}); "
                        f"pass --base RECIPE")
 
@@ -181,26 +188,79 @@ def _param_count(model_cfg: dict) -> int | None:
 
 
 def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", folds_per_device=1, base=None,
-              overrides=(), select="last", compile=False, console=None, progress=True) -> dict:
-    """Train every variant (resumable, shardable), then print and write the table (Markdown + CSV)."""
+              overrides=(), seeds=None, select="last", compile=False, console=None, progress=True,
+              slurm=None, dry_run=False) -> dict:
+    """Train every variant (x seed) (resumable, shardable), then print and write the table (Markdown + CSV).
+
+    `slurm` (cluster.SlurmOptions): every variant x seed x fold goes into one Slurm job array instead.
+    """
     from rich.console import Console
 
     from mertool.cache import load_cache
+    from mertool.data import recipe_selection
     from mertool.parallel import train_loso_parallel
 
     console = console or Console(markup=False)
     table = load_table(table_path)
     dataset = cache_dataset(cache)
     base_path = base_recipe_path(table, dataset, base)
-    recipes = {v.name: variant_recipe(table, v, base_path, overrides) for v in table.variants}  # fail early
-    cache_data = load_cache(cache)
     root = Path(out) / table.stem
-    for v in table.variants:
-        console.rule(f"{table.stem}: {v.label}")
-        train_loso_parallel(recipes[v.name], cache_data, root / v.name, subjects=subjects, devices=device,
-                            folds_per_device=folds_per_device, select=select, compile=compile, console=console,
-                            progress=progress)
+    grid = variant_runs(table, base_path, root, overrides, seeds)  # every recipe checked before any training
+    cache_data = load_cache(cache)
+    for v, _run_dir, recipe in grid:  # e.g. an AU-fed variant on a cache with SMIC: refused before any training
+        try:
+            recipe_selection(cache_data, recipe)
+        except MertoolError as exc:
+            raise MertoolError(f"{table.path}: variant {v.name}: {exc}") from None
+    if slurm is not None:
+        from mertool.cluster import RunSpec, run_on_slurm
+
+        specs = [RunSpec(recipe, str(Path(cache).resolve()), str(run_dir.resolve()), subjects, select,
+                         compile=compile) for _v, run_dir, recipe in grid]
+        slurm.logs = slurm.logs or root / "slurm"
+        run_on_slurm(specs, slurm, console=console, dry_run=dry_run)
+        if dry_run:
+            return {}
+    else:
+        for v, run_dir, recipe in grid:
+            console.rule(f"{table.stem}: {v.label}" + (f", seed {recipe['train']['seed']}" if seeds else ""))
+            train_loso_parallel(recipe, cache_data, run_dir, subjects=subjects, devices=device,
+                                folds_per_device=folds_per_device, select=select, compile=compile, console=console,
+                                progress=progress)
     return report_table(table, root, dataset, console=console)
+
+
+def variant_runs(table: AblationTable, base_path: Path, root: Path, overrides=(), seeds=None) -> list:
+    """(variant, run folder, recipe) for every variant, and every seed: OUT/<table>/<variant>[/seed<N>]."""
+    grid = []
+    for v in table.variants:
+        for seed in (seeds or [None]):
+            extra = [] if seed is None else [f"train.seed={int(seed)}"]
+            run_dir = root / v.name if seed is None else root / v.name / f"seed{int(seed)}"
+            grid.append((v, run_dir, variant_recipe(table, v, base_path, list(overrides) + extra)))
+    return grid
+
+
+def parse_seeds(seeds: str | None) -> list[int] | None:
+    """--seeds 0,1,2 -> [0, 1, 2]."""
+    if seeds is None:
+        return None
+    try:
+        out = [int(x) for x in str(seeds).split(",") if x.strip()]
+    except ValueError:
+        raise MertoolError(f"--seeds {seeds!r}: expected integers separated by commas, e.g. 0,1,2") from None
+    if not out or len(set(out)) != len(out):
+        raise MertoolError(f"--seeds {seeds!r}: expected distinct integers separated by commas, e.g. 0,1,2")
+    return out
+
+
+def collect_table(table_path, out="runs", console=None) -> dict:
+    """Print and write the table from the run folders already there (`ablate --collect`): nothing is trained."""
+    table = load_table(table_path)
+    root = Path(out) / table.stem
+    if not root.is_dir():
+        raise MertoolError(f"{root}: no such folder; run `mertool ablate {table_path} --cache FILE --out {out}` first")
+    return report_table(table, root, None, console=console)
 
 
 def report_table(table: AblationTable, root: Path, dataset: str | None, console=None) -> dict:
@@ -214,33 +274,41 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     console = console or Console(markup=False)
     rows = []
     for v in table.variants:
-        run_dir = root / v.name
-        rep = evaluate_run(run_dir, partial=True) if is_run(run_dir) else None
+        rep = _variant_report(root / v.name)
         m = rep["metrics"] if rep else None
+        dataset = dataset or (rep or {}).get("dataset")
         paper = (v.paper or {}).get(dataset) or {}
         rows.append({
             "variant": v.name, "label": v.label,
-            "folds": f"{len(rep['done_folds'])}/{len(rep['expected_folds'])}" if rep else "0/?",
-            "complete": bool(rep) and not rep["missing"],
+            "folds": f"{rep['done']}/{rep['expected']}" if rep else "0/?",
+            "complete": bool(rep) and rep["complete"], "seeds": rep["seeds"] if rep else 0,
             **{k: (m[k] if m else None) for k in OURS},
-            "oracle_accuracy": rep["oracle"]["accuracy"] if rep and rep.get("oracle") else None,
+            **{f"{k}_std": (rep["std"][k] if rep and rep["std"] else None) for k in OURS},
+            "oracle_accuracy": rep["oracle_accuracy"] if rep else None,
             **{f"paper_{c}": paper.get(c) for c in table.paper_columns}})
     has_oracle = any(r["oracle_accuracy"] is not None for r in rows)
     headers = ["Variant"] + [OUR_NAMES[k] for k in OURS] + ["folds"]
     headers += [f"{ORACLE_LABEL} Acc"] if has_oracle else []
     headers += [f"paper {c}" for c in table.paper_columns]
 
+    def cell(r: dict, k: str) -> str:
+        if r[k] is None:
+            return "-"
+        scale, fmt = (100, ".2f") if k == "accuracy" else (1, ".4f")
+        std = r.get(f"{k}_std")
+        return f"{scale * r[k]:{fmt}}" + ("" if std is None else f" ± {scale * std:{fmt}}")
+
     def cells(r: dict) -> list[str]:
-        out = [r["label"]] + [("-" if r[k] is None else f"{100 * r[k]:.2f}" if k == "accuracy" else f"{r[k]:.4f}")
-                              for k in OURS]
+        out = [r["label"]] + [cell(r, k) for k in OURS]
         out.append(r["folds"] + ("" if r["complete"] else " (partial)"))
         if has_oracle:
             out.append("-" if r["oracle_accuracy"] is None else f"{100 * r['oracle_accuracy']:.2f}")
         out += [paper_cell(c, r[f"paper_{c}"]) for c in table.paper_columns]
         return out
 
+    seeds = max(r["seeds"] for r in rows)
     caption = (f"{table.title} — dataset {dataset or '?'}; ours: last epoch of a fixed schedule, pooled over "
-               f"leave-one-subject-out folds (Acc in %)")
+               f"leave-one-subject-out folds (Acc in %)" + (f"; mean ± std over {seeds} seeds" if seeds > 1 else ""))
     t = Table(title=caption)
     for h in headers:
         t.add_column(h, justify="left" if h == "Variant" else "right")
@@ -261,3 +329,26 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     console.print(f"wrote {root / 'table.md'} and {root / 'table.csv'}")
     return {"title": table.title, "dataset": dataset, "rows": rows, "markdown": root / "table.md",
             "csv": root / "table.csv"}
+
+
+def _variant_report(vdir: Path) -> dict | None:
+    """One variant's figures: its run folder, or the mean (and std) over its seed<N> run folders."""
+    from mertool.evaluate import evaluate_run, evaluate_runs
+    from mertool.runs import is_run
+
+    run_dirs = [vdir] if is_run(vdir) else sorted(d for d in vdir.glob("seed*") if is_run(d))
+    if not run_dirs:
+        return None
+    reps = [evaluate_run(d, partial=True) for d in run_dirs]
+    done, expected = sum(len(r["done_folds"]) for r in reps), sum(len(r["expected_folds"]) for r in reps)
+    out = {"done": done, "expected": expected, "complete": done == expected, "seeds": len(reps),
+           "dataset": reps[0].get("dataset"), "metrics": reps[0]["metrics"], "std": None,
+           "oracle_accuracy": reps[0]["oracle"]["accuracy"] if reps[0].get("oracle") else None}
+    if len(reps) > 1:
+        agg = evaluate_runs(run_dirs, partial=True)
+        if agg["aggregate"]:
+            out["metrics"] = {k: agg["aggregate"][k]["mean"] for k in OURS}
+            out["std"] = {k: agg["aggregate"][k]["std"] for k in OURS}
+            oracle = agg.get("oracle_aggregate")
+            out["oracle_accuracy"] = oracle["accuracy"]["mean"] if oracle else None
+    return out

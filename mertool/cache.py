@@ -8,13 +8,20 @@ Layout (schema 1):
   /meta/<text>       utf-8 strings N        (subject, sample_id, emotion, aus_raw, source_onset, source_apex)
   /meta/<int>        int32 N                (onset_frame, apex_frame, offset_frame; -1 = unknown)
   /meta/apex_estimated  bool N
+<<<<<<< HEAD
   /registration/motion  float32 N x 6      (REGISTRATION_FIELDS: head motion apex vs onset in crop px / degrees, and
                                             the upper-face residual before and after registration; NaN = none)
   /registration/method  utf-8 N            (ecc | landmarks | "" when the apex was not registered)
   /registration/upsample int8 N            (detector upsampling that found the onset's face; -1 = no detection)
   (caches written before registration have no /registration group and read as "not recorded")
+=======
+  /meta/dataset      utf-8 strings N        (each sample's source dataset: casme2, samm, smic, ...)
+  /meta/aus_known    bool N                 (False: the dataset codes no AUs, e.g. SMIC; not "no AU active")
+>>>>>>> main
   attrs: schema_version, dataset, au_vocab, image_size, alignment (JSON), mertool_version, created
-The class map is not stored: recipes choose it when the cache is loaded.
+The class map is not stored: recipes choose it when the cache is loaded. `dataset` and `aus_known` came after the
+first release; caches without them still load, with values inferred from the `dataset` attribute (a merged cache's
+subjects carry their dataset as a prefix): AUs are known for every dataset but SMIC.
 """
 from __future__ import annotations
 
@@ -35,7 +42,12 @@ from mertool.errors import MertoolError
 SCHEMA_VERSION = 1
 TEXT_FIELDS = ("subject", "sample_id", "emotion", "aus_raw", "source_onset", "source_apex")
 INT_FIELDS = ("onset_frame", "apex_frame", "offset_frame")
+<<<<<<< HEAD
 REGISTRATION_FIELDS = ("shift_x", "shift_y", "rotation", "scale", "residual_before", "residual")
+=======
+ADDED_FIELDS = ("dataset", "aus_known")  # absent from caches of the first release: inferred on load
+NO_AU_CODES = ("smic",)                  # datasets whose sheets give no AU codes
+>>>>>>> main
 _STR = h5py.string_dtype("utf-8")
 
 
@@ -62,8 +74,30 @@ class CachedSample:
     apex_frame: int = -1
     offset_frame: int = -1
     apex_estimated: bool = False
+<<<<<<< HEAD
     registration: dict | None = None   # REGISTRATION_FIELDS (+ "method"), from align.Registration.to_dict()
     upsample: int = -1                 # detector upsampling that found the onset's face; -1 = none
+=======
+    dataset: str = ""            # '' = the cache's own dataset
+    aus_known: bool | None = None  # None = as the dataset has it (unknown for SMIC)
+
+
+def infer_datasets(dataset_attr: str, subjects) -> np.ndarray:
+    """Each sample's dataset for a cache that does not store it: the attribute, or a merged cache's subject prefix."""
+    parts = str(dataset_attr).split("+")
+    if len(parts) == 1:
+        return np.array([parts[0]] * len(subjects), dtype=object)
+    out = []
+    for s in subjects:
+        prefix = str(s).split("_", 1)[0]
+        out.append(prefix if prefix in parts else str(dataset_attr))
+    return np.array(out, dtype=object)
+
+
+def infer_aus_known(datasets) -> np.ndarray:
+    """AU codes are known for every dataset but those whose sheets have none."""
+    return np.array([str(d) not in NO_AU_CODES for d in datasets], dtype=bool)
+>>>>>>> main
 
 
 class CacheWriter:
@@ -91,6 +125,7 @@ class CacheWriter:
             self._create(dataset, alignment)
         else:
             _check_schema(self.f, start)
+            _add_missing_fields(self.f)
             if int(self.f.attrs["image_size"]) != self.size:
                 raise MertoolError(f"{start}: cached image size {self.f.attrs['image_size']} differs from "
                                    f"requested {self.size}; use a new --out")
@@ -112,7 +147,12 @@ class CacheWriter:
         for name in INT_FIELDS:
             m.create_dataset(name, (0,), maxshape=(None,), dtype="int32")
         m.create_dataset("apex_estimated", (0,), maxshape=(None,), dtype="bool")
+<<<<<<< HEAD
         _add_registration(f)
+=======
+        m.create_dataset("dataset", (0,), maxshape=(None,), dtype=_STR)
+        m.create_dataset("aus_known", (0,), maxshape=(None,), dtype="bool")
+>>>>>>> main
         f.attrs.update(schema_version=SCHEMA_VERSION, dataset=dataset, au_vocab=np.array(AU_VOCAB, dtype="int32"),
                        image_size=s, alignment=json.dumps(alignment, sort_keys=True), mertool_version=__version__,
                        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -142,12 +182,20 @@ class CacheWriter:
             m[name].resize(n + 1, axis=0)
             v = getattr(s, name)
             m[name][n] = -1 if (name in INT_FIELDS and v is None) else v
+<<<<<<< HEAD
         r, reg = f["registration"], s.registration or {}
         for name in ("motion", "method", "upsample"):
             r[name].resize(n + 1, axis=0)
         r["motion"][n] = [reg.get(k, np.nan) for k in REGISTRATION_FIELDS]
         r["method"][n] = reg.get("method", "")
         r["upsample"][n] = s.upsample
+=======
+        dataset = s.dataset or str(f.attrs["dataset"])
+        for name, v in (("dataset", dataset),
+                        ("aus_known", infer_aus_known([dataset])[0] if s.aus_known is None else s.aus_known)):
+            m[name].resize(n + 1, axis=0)
+            m[name][n] = v
+>>>>>>> main
         f.flush()
         self.done.add((s.subject, s.sample_id))
 
@@ -169,6 +217,7 @@ class CacheWriter:
             pass
 
 
+<<<<<<< HEAD
 def _add_registration(f: h5py.File) -> None:
     """The /registration group, filled with "none" for samples already in the file (an older cache)."""
     if "registration" in f:
@@ -227,6 +276,29 @@ def registration_line(summary: dict | None) -> str:
             f"{summary['rotation_deg']['max']:.2f} deg; upper-face residual median {b['median']:.2f} -> "
             f"{r['median']:.2f} / p90 {r['p90']:.2f} / max {r['max']:.2f} px; detector upsample "
             + ", ".join(f"{k}: {v}" for k, v in summary["upsample"].items()))
+=======
+def _add_missing_fields(f: h5py.File) -> None:
+    """Give a first-release cache opened for appending its `dataset` and `aus_known` fields (inferred values)."""
+    m = f["meta"]
+    datasets = infer_datasets(str(f.attrs["dataset"]), _texts(m["subject"]))
+    for name, values, dtype in (("dataset", datasets.astype(str), _STR),
+                                ("aus_known", infer_aus_known(datasets), "bool")):
+        if name not in m:
+            m.create_dataset(name, (len(values),), maxshape=(None,), dtype=dtype)
+            if len(values):
+                m[name][:] = values
+
+
+def sample_fields(attrs_dataset: str, meta: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(dataset, aus_known) per sample from a cache's meta arrays, inferred where the cache predates them."""
+    datasets = meta.get("dataset")
+    if datasets is None:
+        datasets = infer_datasets(attrs_dataset, meta["subject"])
+    known = meta.get("aus_known")
+    if known is None:
+        known = infer_aus_known(datasets)
+    return np.asarray(datasets, dtype=object), np.asarray(known, dtype=bool)
+>>>>>>> main
 
 
 def _readable(path: Path) -> bool:
@@ -290,6 +362,14 @@ class CacheData:
     def sample_ids(self) -> np.ndarray:
         return self.meta["sample_id"]
 
+    @property
+    def datasets(self) -> np.ndarray:
+        return self.meta["dataset"]
+
+    @property
+    def aus_known(self) -> np.ndarray:
+        return self.meta["aus_known"]
+
 
 def load_cache(path: str | Path) -> CacheData:
     """Read a whole cache into memory once."""
@@ -298,10 +378,11 @@ def load_cache(path: str | Path) -> CacheData:
             attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
             meta = {}
             for name, ds in f["meta"].items():
-                if name in TEXT_FIELDS:
+                if h5py.check_string_dtype(ds.dtype) is not None:
                     meta[name] = np.array(ds.asstr()[:], dtype=object)
                 else:
                     meta[name] = ds[:]
+            meta["dataset"], meta["aus_known"] = sample_fields(str(attrs.get("dataset", "")), meta)
             return CacheData(Path(path), attrs, f["onset"][:], f["apex"][:], f["aus"][:], f["landmarks"][:], meta)
         except (KeyError, OSError) as exc:
             raise MertoolError(f"{path}: damaged cache ({exc})") from None
@@ -334,8 +415,17 @@ def cache_info(path: str | Path) -> dict:
             subjects, emotions = _texts(m["subject"]), _texts(m["emotion"])
             aus = f["aus"][:]
             lm = f["landmarks"][:]
+            meta = {k: (_texts(m[k]) if k == "dataset" else m[k][:]) for k in ADDED_FIELDS if k in m}
+            datasets, known = sample_fields(str(f.attrs.get("dataset", "")), {"subject": subjects, **meta})
+            by_dataset = {}
+            for d in dict.fromkeys(datasets):
+                sel = datasets == d
+                by_dataset[str(d)] = {"samples": int(sel.sum()), "subjects": len(set(subjects[sel])),
+                                      "aus_known": int(known[sel].sum()), "aus_unknown": int((~known[sel]).sum())}
             return {"path": str(path), "bytes": Path(path).stat().st_size, "samples": int(f["onset"].shape[0]),
-                    "attrs": _attrs(f),
+                    "attrs": _attrs(f), "datasets": by_dataset, "aus_known": int(known.sum()),
+                    "aus_unknown": int((~known).sum()),
+                    "aus_known_stored": all(k in m for k in ADDED_FIELDS),
                     "subjects": dict(sorted(Counter(subjects).items())),
                     "emotions": dict(Counter(emotions).most_common()),
                     "aus": {int(au): int(n) for au, n in zip(AU_VOCAB, aus.sum(0)) if n},
@@ -358,6 +448,9 @@ def verify_cache(path: str | Path, block: int = 64) -> dict:
         expect.update({f"meta/{k}": "str" for k in TEXT_FIELDS})
         expect.update({f"meta/{k}": "int32" for k in INT_FIELDS})
         expect["meta/apex_estimated"] = "bool"
+        for k, dtype in (("dataset", "str"), ("aus_known", "bool")):
+            if f"meta/{k}" in f:  # optional: first-release caches lack them
+                expect[f"meta/{k}"] = dtype
         missing = [k for k in expect if k not in f]
         if missing:
             return {"path": str(path), "samples": None, "ok": False,
@@ -455,7 +548,8 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
         try:
             i = find_sample(f, sample)
             onset, apex, lm = f["onset"][i], f["apex"][i], f["landmarks"][i]
-            meta = {k: (f["meta"][k].asstr()[i] if k in TEXT_FIELDS else f["meta"][k][i].item()) for k in f["meta"]}
+            meta = {k: (ds.asstr()[i] if h5py.check_string_dtype(ds.dtype) is not None else ds[i].item())
+                    for k, ds in f["meta"].items()}
             dataset = str(f.attrs.get("dataset", ""))
             reg = read_registration(f)
         except (KeyError, OSError) as exc:
@@ -543,7 +637,12 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                 m = f["meta"]
                 text = {k: _texts(m[k]) for k in TEXT_FIELDS}
                 ints = {k: m[k][:] for k in INT_FIELDS + ("apex_estimated",)}
+<<<<<<< HEAD
                 reg = read_registration(f) or {}
+=======
+                added = {k: (_texts(m[k]) if k == "dataset" else m[k][:]) for k in ADDED_FIELDS if k in m}
+                datasets, known = sample_fields(name, {"subject": text["subject"], **added})
+>>>>>>> main
                 rename = prefix and "+" not in name
                 for start in range(0, f["onset"].shape[0], block):
                     sl = slice(start, start + block)
@@ -559,8 +658,12 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                             onset=onset[j], apex=apex[j], aus=aus[j], landmarks=lm[j], subject=subject,
                             **{k: text[k][i] for k in TEXT_FIELDS if k != "subject"},
                             **{k: int(ints[k][i]) for k in INT_FIELDS}, apex_estimated=bool(ints["apex_estimated"][i]),
+<<<<<<< HEAD
                             registration={k: v[i] for k, v in reg.items()} or None,
                             upsample=int(reg["upsample"][i]) if reg else -1))
+=======
+                            dataset=str(datasets[i]), aus_known=bool(known[i])))
+>>>>>>> main
             sources = [{"path": str(p), "dataset": n, "samples": int(f["onset"].shape[0]),
                         "created": str(f.attrs.get("created", "")), "subjects_prefixed": prefix and "+" not in n}
                        for p, f, n in zip(paths, files, names)]

@@ -28,6 +28,7 @@ from mertool.files import write_json  # noqa: F401  (demo and older code import 
 
 DUPLICATE = "duplicate sample id"
 FAILED = "alignment failed"
+MALFORMED = "malformed sheet row"
 
 
 @dataclass(frozen=True)
@@ -92,19 +93,47 @@ def _results(tasks: list[_Task], settings: dict, workers: int):
 
 # ------------------------------------------------------------------------------------------------- main side
 
-def _load(folder, kind, sheet, layout, align: bool):
+def _load(folder, kind, sheet, layout, align: bool, options: dict | None = None):
     """Sample records; with --no-align the already-cropped frames are preferred when the folder has both."""
     from mertool.datasets import load_records
 
     if layout is None and not align:
-        records, report = load_records(folder, kind=kind, sheet=sheet, layout="cropped")
-        if report.get("frames_root") or report["dataset"] == "manifest":
+        try:
+            records, report = load_records(folder, kind=kind, sheet=sheet, layout="cropped", options=options)
+        except MertoolError:
+            if kind != "smic" and not options:  # only SMIC (no sheet) fails outright without cropped frames
+                raise
+            report = {}
+        if report.get("frames_root") or report.get("dataset") == "manifest":
             return records, report
-        records, report = load_records(folder, kind=kind, sheet=sheet)
+        records, report = load_records(folder, kind=kind, sheet=sheet, options=options)
         report.setdefault("warnings", []).append(
             "--no-align: no cropped frame folder found; the frames are resized as they are (are they face crops?)")
         return records, report
-    return load_records(folder, kind=kind, sheet=sheet, layout=layout)
+    return load_records(folder, kind=kind, sheet=sheet, layout=layout, options=options)
+
+
+def smic_options(part: str | None, apex: str | None, progress: bool) -> dict:
+    """Options for the SMIC adapter from --smic-part / --smic-apex; a progress bar while clips are spotted."""
+    opts: dict = {}
+    if part is not None:
+        opts["part"] = part
+    if apex is not None:
+        opts["apex"] = apex
+    if progress:
+        bar = _progress(True)
+        state: dict = {}
+
+        def on_clip(i: int, n: int) -> None:
+            if "job" not in state:
+                bar.start()
+                state["job"] = bar.add_task("SMIC apex", total=n, note="")
+            bar.update(state["job"], completed=i)
+            if i == n:
+                bar.stop()
+
+        opts["on_clip"] = on_clip
+    return opts
 
 
 def _relative(path, base: Path) -> str:
@@ -173,7 +202,8 @@ def _sample(rec, onset, apex, landmarks, base: Path, registration: dict | None =
                         sample_id=rec.sample_id, emotion=rec.emotion, aus_raw=rec.aus_raw,
                         source_onset=_relative(rec.onset_path, base), source_apex=_relative(rec.apex_path, base),
                         onset_frame=frame(rec.onset), apex_frame=frame(rec.apex), offset_frame=frame(rec.offset),
-                        apex_estimated=rec.apex_estimated, registration=registration, upsample=upsample)
+                        apex_estimated=rec.apex_estimated, dataset=rec.dataset, aus_known=rec.aus_known,
+                        registration=registration, upsample=upsample)
 
 
 def _settings(align: bool, size: int, padding: float, upsample: int, detect_max_side,
@@ -190,19 +220,25 @@ def _settings(align: bool, size: int, padding: float, upsample: int, detect_max_
 def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: int = 2, align: bool = True,
                resume: bool = False, size: int = 224, progress: bool = True, layout: str | None = None,
                padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640,
-               register: str = "ecc") -> dict:
+               options: dict | None = None, register: str = "ecc") -> dict:
     """Turn a dataset folder into one HDF5 cache and return the run's summary (also written to `<out>.json`).
 
     `layout` ('raw' | 'cropped') picks the frame folders when a dataset has both; by default raw frames are aligned,
-    and with `align=False` the cropped ones are resized to `size`. `register` (none | landmarks | ecc) is how the
-    apex is brought onto the onset (align.FaceAligner.register).
+    and with `align=False` the cropped ones are resized to `size`. `options` go to the dataset adapter (SMIC's part
+    and apex method, `smic_options`). `register` (none | landmarks | ecc) is how the apex is brought onto the onset
+    (align.FaceAligner.register).
     """
     if size < 16:
         raise MertoolError(f"--size {size}: expected at least 16 px")
     if workers < 0:
         raise MertoolError(f"--workers {workers}: expected 0 or more")
     t_start = time.perf_counter()
-    records, report = _load(folder, kind, sheet, layout, align)
+    if options is None and kind in (None, "smic") and sheet is None and Path(folder).expanduser().is_dir():
+        from mertool.datasets import detect_dataset
+
+        if (kind or detect_dataset(folder)) == "smic":
+            options = smic_options(None, None, progress)
+    records, report = _load(folder, kind, sheet, layout, align, options)
     kind = report["dataset"]
     base = Path(folder).expanduser().resolve()
     base = base.parent if base.is_file() else base
@@ -219,6 +255,8 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
     writer = CacheWriter(out, dataset=kind, image_size=size, alignment=alignment, resume=resume)
     tally = _Tally()
     try:
+        for bad in report.get("malformed_rows", []):
+            tally.skip(MALFORMED, f"row {bad['row']}", bad["detail"])
         tasks = _plan(records, writer, tally)
         t_loop = time.perf_counter()
         with _progress(progress) as bar, closing(_results(tasks, settings, workers)) as results:
@@ -278,10 +316,36 @@ def _summary(writer: CacheWriter, tally: _Tally, report: dict, records, out: Pat
         "several_faces": tally.notes, "warnings": list(report.get("warnings", [])),
         "registration": registration_summary(read_registration(writer.f)), "registration_warnings": tally.registration,
         "registration_samples": tally.registered,
+        **{k: report[k] for k in ("smic_part", "non_micro_clips", "apex_chosen") if k in report},
+        **({"published": _published(report["published"], records, meta)} if report.get("published") else {}),
         "seconds": round(total_s, 3),
         "frames_per_second": round(2 * tally.done / loop_s, 2) if tally.done else None,
         "seconds_per_sample_in_worker": round(tally.busy / tally.done, 4) if tally.done else None,
     }
+
+
+def _published(published: dict, records, meta) -> dict:
+    """The dataset's published figures beside what the folder gave (read) and what the cache holds."""
+    def figures(subjects, emotions) -> dict:
+        return {"clips": len(emotions), "subjects": len(set(subjects)),
+                "emotions": {e: int(Counter(emotions)[e]) for e in published["emotions"]}}
+
+    read = figures([r.subject for r in records], [r.emotion for r in records])
+    cached = figures(list(meta["subject"].asstr()[:]), list(meta["emotion"].asstr()[:]))
+    want = {k: published[k] for k in ("clips", "subjects", "emotions")}
+    return {**published, "read": read, "cached": cached, "read_matches": read == want, "cached_matches": cached == want}
+
+
+def published_line(p: dict) -> str:
+    """'SMIC-HS published: 164 clips, 16 subjects, positive 51 / ...; read ...; cached ...: meets / differs'."""
+    def fmt(f: dict) -> str:
+        return (f"{f['clips']} clips, {f['subjects']} subjects, "
+                + " / ".join(f"{e} {n}" for e, n in f["emotions"].items()))
+
+    verdict = "the cache meets the published figures" if p["cached_matches"] else (
+        "the folder meets the published figures, the cache does not (see skipped samples)" if p["read_matches"]
+        else "the folder differs from the published figures")
+    return f"{p['name']} published: {fmt(p)}; read: {fmt(p['read'])}; cached: {fmt(p['cached'])}: {verdict}"
 
 
 def _check_resumable(out: Path, kind: str, alignment: dict) -> None:
@@ -358,6 +422,14 @@ def print_summary(summary: dict, console=None) -> None:
                       f"{r['median']:.2f} px, p90 {r['p90']:.2f}, max {r['max']:.2f}; head shift median "
                       f"{reg['shift_px']['median']:.2f} px, max {reg['shift_px']['max']:.2f}; detector upsample "
                       + ", ".join(f"{k}: {v}" for k, v in reg["upsample"].items()))
+    if summary.get("apex_chosen"):
+        a = summary["apex_chosen"]
+        console.print(f"apex: {a['method']} ({', '.join(f'{m} {n}' for m, n in a['methods_used'].items())}); "
+                      f"every clip's frames are in {summary_path(summary['cache'])}")
+    if summary.get("non_micro_clips"):
+        console.print(f"non_micro clips (not samples): {summary['non_micro_clips']}")
+    if summary.get("published"):
+        console.print(published_line(summary["published"]))
     notes = summary["warnings"] + summary.get("registration_warnings", []) + summary["several_faces"]
     for w in notes[:10]:
         console.print(f"[yellow]warning:[/] {w}")

@@ -4,7 +4,8 @@ evaluate, predict and the cluster executor read and write run folders only throu
 Layout (every file written through a temporary name and renamed, mertool.files):
   RUN/recipe.yaml                 the resolved recipe (a re-run with a different recipe is refused)
   RUN/run.json                    classes, planned folds, skipped subjects, dropped emotions, cache fingerprint
-  RUN/env.json                    versions, device, seed, git commit, command line (first invocation)
+  RUN/env.json                    versions, device, seed, git commit, command line (first invocation), and
+                                  under "hosts" each host that wrote folds (its device, versions, command line)
   RUN/folds/<subject>/log.jsonl   one line per epoch: loss, train accuracy, lr, seconds (rewritten each epoch)
   RUN/folds/<subject>/checkpoint.pt, fold.json, [predictions_oracle.csv], predictions.csv
   RUN/final/model.pt, fold.json   with --final: one model trained on every subject (what `predict` loads)
@@ -119,17 +120,31 @@ def plan_folds(data, cache_subjects) -> LosoPlan:
     return LosoPlan(folds, skipped, dirs)
 
 
+def subject_key(name: str) -> str:
+    """A subject name as users and datasets spell it, reduced to one form: CASME II's folder `sub01` and its sheet's
+    `01`, SAMM's `006` and `6`, SMIC's `s3` and `03` (a merged cache's `casme2_` prefix is kept)."""
+    m = re.fullmatch(r"(?P<prefix>[^_]*_)?(?:sub|s)?0*(?P<n>\d+)", str(name).strip().lower())
+    return f"{m['prefix'] or ''}{int(m['n'])}" if m else str(name).strip().lower()
+
+
 def select_subjects(plan: LosoPlan, subjects: str | list[str] | None) -> list[str]:
-    """--subjects all|01,02 -> the folds to run here (unknown or skipped subjects are errors)."""
+    """--subjects all|01,02 -> the folds to run here; a dataset's folder spelling (sub01, 6 for 006) names the same
+    subject. Unknown, ambiguous or skipped subjects are errors."""
     if subjects is None or subjects == "all" or subjects == ["all"]:
         return list(plan.folds)
     wanted = [s.strip() for s in (subjects.split(",") if isinstance(subjects, str) else subjects) if s.strip()]
+    chosen = set()
     for s in wanted:
-        if s in plan.skipped:
-            raise MertoolError(f"--subjects {s}: this subject has no sample of the recipe's classes (skipped)")
-        if s not in plan.folds:
+        matches = [s] if s in plan.folds or s in plan.skipped else \
+            [x for x in plan.folds + plan.skipped if subject_key(x) == subject_key(s)]
+        if len(matches) > 1:
+            raise MertoolError(f"--subjects {s}: matches several subjects ({', '.join(matches)}); name one exactly")
+        if not matches:
             raise MertoolError(f"--subjects {s}: no such subject; the cache has {', '.join(plan.folds)}")
-    return [s for s in plan.folds if s in set(wanted)]
+        if matches[0] in plan.skipped:
+            raise MertoolError(f"--subjects {s}: this subject has no sample of the recipe's classes (skipped)")
+        chosen.add(matches[0])
+    return [s for s in plan.folds if s in chosen]
 
 
 def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, console) -> tuple:
@@ -138,11 +153,10 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     Returns (data on CPU, plan, subjects to run here); shared by train_loso, the parallel and cluster runners.
     """
     from mertool.cache import CacheData, load_cache
-    from mertool.data import load_dataset
+    from mertool.data import count_lines, load_for_recipe
 
     cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)
-    data = load_dataset(cache_data, recipe["data"]["classes"], recipe["data"]["image_size"],
-                        recipe_name=recipe.get("name") or "recipe")
+    data = load_for_recipe(cache_data, recipe)
     plan = plan_folds(data, cache_data.subjects)
     todo = select_subjects(plan, subjects)
     prepare_run(Path(out), recipe, data, plan, device)
@@ -151,6 +165,11 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     if data.dropped:
         console.print("dropped samples outside the class map: "
                       + ", ".join(f"{e!r} x{n}" for e, n in data.dropped.items()))
+    for reason, n in data.excluded.items():
+        if n:
+            console.print(f"left out: {n} samples, {reason}")
+    for line in count_lines(data, recipe["data"].get("official_counts") or {}):  # beside the published counts
+        console.print(line)
     return data, plan, todo
 
 
@@ -167,26 +186,38 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
                 "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
                 "class_counts": data.class_counts(), "n_samples": len(data),
                 "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
-                          "dataset": data.dataset}}
+                          "dataset": data.dataset},
+                "subject_datasets": {str(s): str(d) for s, d in zip(data.subjects, data.datasets)},
+                "excluded": data.excluded}
+    # Written once, by whichever of several shards starting at once gets there first; the others check theirs.
     recipe_path, run_path = out / RECIPE, out / RUN
-    if recipe_path.is_file():
+    if not files.create_text(recipe_path, dump_recipe(recipe)):
         old = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
         diffs = recipe_diff(old or {}, normalised)
         if diffs:
             raise MertoolError(f"{out}: run folder was made with a different recipe ({'; '.join(diffs[:4])}); "
                                f"use another --out, or the same recipe and --set values")
-    else:
-        files.write_text(recipe_path, dump_recipe(recipe))
-    if run_path.is_file():
+    if not files.create_text(run_path, json.dumps(run_info, indent=2, default=str) + "\n"):
         old = json.loads(run_path.read_text(encoding="utf-8"))
         if old.get("cache", {}).get("fingerprint") != run_info["cache"]["fingerprint"]:
             raise MertoolError(f"{out}: run folder was made from different cache content "
                                f"({old.get('cache', {}).get('path')}); use another --out")
-    else:
-        files.write_json(run_path, run_info)
-    if not (out / ENV).is_file():
-        files.write_json(out / ENV, env_info(device, int(recipe["train"]["seed"])))
+    record_env(out, device, int(recipe["train"]["seed"]))
     return run_info
+
+
+def record_env(out: Path, device: torch.device, seed: int) -> dict:
+    """env.json: the first invocation's environment, and under "hosts" one entry per host that wrote folds."""
+    path = Path(out) / ENV
+    env = env_info(device, seed)
+    host = env["host"]
+    with files.locked(path):
+        record = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else dict(env, hosts={})
+        hosts = record.setdefault("hosts", {})
+        if host not in hosts:
+            hosts[host] = {k: env[k] for k in ("created", "device", "python", "torch", "git_commit", "argv")}
+            files.write_json(path, record)
+    return record
 
 
 def read_run_info(run_dir: Path) -> dict:

@@ -400,5 +400,6 @@ def test_real_sheet_every_row(realdata, tmp_path, capsys):
 class _Rec:
     """class_counts reads `.emotion`; cached emotions are raw strings."""
 
-    def __init__(self, emotion):
+    def __init__(self, emotion, dataset=None):
         self.emotion = emotion
+        self.dataset = dataset

@@ -13,7 +13,43 @@ _SET_HELP = "Override a recipe key, e.g. --set train.epochs=5 (value parsed as Y
 _SUBJECTS_HELP = "Folds to run here: all, or held-out subjects '01,02' (shards of one run folder)."
 _DEVICE_HELP = "cuda, cuda:N, cpu or auto (cuda when available)."
 _DEVICES_HELP = "Train folds in parallel on these devices, e.g. cuda:0,cuda:1 (replaces --device)."
-_FPD_HELP = "Folds trained at once on each device (worker processes); a small model leaves a big GPU idle."
+_FPD_HELP = ("Folds trained at once on each device (worker processes); a small model leaves a big GPU idle. "
+             "Without NVIDIA MPS the processes' kernels do not run concurrently: the GPU time-slices between them "
+             "(measure K against 1 with `mertool bench --loso --folds-per-device K`).")
+
+# Slurm options, shared by train-loso and ablate (see mertool/cluster.py)
+_EXECUTOR = typer.Option("local", "--executor", help="local (this machine) or slurm (one job array through "
+                                                     "submitit; pip install -e '.\\[slurm]').")
+_PARTITION = typer.Option(None, "--slurm-partition", help="Slurm partition (default: the cluster's default).")
+_GPUS = typer.Option(1, "--slurm-gpus-per-job", min=0, help="GPUs per Slurm job (0: CPU jobs).")
+_TIME = typer.Option(120, "--slurm-time", min=1, help="Time limit per Slurm job in minutes; a job that reaches it "
+                                                       "requeues itself and resumes at its first unfinished fold.")
+_FPJ = typer.Option(None, "--folds-per-job", min=1, help="Folds per Slurm job (default: enough for about 10 "
+                                                          "minutes of work, from finished folds or the model's FLOPs).")
+_SOPT = typer.Option([], "--slurm-opt", help="Extra sbatch option KEY=VALUE, e.g. account=lab, qos=high, mem=32G, "
+                                              "constraint=a100 (repeatable).")
+_RETRIES = typer.Option(2, "--max-retries", min=0, help="Resubmit folds without predictions.csv this many times "
+                                                         "after the array ends.")
+_LOGS = typer.Option(None, "--slurm-logs", help="Folder for sbatch scripts and job logs (default: RUN/slurm/).")
+_POLL = typer.Option(10.0, "--slurm-poll", min=0.1, help="Seconds between two looks at the queue (squeue).")
+_DRY = typer.Option(False, "--dry-run", help="With --executor slurm: print the sbatch script and each task's folds; "
+                                             "submit nothing.")
+
+
+def _slurm_options(executor, dry_run, partition, gpus, time_min, folds_per_job, opts, retries, logs,
+                   folds_per_device, poll_s):
+    """SlurmOptions for --executor slurm, None for local (and --dry-run without slurm is a usage error)."""
+    if executor not in ("local", "slurm"):
+        raise MertoolError(f"--executor {executor!r}: expected local or slurm")
+    if executor == "local":
+        if dry_run:
+            raise MertoolError("--dry-run prints Slurm scripts: use it with --executor slurm")
+        return None
+    from mertool.cluster import SlurmOptions, parse_slurm_opts
+
+    return SlurmOptions(partition=partition, gpus_per_job=gpus, time_min=time_min, folds_per_job=folds_per_job,
+                        opts=parse_slurm_opts(opts), max_retries=retries, logs=logs,
+                        folds_per_device=folds_per_device, poll_s=poll_s)
 
 
 def _console(quiet_stdout: bool = False):
@@ -42,6 +78,11 @@ def train_loso_cmd(
     devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
     folds_per_device: int = typer.Option(1, "--folds-per-device", min=1, help=_FPD_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    executor: Literal["local", "slurm"] = _EXECUTOR, slurm_partition: Optional[str] = _PARTITION,
+    slurm_gpus_per_job: int = _GPUS,
+    slurm_time: int = _TIME, folds_per_job: Optional[int] = _FPJ, slurm_opt: List[str] = _SOPT,
+    max_retries: int = _RETRIES, slurm_logs: Optional[Path] = _LOGS, slurm_poll: float = _POLL,
+    dry_run: bool = _DRY,
 ) -> None:
     """Leave-one-subject-out training: one fold per held-out subject, fixed schedule, last epoch as the result.
 
@@ -54,11 +95,14 @@ def train_loso_cmd(
       mertool train-loso recipes/casme2.yaml --cache casme2.h5 --out runs/casme2-s0 --final
       mertool train-loso demo --cache demo.h5 --set train.epochs=5 --subjects 01,02
       mertool train-loso casme2 --cache casme2.h5 --devices cuda:0,cuda:1 --folds-per-device 4
+      mertool train-loso casme2 --cache casme2.h5 --executor slurm --slurm-partition gpu --folds-per-job 6
     """
     from mertool.discover import resolve_short_form
     from mertool.parallel import train_loso_parallel
     from mertool.recipe import find_recipe, load_recipe
 
+    slurm = _slurm_options(executor, dry_run, slurm_partition, slurm_gpus_per_job, slurm_time, folds_per_job,
+                           slurm_opt, max_retries, slurm_logs, folds_per_device, slurm_poll)
     recipe, cache, note = resolve_short_form(recipe, cache)
     if note:
         _console().print(note, soft_wrap=True)
@@ -66,6 +110,12 @@ def train_loso_cmd(
     r = load_recipe(recipe, overrides)
     if out is None:
         out = Path("runs") / f"{find_recipe(recipe).stem}-seed{r['train']['seed']}"
+    if slurm is not None:
+        from mertool.cluster import train_loso_slurm
+
+        train_loso_slurm(r, cache, out, subjects=subjects, select=select, final=final, compile=compile_,
+                         options=slurm, console=_console(), dry_run=dry_run)
+        return
     train_loso_parallel(r, cache, out, subjects=subjects, devices=devices or device, folds_per_device=folds_per_device,
                         select=select, final=final, compile=compile_, console=_console(),
                         progress=not quiet)
@@ -78,6 +128,8 @@ def evaluate_cmd(
     partial: bool = typer.Option(False, "--partial", help="Score a run with missing folds (marked partial)."),
     png: Optional[Path] = typer.Option(None, "--png", help="Confusion-matrix picture (default: RUN/confusion.png "
                                                            "for one run folder)."),
+    by_dataset: bool = typer.Option(False, "--by-dataset", help="Also UF1 and UAR of each source dataset of a "
+                                                                "merged cache (the MEGC 2019 composite's columns)."),
 ) -> None:
     """Pooled LOSO metrics (accuracy, UF1, UAR, macro F1), per class, per subject, confusion matrix.
 
@@ -87,8 +139,10 @@ def evaluate_cmd(
     Example:
       mertool evaluate runs/casme2-seed0
       mertool evaluate runs/casme2-seed0 runs/casme2-seed1 runs/casme2-seed2 --json > results.json
+      mertool evaluate runs/megc2019-seed0 --by-dataset
     """
-    from mertool.evaluate import au_f1_png, confusion_png, evaluate_runs, render, summed_confusion, to_json
+    from mertool.evaluate import (au_f1_png, confusion_png, evaluate_runs, render, render_by_dataset,
+                                  summed_confusion, to_json)
 
     report = evaluate_runs(run_dirs, partial=partial)
     if png is None and len(run_dirs) == 1:
@@ -104,6 +158,8 @@ def evaluate_cmd(
         return
     console = _console()
     render(report, console)
+    if by_dataset:
+        render_by_dataset(report, console)
     if report.get("png"):
         console.print(f"confusion matrix picture: {report['png']}")
     if report.get("au_png"):
@@ -127,6 +183,15 @@ def ablate_cmd(
     devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
     folds_per_device: int = typer.Option(1, "--folds-per-device", min=1, help=_FPD_HELP),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Run every variant with each seed, e.g. 0,1,2: "
+                                                              "OUT/<table>/<variant>/seed<N>, table as mean ± std."),
+    collect: bool = typer.Option(False, "--collect", help="Print and write the table from the run folders in OUT; "
+                                                          "train and submit nothing."),
+    executor: Literal["local", "slurm"] = _EXECUTOR, slurm_partition: Optional[str] = _PARTITION,
+    slurm_gpus_per_job: int = _GPUS,
+    slurm_time: int = _TIME, folds_per_job: Optional[int] = _FPJ, slurm_opt: List[str] = _SOPT,
+    max_retries: int = _RETRIES, slurm_logs: Optional[Path] = _LOGS, slurm_poll: float = _POLL,
+    dry_run: bool = _DRY,
 ) -> None:
     """Run every variant of a paper ablation table through LOSO and print the table beside the paper's numbers.
 
@@ -135,16 +200,26 @@ def ablate_cmd(
     Example:
       mertool ablate recipes/ablations/table3.yaml --list
       mertool ablate recipes/ablations/table3.yaml --cache casme2.h5 --out runs/
+      mertool ablate ablations/table2 --cache casme2.h5 --seeds 0,1,2 --executor slurm --slurm-partition gpu
+      mertool ablate ablations/table2 --out runs/ --collect
     """
-    from mertool.ablate import list_variants, run_table
+    from mertool.ablate import collect_table, list_variants, parse_seeds, run_table
 
+    slurm = _slurm_options(executor, dry_run, slurm_partition, slurm_gpus_per_job, slurm_time, folds_per_job,
+                           slurm_opt, max_retries, slurm_logs, folds_per_device, slurm_poll)
+    seed_list = parse_seeds(seeds)
+    if seed_list and seed is not None:
+        raise MertoolError("ablate: use --seed or --seeds, not both")
     overrides = list(set_) + ([f"train.seed={seed}"] if seed is not None else [])
     console = _console()
     if list_:
         list_variants(table, base=base, overrides=overrides, console=console)
         return
+    if collect:
+        collect_table(table, out, console=console)
+        return
     if cache is None:
-        raise MertoolError("ablate: --cache FILE is required (except with --list)")
+        raise MertoolError("ablate: --cache FILE is required (except with --list or --collect)")
     run_table(table, cache, out, subjects=subjects, device=devices or device, folds_per_device=folds_per_device,
-              base=base, overrides=overrides, select=select, compile=compile_, console=console,
-              progress=not quiet)
+              base=base, overrides=overrides, seeds=seed_list, select=select, compile=compile_, console=console,
+              progress=not quiet, slurm=slurm, dry_run=dry_run)
