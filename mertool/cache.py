@@ -8,20 +8,17 @@ Layout (schema 1):
   /meta/<text>       utf-8 strings N        (subject, sample_id, emotion, aus_raw, source_onset, source_apex)
   /meta/<int>        int32 N                (onset_frame, apex_frame, offset_frame; -1 = unknown)
   /meta/apex_estimated  bool N
-<<<<<<< HEAD
+  /meta/dataset      utf-8 strings N        (each sample's source dataset: casme2, samm, smic, ...)
+  /meta/aus_known    bool N                 (False: the dataset codes no AUs, e.g. SMIC; not "no AU active")
   /registration/motion  float32 N x 6      (REGISTRATION_FIELDS: head motion apex vs onset in crop px / degrees, and
                                             the upper-face residual before and after registration; NaN = none)
   /registration/method  utf-8 N            (ecc | landmarks | "" when the apex was not registered)
   /registration/upsample int8 N            (detector upsampling that found the onset's face; -1 = no detection)
-  (caches written before registration have no /registration group and read as "not recorded")
-=======
-  /meta/dataset      utf-8 strings N        (each sample's source dataset: casme2, samm, smic, ...)
-  /meta/aus_known    bool N                 (False: the dataset codes no AUs, e.g. SMIC; not "no AU active")
->>>>>>> main
   attrs: schema_version, dataset, au_vocab, image_size, alignment (JSON), mertool_version, created
 The class map is not stored: recipes choose it when the cache is loaded. `dataset` and `aus_known` came after the
 first release; caches without them still load, with values inferred from the `dataset` attribute (a merged cache's
-subjects carry their dataset as a prefix): AUs are known for every dataset but SMIC.
+subjects carry their dataset as a prefix): AUs are known for every dataset but SMIC. Caches written before
+registration have no /registration group: they load as before, and read as "not recorded".
 """
 from __future__ import annotations
 
@@ -42,12 +39,9 @@ from mertool.errors import MertoolError
 SCHEMA_VERSION = 1
 TEXT_FIELDS = ("subject", "sample_id", "emotion", "aus_raw", "source_onset", "source_apex")
 INT_FIELDS = ("onset_frame", "apex_frame", "offset_frame")
-<<<<<<< HEAD
 REGISTRATION_FIELDS = ("shift_x", "shift_y", "rotation", "scale", "residual_before", "residual")
-=======
 ADDED_FIELDS = ("dataset", "aus_known")  # absent from caches of the first release: inferred on load
 NO_AU_CODES = ("smic",)                  # datasets whose sheets give no AU codes
->>>>>>> main
 _STR = h5py.string_dtype("utf-8")
 
 
@@ -74,10 +68,8 @@ class CachedSample:
     apex_frame: int = -1
     offset_frame: int = -1
     apex_estimated: bool = False
-<<<<<<< HEAD
     registration: dict | None = None   # REGISTRATION_FIELDS (+ "method"), from align.Registration.to_dict()
     upsample: int = -1                 # detector upsampling that found the onset's face; -1 = none
-=======
     dataset: str = ""            # '' = the cache's own dataset
     aus_known: bool | None = None  # None = as the dataset has it (unknown for SMIC)
 
@@ -97,7 +89,6 @@ def infer_datasets(dataset_attr: str, subjects) -> np.ndarray:
 def infer_aus_known(datasets) -> np.ndarray:
     """AU codes are known for every dataset but those whose sheets have none."""
     return np.array([str(d) not in NO_AU_CODES for d in datasets], dtype=bool)
->>>>>>> main
 
 
 class CacheWriter:
@@ -147,12 +138,9 @@ class CacheWriter:
         for name in INT_FIELDS:
             m.create_dataset(name, (0,), maxshape=(None,), dtype="int32")
         m.create_dataset("apex_estimated", (0,), maxshape=(None,), dtype="bool")
-<<<<<<< HEAD
         _add_registration(f)
-=======
         m.create_dataset("dataset", (0,), maxshape=(None,), dtype=_STR)
         m.create_dataset("aus_known", (0,), maxshape=(None,), dtype="bool")
->>>>>>> main
         f.attrs.update(schema_version=SCHEMA_VERSION, dataset=dataset, au_vocab=np.array(AU_VOCAB, dtype="int32"),
                        image_size=s, alignment=json.dumps(alignment, sort_keys=True), mertool_version=__version__,
                        created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -182,20 +170,17 @@ class CacheWriter:
             m[name].resize(n + 1, axis=0)
             v = getattr(s, name)
             m[name][n] = -1 if (name in INT_FIELDS and v is None) else v
-<<<<<<< HEAD
         r, reg = f["registration"], s.registration or {}
         for name in ("motion", "method", "upsample"):
             r[name].resize(n + 1, axis=0)
         r["motion"][n] = [reg.get(k, np.nan) for k in REGISTRATION_FIELDS]
         r["method"][n] = reg.get("method", "")
         r["upsample"][n] = s.upsample
-=======
         dataset = s.dataset or str(f.attrs["dataset"])
         for name, v in (("dataset", dataset),
                         ("aus_known", infer_aus_known([dataset])[0] if s.aus_known is None else s.aus_known)):
             m[name].resize(n + 1, axis=0)
             m[name][n] = v
->>>>>>> main
         f.flush()
         self.done.add((s.subject, s.sample_id))
 
@@ -217,7 +202,6 @@ class CacheWriter:
             pass
 
 
-<<<<<<< HEAD
 def _add_registration(f: h5py.File) -> None:
     """The /registration group, filled with "none" for samples already in the file (an older cache)."""
     if "registration" in f:
@@ -276,7 +260,6 @@ def registration_line(summary: dict | None) -> str:
             f"{summary['rotation_deg']['max']:.2f} deg; upper-face residual median {b['median']:.2f} -> "
             f"{r['median']:.2f} / p90 {r['p90']:.2f} / max {r['max']:.2f} px; detector upsample "
             + ", ".join(f"{k}: {v}" for k, v in summary["upsample"].items()))
-=======
 def _add_missing_fields(f: h5py.File) -> None:
     """Give a first-release cache opened for appending its `dataset` and `aus_known` fields (inferred values)."""
     m = f["meta"]
@@ -298,7 +281,6 @@ def sample_fields(attrs_dataset: str, meta: dict) -> tuple[np.ndarray, np.ndarra
     if known is None:
         known = infer_aus_known(datasets)
     return np.asarray(datasets, dtype=object), np.asarray(known, dtype=bool)
->>>>>>> main
 
 
 def _readable(path: Path) -> bool:
@@ -637,12 +619,9 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                 m = f["meta"]
                 text = {k: _texts(m[k]) for k in TEXT_FIELDS}
                 ints = {k: m[k][:] for k in INT_FIELDS + ("apex_estimated",)}
-<<<<<<< HEAD
                 reg = read_registration(f) or {}
-=======
                 added = {k: (_texts(m[k]) if k == "dataset" else m[k][:]) for k in ADDED_FIELDS if k in m}
                 datasets, known = sample_fields(name, {"subject": text["subject"], **added})
->>>>>>> main
                 rename = prefix and "+" not in name
                 for start in range(0, f["onset"].shape[0], block):
                     sl = slice(start, start + block)
@@ -658,12 +637,9 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                             onset=onset[j], apex=apex[j], aus=aus[j], landmarks=lm[j], subject=subject,
                             **{k: text[k][i] for k in TEXT_FIELDS if k != "subject"},
                             **{k: int(ints[k][i]) for k in INT_FIELDS}, apex_estimated=bool(ints["apex_estimated"][i]),
-<<<<<<< HEAD
+                            dataset=str(datasets[i]), aus_known=bool(known[i]),
                             registration={k: v[i] for k, v in reg.items()} or None,
                             upsample=int(reg["upsample"][i]) if reg else -1))
-=======
-                            dataset=str(datasets[i]), aus_known=bool(known[i])))
->>>>>>> main
             sources = [{"path": str(p), "dataset": n, "samples": int(f["onset"].shape[0]),
                         "created": str(f.attrs.get("created", "")), "subjects_prefixed": prefix and "+" not in n}
                        for p, f, n in zip(paths, files, names)]

@@ -63,11 +63,7 @@ def preprocess_cmd(
         dataset = "smic"
     summary = preprocess(dataset_dir, kind=dataset, sheet=sheet, out=out, workers=workers, align=not no_align,
                          resume=resume, size=size, progress=not quiet, layout=layout, padding=padding,
-<<<<<<< HEAD
-                         upsample=upsample, register=register)
-=======
-                         upsample=upsample, options=options)
->>>>>>> main
+                         upsample=upsample, options=options, register=register)
     print_summary(summary, _console())
 
 
@@ -96,14 +92,11 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     t.add_row("subjects", str(len(info["subjects"])))
     t.add_row("with landmarks", str(info["with_landmarks"]))
     t.add_row("apex estimated", str(info["apex_estimated"]))
-<<<<<<< HEAD
     t.add_row("registration", registration_line(info["registration"]))
-=======
     unknown = info["aus_unknown"]
     t.add_row("AU codes known", f"{info['aus_known']} of {info['samples']}"
               + (f" ({unknown} unknown: the dataset codes no AUs)" if unknown else "")
               + ("" if info["aus_known_stored"] else " (inferred: cache made before this field existed)"))
->>>>>>> main
     t.add_row("file size", f"{info['bytes'] / 2**20:.1f} MiB")
     if "merged_from" in a:
         t.add_row("merged from", ", ".join(f"{s['path']} ({s['dataset']}, {s['samples']})" for s in a["merged_from"]))
