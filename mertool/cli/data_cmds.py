@@ -37,7 +37,14 @@ def preprocess_cmd(
                                                         "rest."),
     size: int = typer.Option(224, "--size", help="Crop size in pixels."),
     padding: float = typer.Option(0.25, "--padding", help="dlib face-chip padding around the landmarks."),
-                         upsample=upsample, options=options, register=register)
+    upsample: int = typer.Option(1, "--upsample", help="Largest dlib detector upsampling: 0 is tried first, then up "
+                                                       "to this when no face is found (1 finds faces down to ~40 px)."),
+    register: Literal["ecc", "landmarks", "none"] = typer.Option(
+        "ecc", "--register", help="How the apex is brought onto the onset: ecc (landmark fit refined by ECC on the "
+                                  "upper face), landmarks, or none (the onset's crop cut from the apex as it is)."),
+    smic_apex: Optional[Literal["spot", "middle"]] = typer.Option(None, "--smic-apex", help="SMIC gives no apex: spot (default: mertool's "
+                                                                      "spotter finds it) or middle (the middle frame)."),
+    smic_part: Optional[Literal["HS", "VIS", "NIR"]] = typer.Option(None, "--smic-part", help="SMIC part: HS (default), VIS or NIR."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Turn a dataset folder (annotation sheet + frames) into one HDF5 cache of aligned onset/apex pairs.
