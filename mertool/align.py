@@ -144,8 +144,8 @@ def describe(size: int, padding: float, upsample: int, detect_max_side: int | No
              register: str = "ecc", upsample_first: int = 0) -> dict:
     """Alignment settings as a cache stores them (without loading the models)."""
     return {"method": "dlib-chip", "detector": "dlib frontal_face_detector (HOG)", "upsample": int(upsample),
-            "upsample_first": int(upsample_first), "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE, "size": int(size),
-            "padding": float(padding), "anchor": "onset", "register": register}
+            "upsample_first": int(upsample_first), "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE,
+            "size": int(size), "padding": float(padding), "anchor": "onset", "register": register}
 
 
 @dataclass
@@ -320,7 +320,8 @@ class FaceAligner:
         return Reference(loc, crop, lm, chip_matrix(loc.chip), _gray(crop), mask,
                          tuple(upper_face_mask(lm, self.size, r) for r in ECC_REGIONS), _window(mask))
 
-    def register(self, ref: Reference, rgb: np.ndarray) -> tuple[np.ndarray, Registration | None]:
+    def register(self, ref: Reference, rgb: np.ndarray,
+                 before: bool = True) -> tuple[np.ndarray, Registration | None]:
         """(the frame `rgb` cut and registered onto `ref`'s crop, the Registration; None with register 'none').
 
         1. landmarks of `rgb` in the reference's face box (no second detection: the head moves a few px between
@@ -330,7 +331,8 @@ class FaceAligner:
         3. ONE warp of the original frame by the composed map (no second resampling; edges repeated, never black).
         When ECC fails on every region the landmark fit stands and `note` says so. A motion under 0.01 px is none:
         the apex is cut with the onset's own chip (identical frames give identical crops). With 'none' the apex is
-        cut with the onset's dlib chip, as before registration existed.
+        cut with the onset's dlib chip, as before registration existed. `before=False` skips measuring the residual
+        before registration (NaN; spotting, which registers every frame, has no use for it).
         """
         if self.register_mode == "none":
             return self.apply(rgb, ref.loc.chip), None
@@ -369,7 +371,8 @@ class FaceAligner:
         centre = np.array([(size - 1) / 2] * 2)
         shift = head[:, :2] @ centre + head[:, 2] - centre
         return crop, Registration(method, (to_frame @ _h(head))[:2], (float(shift[0]), float(shift[1])), rotation,
-                                  float(np.hypot(head[0, 0], head[1, 0])), upper_face_residual(ref, plain, True),
+                                  float(np.hypot(head[0, 0], head[1, 0])),
+                                  upper_face_residual(ref, plain, True) if before else float("nan"),
                                   upper_face_residual(ref, crop) if after is None else after, note)
 
 
