@@ -1,13 +1,17 @@
-"""Face alignment: dlib HOG face detector + 68-point landmarks on the ONSET frame, one face chip for both frames.
+"""Face alignment: dlib HOG face detector + 68-point landmarks on the ONSET frame, the apex registered onto it.
 
-    aligner = FaceAligner(size=224)
+    aligner = FaceAligner(size=224)                      # register="ecc" (default), "landmarks" or "none"
     pair = aligner.align_pair(read_rgb("img46.jpg"), read_rgb("img59.jpg"))
-    pair.onset, pair.apex        # 224 x 224 x 3 uint8 crops cut with the same transform
+    pair.onset, pair.apex        # 224 x 224 x 3 uint8 crops, the apex's head motion removed
     pair.landmarks               # 68 x 2 onset landmarks in crop pixels
+    pair.registration            # head motion (shift, rotation, scale) and upper-face residual before / after
 
-The transform (dlib.get_face_chip_details: rotation, scale and translation onto dlib's mean face) comes from the onset
-landmarks only and is applied unchanged to the apex, so alignment never adds or removes motion between the two frames.
-The 68-point model ships with face_recognition_models; it was trained on iBUG 300-W, whose terms exclude commercial use.
+The crop (dlib.get_face_chip_details: rotation, scale and translation onto dlib's mean face) comes from the onset
+landmarks only. With register "none" it is cut unchanged from the apex, which keeps whatever the head did between the
+two frames; otherwise the apex is registered onto the onset crop by a rigid motion estimated on the upper face only
+(FaceAligner.register: a landmark fit refined by ECC, one warp of the original frame), so head motion leaves the pair
+and the expression stays. The detector tries upsample 0 before 1 (a third to a fifth of the time). The 68-point model
+ships with face_recognition_models; it was trained on iBUG 300-W, whose terms exclude commercial use.
 """
 from __future__ import annotations
 
