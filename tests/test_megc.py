@@ -382,3 +382,17 @@ def test_megc2019_end_to_end(trees, caches, tmp_path):
     assert set(js["by_dataset"]) == {"casme2", "smic"} and js["by_dataset"]["smic"]["n"] == 12
     run_info = json.loads((run / "run.json").read_text())
     assert run_info["subject_datasets"]["smic_s01"] == "smic" and len(run_info["folds"]) == 6
+
+
+def test_run_folder_saved_before_the_new_data_keys_still_matches():
+    import copy
+
+    from mertool.recipe import load_recipe, recipe_diff
+
+    new = load_recipe("casme2")
+    old = copy.deepcopy(new)
+    for key in ("include", "unknown_aus", "official_counts"):
+        del old["data"][key]
+    assert recipe_diff(old, new) == []
+    old["data"]["include"] = "official.txt"
+    assert recipe_diff(old, new) == ["data.include: 'official.txt' != ''"]
