@@ -163,6 +163,18 @@ def test_cache_info_shows_aus_known(composite, capsys):
     assert "12 unknown" in out.output and "smic" in out.output
 
 
+def test_short_form_picks_megc2019_for_the_composite_cache(tmp_path):
+    from mertool.cache import merge_caches
+    from mertool.discover import resolve_short_form
+
+    parts = [make_synthetic_cache(tmp_path / f"{d}.h5", subjects=2, per_class=1, dataset=d, emotions=e)
+             for d, e in (("casme2", ("happiness", "disgust")), ("smic", ("positive", "surprise")),
+                          ("samm", ("anger", "surprise")))]
+    merged = Path(merge_caches(parts, tmp_path / "all.h5")["out"])
+    recipe, cache, note = resolve_short_form(None, merged)
+    assert recipe == "megc2019" and cache == merged
+
+
 def test_ablate_base_for_a_merged_cache(tmp_path):
     from mertool.ablate import base_recipe_path, load_table
 
