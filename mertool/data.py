@@ -236,18 +236,29 @@ def augment_pair(onset: torch.Tensor, apex: torch.Tensor, *, hflip: float = 0.5,
                          f"and {tuple(apex.shape)}")
     if hflip <= 0 and crop_padding <= 0 and rotation <= 0:
         return onset, apex
-    n, c, h, w = onset.shape
-    dev = onset.device
-    u = torch.rand((n, 2), generator=generator, device=dev)
-    shift = torch.randint(-crop_padding, crop_padding + 1, (n, 2), generator=generator, device=dev)
+    theta = augment_theta(onset.shape[0], onset.shape[-1], hflip=hflip, crop_padding=crop_padding,
+                          rotation=rotation, generator=generator, device=onset.device)
+    return warp_pair(onset, apex, theta)
+
+
+def augment_theta(n: int, size: int, *, hflip: float, crop_padding: int, rotation: float,
+                  generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+    """The random draws of `augment_pair` as n affine matrices (n x 2 x 3, normalised coordinates)."""
+    u = torch.rand((n, 2), generator=generator, device=device)
+    shift = torch.randint(-crop_padding, crop_padding + 1, (n, 2), generator=generator, device=device)
     sign = torch.where(u[:, 0] < hflip, -1.0, 1.0)
     angle = (u[:, 1] * 2 - 1) * math.radians(rotation)
     cos, sin = torch.cos(angle), torch.sin(angle)
     # Output pixel (normalised coords) -> input location: rotate, shift by whole pixels, then mirror x.
-    tx = shift[:, 0].float() * 2 / w
-    ty = shift[:, 1].float() * 2 / h
-    theta = torch.stack([torch.stack([sign * cos, -sign * sin, sign * tx], 1),
-                         torch.stack([sin, cos, ty], 1)], 1)
+    tx = shift[:, 0].float() * 2 / size
+    ty = shift[:, 1].float() * 2 / size
+    return torch.stack([torch.stack([sign * cos, -sign * sin, sign * tx], 1),
+                        torch.stack([sin, cos, ty], 1)], 1)
+
+
+def warp_pair(onset: torch.Tensor, apex: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp onset and apex by the same per-sample affine matrices, in one grid_sample over both stacked."""
+    n, c, h, w = onset.shape
     both = torch.cat([onset, apex], dim=1)
     grid = F.affine_grid(theta.to(both.dtype), [n, 2 * c, h, w], align_corners=False)
     out = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
