@@ -306,14 +306,29 @@ def loso_estimate(samples_per_s: float, epochs: int, samples: int = CASME2_SAMPL
             "seconds": sample_steps / samples_per_s}
 
 
+@contextmanager
+def cudnn_benchmark(enabled: bool):
+    """cuDNN autotuning on or off for the training run inside (through the variable mertool.train.setup_device
+    reads, so spawned fold workers follow it too)."""
+    old = os.environ.get("MERTOOL_CUDNN_BENCHMARK")
+    os.environ["MERTOOL_CUDNN_BENCHMARK"] = "1" if enabled else "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop("MERTOOL_CUDNN_BENCHMARK", None)
+        else:
+            os.environ["MERTOOL_CUDNN_BENCHMARK"] = old
+
+
 def bench_loso(recipe: dict, cache: str | Path, devices, folds_per_device: int = 1, threads: int | None = None,
-               compile: bool = False) -> dict:
+               compile: bool = False, cudnn: bool = True) -> dict:
     """Wall time of a whole LOSO run (every fold of the cache, the recipe's schedule) into a temporary folder."""
     from rich.console import Console
 
     from mertool.parallel import train_loso_parallel
 
-    with tempfile.TemporaryDirectory(prefix="mertool-bench-loso-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="mertool-bench-loso-") as tmp, cudnn_benchmark(cudnn):
         t0 = time.perf_counter()
         rep = train_loso_parallel(recipe, cache, Path(tmp) / "run", devices=devices,
                                   folds_per_device=folds_per_device, threads=threads, compile=compile,
@@ -322,7 +337,23 @@ def bench_loso(recipe: dict, cache: str | Path, devices, folds_per_device: int =
     m = rep.get("metrics") or {}
     return {"seconds": seconds, "folds": len(rep["expected_folds"]), "samples": m.get("n"),
             "epochs": int(recipe["train"]["epochs"]), "devices": str(devices), "folds_per_device": folds_per_device,
-            "accuracy": m.get("accuracy"), "what": "train-loso wall time: cache load, every fold, files written"}
+            "cudnn_benchmark": bool(cudnn), "accuracy": m.get("accuracy"),
+            "what": "train-loso wall time: cache load, every fold, files written"}
+
+
+def bench_loso_variants(recipe: dict, cache: str | Path, devices: str, folds_per_device: int, threads: int | None,
+                        compile: bool, cuda: bool, log) -> dict:
+    """The measured LOSO at K folds per device, and what it is compared with: K = 1 (when K > 1; without NVIDIA MPS
+    the K processes time-slice the GPU) and, on CUDA, K = 1 with cuDNN autotuning off (its cost: re-tuning for each
+    fold's last batch shapes; its gain: faster kernels)."""
+    out = {"loso": bench_loso(recipe, cache, devices, folds_per_device, threads, compile)}
+    if folds_per_device > 1:
+        log("full LOSO again with 1 fold per device (the comparison for K > 1)")
+        out["loso_k1"] = bench_loso(recipe, cache, devices, 1, threads, compile)
+    if cuda:
+        log("full LOSO with 1 fold per device and cudnn.benchmark off")
+        out["loso_no_cudnn_benchmark"] = bench_loso(recipe, cache, devices, 1, threads, compile, cudnn=False)
+    return out
 
 
 def figures(flops: dict, tr: dict, dense: float, load_s: float) -> dict:
@@ -442,7 +473,12 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
         if loso:
             log(f"full LOSO: {r['train']['epochs']} epochs per fold on {devices or dev}, {folds_per_device} "
                 f"fold(s) per device")
-            report["loso"] = bench_loso(r, cache_path, devices or str(dev), folds_per_device, threads, compile)
+            if folds_per_device > 1 and cuda:
+                from mertool.parallel import parse_devices, time_slicing_warning
+
+                report["loso_warning"] = time_slicing_warning(parse_devices(devices or str(dev)), folds_per_device)
+            report.update(bench_loso_variants(r, cache_path, devices or str(dev), folds_per_device, threads, compile,
+                                              cuda, log))
     if hasattr(os, "getloadavg"):
         report["load_average_1min"]["end"] = os.getloadavg()[0]
     return report
@@ -510,6 +546,16 @@ def bench_rows(rep: dict) -> list[tuple[str, str, str]]:
         rows.append(("full LOSO, measured", _duration(lo["seconds"]),
                      f"{lo['folds']} folds x {lo['epochs']} epochs, {lo['samples']} samples on {lo['devices']}, "
                      f"{lo['folds_per_device']} fold(s) per device{'; target <= 3 min on one H100' if gpu else ''}"))
+    if "loso_k1" in rep:
+        k1 = rep["loso_k1"]
+        rows.append(("full LOSO, 1 fold per device", _duration(k1["seconds"]),
+                     f"K = {rep['loso']['folds_per_device']} is {k1['seconds'] / rep['loso']['seconds']:.2f}x "
+                     f"as fast" + (" (without NVIDIA MPS the K processes time-slice the GPU)" if gpu else "")))
+    if "loso_no_cudnn_benchmark" in rep:
+        base = rep.get("loso_k1", rep["loso"])
+        off = rep["loso_no_cudnn_benchmark"]
+        rows.append(("full LOSO, cudnn.benchmark off", _duration(off["seconds"]),
+                     f"1 fold per device; autotuning on is {off['seconds'] / base['seconds']:.2f}x as fast"))
     return rows
 
 
@@ -524,6 +570,8 @@ def render_bench(rep: dict, console) -> None:
     for row in bench_rows(rep):
         table.add_row(*row)
     console.print(table)
+    if rep.get("loso_warning"):
+        console.print(rep["loso_warning"])
 
 
 def to_json(rep: dict) -> str:

@@ -56,13 +56,38 @@ def parse_devices(devices: str | list[str] | None) -> list[torch.device]:
     return out
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask, which cgroup, taskset and Slurm limits narrow, where
+    os.cpu_count() reports every core of the machine."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity call (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def mps_running() -> bool:
+    """Whether an NVIDIA MPS control daemon is reachable (its pipe directory holds a `control` pipe)."""
+    pipe_dir = Path(os.environ.get("CUDA_MPS_PIPE_DIRECTORY", "/tmp/nvidia-mps"))
+    return (pipe_dir / "control").exists()
+
+
+def time_slicing_warning(devices: list[torch.device], folds_per_device: int) -> str | None:
+    """The warning for K > 1 folds per CUDA device without MPS: the processes' kernels take turns, not run at once."""
+    if folds_per_device <= 1 or not any(d.type == "cuda" for d in devices) or mps_running():
+        return None
+    return (f"warning: --folds-per-device {folds_per_device} on CUDA without NVIDIA MPS: separate processes' kernels "
+            f"do not run at the same time, the GPU time-slices between them; K > 1 helps only where one fold leaves "
+            f"gaps (data path, host syncs). Start MPS (nvidia-cuda-mps-control -d) for concurrent kernels, and "
+            f"compare K = 1 with `mertool bench --loso --folds-per-device {folds_per_device}`")
+
+
 def plan_slots(devices: list[torch.device], folds_per_device: int, threads: int | None = None) -> list[Slot]:
-    """K worker slots per device; CPU threads split evenly so workers do not oversubscribe the cores."""
+    """K worker slots per device; the usable CPUs split evenly so workers do not oversubscribe them."""
     if isinstance(folds_per_device, bool) or not isinstance(folds_per_device, int) or folds_per_device < 1:
         raise MertoolError(f"--folds-per-device {folds_per_device!r}: expected an integer >= 1")
     n = len(devices) * folds_per_device
     if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // n)
+        threads = max(1, usable_cpus() // n)
     elif threads < 1:
         raise MertoolError(f"threads per worker {threads!r}: expected an integer >= 1")
     # interleaved (cuda:0, cuda:1, cuda:0, ...): when there are fewer folds than slots, every device still works
@@ -73,12 +98,11 @@ def _worker(slot: Slot, data, recipe: dict, out: str, fold_dirs: dict, select: s
             tasks, events) -> None:
     """Worker process: train folds from the task queue until a None, reporting epochs and results as events."""
     from mertool.runs import FINAL, final_path, fold_path
-    from mertool.train import run_fold
+    from mertool.train import FoldDiverged, run_fold, setup_device
 
     torch.set_num_threads(slot.threads)
     device = torch.device(slot.device)
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
+    setup_device(device)  # this worker's GPU is its current device before the data is copied there
     subject = None
     try:
         data = data.to(device)
@@ -90,10 +114,15 @@ def _worker(slot: Slot, data, recipe: dict, out: str, fold_dirs: dict, select: s
             def on_epoch(epoch, epochs, rec, _s=subject):
                 events.put(("epoch", slot.index, _s, epoch, epochs, rec))
 
-            r = run_fold(data, recipe, None if final else subject, fdir, device=device, select=select,
-                         compile=compile, on_epoch=on_epoch)
+            try:
+                r = run_fold(data, recipe, None if final else subject, fdir, device=device, select=select,
+                             compile=compile, on_epoch=on_epoch)
+            except FoldDiverged as exc:  # this fold only: the worker goes on with the next
+                events.put(("diverged", slot.index, subject, str(exc)))
+                continue
             events.put(("done", slot.index, subject, {"accuracy": r.accuracy, "n_test": r.n_test,
                                                       "seconds": r.seconds, "loss": r.log[-1]["loss"]}))
+            del r  # the fold's model: released before the next fold builds its own
     except BaseException as exc:  # report everything: the parent decides, and the fold's files stay consistent
         user = isinstance(exc, MertoolError)
         events.put(("error", slot.index, subject, str(exc) if user else traceback.format_exc(), user))
@@ -140,6 +169,10 @@ class _Display:
             self.progress.update(self.folds, advance=1, info=line)
             self.progress.update(task, info="idle")
             self.progress.console.print(line)
+        elif kind == "diverged":
+            self.progress.update(self.folds, advance=1)
+            self.progress.update(task, info="idle")
+            self.progress.console.print(f"error: {rest[0]}", soft_wrap=True)
 
     def skipped(self, line: str) -> None:
         self.progress.update(self.folds, advance=1)
@@ -148,7 +181,8 @@ class _Display:
 
 def run_parallel(data, recipe: dict, out: Path, tasks: list[str], fold_dirs: dict, slots: list[Slot], *,
                  select: str = "last", compile: bool = False, display: _Display | None = None) -> dict[str, dict]:
-    """Train `tasks` (subjects, or FINAL) on worker processes; returns subject -> result summary.
+    """Train `tasks` (subjects, or FINAL) on worker processes; returns subject -> result summary
+    ({"diverged": message} for a fold whose loss became NaN: it has no predictions, the other folds go on).
 
     A worker's error stops the others (their unfinished folds are lost, finished folds stay: resume re-runs the
     rest) and is raised here: a MertoolError as itself, anything else as a RuntimeError with the worker's traceback.
@@ -196,6 +230,8 @@ def run_parallel(data, recipe: dict, out: Path, tasks: list[str], fold_dirs: dic
             else:
                 if kind == "done":
                     results[subject] = ev[3]
+                elif kind == "diverged":
+                    results[subject] = {"diverged": ev[3]}
                 if display is not None:
                     display.event(kind, slot, subject, *ev[3:])
         finished = failure is None
@@ -222,7 +258,7 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
     from rich.console import Console
 
     from mertool.runs import FINAL, final_done, fold_done, open_run
-    from mertool.train import print_run_summary, train_loso
+    from mertool.train import print_run_summary, raise_diverged, train_loso
 
     console = console or Console(markup=False)
     if select not in ("last", "oracle"):
@@ -234,6 +270,9 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
             torch.set_num_threads(threads)
         return train_loso(recipe, cache, out, subjects=subjects, device=devs[0], select=select, final=final,
                           compile=compile, console=console, progress=progress)
+    warning = time_slicing_warning(devs, folds_per_device)
+    if warning:
+        console.print(warning, soft_wrap=True)
     out = Path(out)
     data, plan, todo = open_run(recipe, cache, out, subjects, devs[0], console)
     tasks = [s for s in todo if not fold_done(out, plan.fold_dirs[s])]
@@ -250,9 +289,10 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
                 display.skipped(f"fold {s}: done earlier, skipped")
         if final and FINAL not in tasks:
             display.skipped("final model: done earlier, skipped")
-        if tasks:
-            run_parallel(data, recipe, out, tasks, plan.fold_dirs, slots, select=select, compile=compile,
-                         display=display)
+        results = run_parallel(data, recipe, out, tasks, plan.fold_dirs, slots, select=select, compile=compile,
+                               display=display) if tasks else {}
     if tasks:
         console.print(f"{len(tasks)} fold(s) trained in {time.perf_counter() - t0:.1f} s on {n_workers} workers")
-    return print_run_summary(out, console)
+    report = print_run_summary(out, console)
+    raise_diverged(["final model" if s == FINAL else s for s, r in results.items() if "diverged" in r])
+    return report

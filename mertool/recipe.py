@@ -64,7 +64,7 @@ _SPECS = {
     ("train", "epochs"): ("int", 1, None),
     ("train", "decay_epochs"): ("int", 0, None),
     ("train", "gamma"): ("float", 1e-9, 1.0),
-    ("train", "lr"): ("float", 1e-12, 10.0),
+    ("train", "lr"): ("float", 1e-12, None),  # no upper bound: a diverging lr stops its fold with a clear error
     ("train", "weight_decay"): ("float", 0.0, None),
     ("train", "batch_size"): ("int", 2, None),
     ("train", "accum_steps"): ("int", 1, None),

@@ -120,17 +120,31 @@ def plan_folds(data, cache_subjects) -> LosoPlan:
     return LosoPlan(folds, skipped, dirs)
 
 
+def subject_key(name: str) -> str:
+    """A subject name as users and datasets spell it, reduced to one form: CASME II's folder `sub01` and its sheet's
+    `01`, SAMM's `006` and `6`, SMIC's `s3` and `03` (a merged cache's `casme2_` prefix is kept)."""
+    m = re.fullmatch(r"(?P<prefix>[^_]*_)?(?:sub|s)?0*(?P<n>\d+)", str(name).strip().lower())
+    return f"{m['prefix'] or ''}{int(m['n'])}" if m else str(name).strip().lower()
+
+
 def select_subjects(plan: LosoPlan, subjects: str | list[str] | None) -> list[str]:
-    """--subjects all|01,02 -> the folds to run here (unknown or skipped subjects are errors)."""
+    """--subjects all|01,02 -> the folds to run here; a dataset's folder spelling (sub01, 6 for 006) names the same
+    subject. Unknown, ambiguous or skipped subjects are errors."""
     if subjects is None or subjects == "all" or subjects == ["all"]:
         return list(plan.folds)
     wanted = [s.strip() for s in (subjects.split(",") if isinstance(subjects, str) else subjects) if s.strip()]
+    chosen = set()
     for s in wanted:
-        if s in plan.skipped:
-            raise MertoolError(f"--subjects {s}: this subject has no sample of the recipe's classes (skipped)")
-        if s not in plan.folds:
+        matches = [s] if s in plan.folds or s in plan.skipped else \
+            [x for x in plan.folds + plan.skipped if subject_key(x) == subject_key(s)]
+        if len(matches) > 1:
+            raise MertoolError(f"--subjects {s}: matches several subjects ({', '.join(matches)}); name one exactly")
+        if not matches:
             raise MertoolError(f"--subjects {s}: no such subject; the cache has {', '.join(plan.folds)}")
-    return [s for s in plan.folds if s in set(wanted)]
+        if matches[0] in plan.skipped:
+            raise MertoolError(f"--subjects {s}: this subject has no sample of the recipe's classes (skipped)")
+        chosen.add(matches[0])
+    return [s for s in plan.folds if s in chosen]
 
 
 def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, console) -> tuple:

@@ -9,6 +9,8 @@ never the default or mixed into the main figures.
 """
 from __future__ import annotations
 
+import math
+import os
 import platform
 import time
 import zlib
@@ -52,9 +54,13 @@ def resolve_device(name: str | torch.device | None = "auto") -> torch.device:
 
 
 def setup_device(device: torch.device) -> None:
-    """Fast kernels on CUDA: cuDNN autotuning for the fixed input size, TF32 for the fp32 parts."""
+    """On CUDA: make `device` this process's current GPU (before any copy, so pinned-memory transfers do not open a
+    context on GPU 0 too, which exclusive-process GPUs refuse), cuDNN autotuning for the fixed input sizes (off with
+    MERTOOL_CUDNN_BENCHMARK=0, which `bench --loso` uses to measure its effect), TF32 for the fp32 parts."""
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
+        if device.index is not None:
+            torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = os.environ.get("MERTOOL_CUDNN_BENCHMARK", "1") != "0"
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
@@ -71,6 +77,10 @@ def _autocast(device: torch.device):
 
 
 # ----------------------------------------------------------------------------------------------------- one fold
+
+class FoldDiverged(MertoolError):
+    """A fold's loss became NaN or infinite: the fold stops, writes no predictions, and the other folds go on."""
+
 
 @dataclass
 class FoldResult:
@@ -128,29 +138,39 @@ def _config(model: torch.nn.Module):
 
 
 @torch.no_grad()
-def predict_outputs(model: torch.nn.Module, data: MERData, idx: torch.Tensor,
-                    batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Class probabilities and AU probabilities (None without an AU head), float32 on the data's device."""
+def predict_outputs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, batch_size: int = 64,
+                    pad: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Class probabilities and AU probabilities (None without an AU head), float32 on the data's device.
+
+    pad (default: on CUDA) fills every chunk up to batch_size by repeating its first sample and drops those rows:
+    each fold's held-out subject has its own size, and cuDNN autotuning would re-tune for every new batch shape.
+    In eval mode BatchNorm uses its running statistics, so a sample's output does not depend on its batch-mates.
+    """
     model.eval()
     has_head = _config(model).au_head
     if len(idx) == 0:
         empty = torch.empty((0, len(data.classes)), device=data.device)
         return empty, (torch.empty((0, data.aus.shape[1]), device=data.device) if has_head else None)
     channels_last = data.device.type == "cuda"
+    pad = channels_last if pad is None else pad
     out, au_out = [], []
     for chunk in torch.split(idx, batch_size):
+        n = len(chunk)
+        if pad and n < batch_size:
+            chunk = torch.cat([chunk, chunk[:1].expand(batch_size - n)])
         onset, apex, aus, _ = _batch(data, chunk, None, None, channels_last)
         with _autocast(data.device):
             logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True)
-        out.append(logits.float().softmax(1))
+        out.append(logits[:n].float().softmax(1))
         if au_logits is not None:
-            au_out.append(torch.sigmoid(au_logits.float()))
+            au_out.append(torch.sigmoid(au_logits[:n].float()))
     return torch.cat(out), (torch.cat(au_out) if au_out else None)
 
 
-def predict_probs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+def predict_probs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, batch_size: int = 64,
+                  pad: bool | None = None) -> torch.Tensor:
     """Class probabilities (float32, on the data's device) for the samples idx, model in eval mode."""
-    return predict_outputs(model, data, idx, batch_size)[0]
+    return predict_outputs(model, data, idx, batch_size, pad)[0]
 
 
 def _train_epoch(model, opt, data: MERData, order: torch.Tensor, tr: dict, aug: dict, gen) -> tuple:
@@ -272,6 +292,12 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
         sched.step()
         loss_total, n_correct, au_total = torch.stack(
             [loss_sum, correct.float(), au_loss_sum]).tolist()  # the epoch's one sync
+        if not math.isfinite(loss_total + au_total):  # NaN probabilities would argmax to class 0, scored silently
+            name = "final model" if test_subject is None else f"fold {test_subject}"
+            raise FoldDiverged(f"{name}: training diverged at epoch {epoch + 1} of {epochs} (loss {loss_total}), no "
+                               f"predictions written; the learning rate comes from train.lr = {tr['lr']:g}, "
+                               f"train.gamma = {tr['gamma']:g}, train.decay_epochs = {tr['decay_epochs']}: lower "
+                               f"train.lr (e.g. --set train.lr={float(tr['lr']) / 10:g})")
         rec = {"epoch": epoch + 1, "loss": loss_total / len(train_np), "train_acc": n_correct / len(train_np),
                "lr": lr_now, "seconds": round(time.perf_counter() - t0, 4)}
         if model.config.au_head:
@@ -358,7 +384,7 @@ class _Progress:
 
     def end_fold(self, info: str) -> None:
         self.progress.update(self.folds, advance=1, info=info)
-        self.progress.console.print(info)  # one line per fold also in logs of non-interactive jobs
+        self.progress.console.print(info, soft_wrap=True)  # one line per fold, also in non-interactive logs
 
 
 def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
@@ -371,6 +397,7 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
     if select not in ("last", "oracle"):
         raise MertoolError(f"--select {select!r}: expected last or oracle")
     device = resolve_device(device)
+    setup_device(device)  # before the first copy to the device
     out = Path(out)
     data, plan, todo = open_run(recipe, cache, out, subjects, device, console)
     console.print(f"{len(data)} samples, {len(plan.folds)} folds ({len(todo)} here), device {device}, "
@@ -378,6 +405,7 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
 
     data = data.to(device)  # once: the whole dataset stays on the device for every fold
     epochs = int(recipe["train"]["epochs"])
+    diverged: list[str] = []
     with _Progress(console, len(todo) + int(final), enabled=progress) as bar:
         for subject in todo:
             fdir = runs.fold_path(out, plan.fold_dirs[subject])
@@ -385,18 +413,37 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
                 bar.end_fold(f"fold {subject}: done earlier, skipped")
                 continue
             bar.start_fold(f"fold {subject}", epochs)
-            r = run_fold(data, recipe, subject, fdir, select=select, compile=compile, on_epoch=bar.on_epoch)
+            try:
+                r = run_fold(data, recipe, subject, fdir, select=select, compile=compile, on_epoch=bar.on_epoch)
+            except FoldDiverged as exc:
+                diverged.append(subject)
+                bar.end_fold(f"error: {exc}")
+                continue
             bar.end_fold(f"fold {subject}: accuracy {r.accuracy:.3f} on {r.n_test} samples, "
                          f"final train loss {r.log[-1]['loss']:.3f}, {r.seconds:.1f} s")
+            del r  # the fold's model: released before the next fold builds its own
         if final:
             fdir = runs.final_path(out)
             if runs.final_done(out):
                 bar.end_fold("final model: done earlier, skipped")
             else:
                 bar.start_fold("final (all subjects)", epochs)
-                run_fold(data, recipe, None, fdir, compile=compile, on_epoch=bar.on_epoch)
-                bar.end_fold("final model saved")
-    return print_run_summary(out, console)
+                try:
+                    run_fold(data, recipe, None, fdir, compile=compile, on_epoch=bar.on_epoch)
+                    bar.end_fold("final model saved")
+                except FoldDiverged as exc:
+                    diverged.append("final model")
+                    bar.end_fold(f"error: {exc}")
+    report = print_run_summary(out, console)
+    raise_diverged(diverged)
+    return report
+
+
+def raise_diverged(diverged: list[str]) -> None:
+    """After the other folds ran: a non-zero exit naming the folds that diverged (each was reported as it did)."""
+    if diverged:
+        raise MertoolError(f"{len(diverged)} fold(s) diverged and have no predictions: {', '.join(diverged)} "
+                           f"(lower train.lr; re-running the same command retrains only these)")
 
 
 def print_run_summary(out: Path, console) -> dict:

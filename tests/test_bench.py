@@ -48,10 +48,12 @@ def check_report(rep: dict) -> None:
 @pytest.mark.slow
 def test_bench_end_to_end_on_a_synthetic_cache():
     tiny = {**TINY, "overrides": SMALL + ["train.epochs=1", "train.decay_epochs=1"]}
-    rep = run_bench(**tiny, loso=True, devices="cpu", threads=1)
+    rep = run_bench(**tiny, loso=True, devices="cpu", folds_per_device=2, threads=1)
     check_report(rep)
-    lo = rep["loso"]
+    lo, k1 = rep["loso"], rep["loso_k1"]  # K = 2 is measured against K = 1
     assert lo["seconds"] > 0 and lo["folds"] == 3 and lo["samples"] == 12 and lo["epochs"] == 1
+    assert (lo["folds_per_device"], k1["folds_per_device"]) == (2, 1) and k1["folds"] == 3 and k1["seconds"] > 0
+    assert "loso_no_cudnn_benchmark" not in rep  # a CUDA-only comparison
     assert rep["config"]["cache"].startswith("synthetic") and rep["config"]["cache_samples"] == 12
     assert rep["config"]["image_size"] == 64 and rep["device"]["type"] == "cpu"
     json.dumps(rep)  # JSON-ready
@@ -59,7 +61,7 @@ def test_bench_end_to_end_on_a_synthetic_cache():
     render_bench(rep, console)
     text = console.file.getvalue()
     for label in ("dense matmul rate (float32)", "model FLOP utilisation", "data path share", "alignment",
-                  "predict latency", "full LOSO estimate", "full LOSO, measured"):
+                  "predict latency", "full LOSO estimate", "full LOSO, measured", "full LOSO, 1 fold per device"):
         assert label in text, label
     assert f"{100 * rep['train']['mfu']:.1f} %" in text
 

@@ -30,7 +30,8 @@ def bench_cmd(
     devices: Optional[str] = typer.Option(None, "--devices", help="With --loso: devices for the folds, e.g. "
                                                                   "cuda:0,cuda:1 (default: --device)."),
     folds_per_device: int = typer.Option(1, "--folds-per-device", help="With --loso: folds trained at once on "
-                                                                       "each device."),
+                                                                       "each device; K > 1 is also timed against "
+                                                                       "K = 1 (on CUDA, also cudnn.benchmark off)."),
 ) -> None:
     """Measure training against the device's dense matmul rate, the data path, alignment and predict latency.
 

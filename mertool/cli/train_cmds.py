@@ -13,7 +13,9 @@ _SET_HELP = "Override a recipe key, e.g. --set train.epochs=5 (value parsed as Y
 _SUBJECTS_HELP = "Folds to run here: all, or held-out subjects '01,02' (shards of one run folder)."
 _DEVICE_HELP = "cuda, cuda:N, cpu or auto (cuda when available)."
 _DEVICES_HELP = "Train folds in parallel on these devices, e.g. cuda:0,cuda:1 (replaces --device)."
-_FPD_HELP = "Folds trained at once on each device (worker processes); a small model leaves a big GPU idle."
+_FPD_HELP = ("Folds trained at once on each device (worker processes); a small model leaves a big GPU idle. "
+             "Without NVIDIA MPS the processes' kernels do not run concurrently: the GPU time-slices between them "
+             "(measure K against 1 with `mertool bench --loso --folds-per-device K`).")
 
 # Slurm options, shared by train-loso and ablate (see mertool/cluster.py)
 _EXECUTOR = typer.Option("local", "--executor", help="local (this machine) or slurm (one job array through "
