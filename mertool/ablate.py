@@ -2,7 +2,9 @@
 
 Table file (recipes/ablations/tableN.yaml):
   title: "Table 3: direction of the attention"
-  base: {casme2: ../casme2.yaml, samm: ../samm.yaml}   # chosen by the cache's `dataset` attribute (or --base)
+  base: {casme2: ../casme2.yaml, samm: ../samm.yaml, megc2019: ../megc2019.yaml}
+                                                        # chosen by the cache's `dataset` attribute (or --base);
+                                                        # megc2019 = a merged casme2+samm+smic cache
   paper_columns: [accuracy, f1]                         # what the paper reports per dataset
   variants:
     - name: vertical                                    # run folder name: OUT/<table>/<name>
@@ -27,6 +29,7 @@ from mertool.files import write_text
 from mertool.recipe import find_recipe, load_recipe, read_yaml
 
 NOT_IN_PAPER = "no row"  # the paper has no such row (see the table's note)
+COMPOSITES = {"megc2019": ("casme2", "samm", "smic")}   # base key -> the datasets of a merged cache
 OURS = ("accuracy", "uf1", "uar", "macro_f1")
 OUR_NAMES = {"accuracy": "Acc", "uf1": "UF1", "uar": "UAR", "macro_f1": "macro F1"}
 
@@ -107,6 +110,10 @@ def base_recipe_path(table: AblationTable, dataset: str | None, base: str | Path
     for key in (dataset, "*"):
         if key in table.base:
             return table.base[key]
+    parts = set(str(dataset).split("+"))
+    for key, path in table.base.items():  # a merged cache: its datasets in any order, or a composite's name
+        if set(COMPOSITES.get(key, key.split("+"))) == parts:
+            return path
     raise MertoolError(f"{table.path}: no base recipe for dataset {dataset!r} (has {', '.join(table.base)}); "
                        f"pass --base RECIPE")
 
@@ -190,6 +197,7 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
     from rich.console import Console
 
     from mertool.cache import load_cache
+    from mertool.data import recipe_selection
     from mertool.parallel import train_loso_parallel
 
     console = console or Console(markup=False)
@@ -198,6 +206,12 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
     base_path = base_recipe_path(table, dataset, base)
     root = Path(out) / table.stem
     grid = variant_runs(table, base_path, root, overrides, seeds)  # every recipe checked before any training
+    cache_data = load_cache(cache)
+    for v, _run_dir, recipe in grid:  # e.g. an AU-fed variant on a cache with SMIC: refused before any training
+        try:
+            recipe_selection(cache_data, recipe)
+        except MertoolError as exc:
+            raise MertoolError(f"{table.path}: variant {v.name}: {exc}") from None
     if slurm is not None:
         from mertool.cluster import RunSpec, run_on_slurm
 
@@ -208,7 +222,6 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
         if dry_run:
             return {}
     else:
-        cache_data = load_cache(cache)
         for v, run_dir, recipe in grid:
             console.rule(f"{table.stem}: {v.label}" + (f", seed {recipe['train']['seed']}" if seeds else ""))
             train_loso_parallel(recipe, cache_data, run_dir, subjects=subjects, devices=device,

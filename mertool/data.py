@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mertool.aus import normalize_emotion
 from mertool.cache import CacheData, load_cache
+from mertool.classmap import ClassMap
 from mertool.errors import MertoolError
 
 
@@ -35,12 +35,17 @@ class MERData:
     classes: list[str]
     dropped: dict[str, int] = field(default_factory=dict)  # raw emotion outside the class map -> count
     source: str = ""
-    dataset: str = ""              # the cache's `dataset` attribute (casme2, samm, ...)
-    au_known: torch.Tensor | None = None  # N bool: the sample's dataset codes AUs ("unknown" is not "none active")
+    dataset: str = ""              # the cache's `dataset` attribute (casme2, samm, casme2+samm+smic, ...)
+    au_known: torch.Tensor | None = None  # N bool: the sample's dataset codes AUs ("unknown" is not "none active");
+    #                                       an AU loss masks the others out
+    datasets: np.ndarray | None = None     # N str: each sample's source dataset
+    excluded: dict[str, int] = field(default_factory=dict)  # other reasons a sample was left out -> count
 
     def __post_init__(self):
         if self.au_known is None:
             self.au_known = torch.ones(len(self.labels), dtype=torch.bool, device=self.labels.device)
+        if self.datasets is None:
+            self.datasets = np.array([""] * len(self.labels), dtype=object)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -72,14 +77,14 @@ class MERData:
         return replace(self, onset=move(self.onset), apex=move(self.apex), aus=move(self.aus),
                        labels=move(self.labels), au_known=move(self.au_known))
 
-
-def class_index(classes: dict[str, list[str]]) -> dict[str, int]:
-    """normalize_emotion(raw name) -> class number, in the recipe's class order."""
-    out = {}
-    for i, raws in enumerate(classes.values()):
-        for raw in raws:
-            out[normalize_emotion(raw)] = i
-    return out
+    def dataset_class_counts(self) -> dict[str, dict[str, int]]:
+        """Samples per class of each source dataset."""
+        labels = self.labels.cpu().numpy()
+        out = {}
+        for d in dict.fromkeys(self.datasets):
+            counts = np.bincount(labels[self.datasets == d], minlength=len(self.classes)).tolist()
+            out[str(d)] = dict(zip(self.classes, counts))
+        return out
 
 
 def resize_frames(frames: torch.Tensor, size: int, chunk: int = 64) -> torch.Tensor:
@@ -95,12 +100,17 @@ def resize_frames(frames: torch.Tensor, size: int, chunk: int = 64) -> torch.Ten
 
 
 def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], image_size: int | None = None,
-                 recipe_name: str = "recipe") -> MERData:
-    """Cache -> MERData: samples mapped by the class map (others dropped and counted), frames resized if needed."""
+                 recipe_name: str = "recipe", select: np.ndarray | None = None,
+                 excluded: dict[str, int] | None = None) -> MERData:
+    """Cache -> MERData: samples mapped by the class map (others dropped and counted), frames resized if needed.
+
+    `select` (N bool over the cache) leaves samples out before the class map, for the reasons counted in `excluded`.
+    """
     data = cache if isinstance(cache, CacheData) else load_cache(cache)
-    index = class_index(classes)
-    keys = np.array([normalize_emotion(e) for e in data.emotions], dtype=object)
-    labels = np.array([index.get(k, -1) for k in keys], dtype=np.int64)
+    cmap = ClassMap(classes)
+    labels = np.array([cmap.index(d, e) for d, e in zip(data.datasets, data.emotions)], dtype=np.int64)
+    if select is not None:
+        labels[~select] = -2  # left out before the class map: not counted as dropped emotions
     present = Counter(str(e) for e in data.emotions)
     counts = np.bincount(labels[labels >= 0], minlength=len(classes))
     empty = [name for name, n in zip(classes, counts) if n == 0]
@@ -110,7 +120,9 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
         raise MertoolError(f"{recipe_name}: data.classes {names}: no sample in cache {data.path}; "
                            f"emotions in the cache: {found}")
     keep = labels >= 0
-    dropped = Counter(str(e) for e, k in zip(data.emotions, keep) if not k)
+    qualified = bool(cmap.datasets())
+    dropped = Counter((f"{d}:{e}" if qualified else str(e))
+                      for d, e, lab in zip(data.datasets, data.emotions, labels) if lab == -1)
     size = int(image_size or data.onset.shape[1])
 
     def frames(a: np.ndarray) -> torch.Tensor:
@@ -119,12 +131,89 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
 
     return MERData(
         onset=frames(data.onset), apex=frames(data.apex),
-        aus=torch.from_numpy(data.aus[keep].astype(np.float32)),
+        # unknown AU codes enter as an empty vector (data.unknown_aus: empty); an AU loss masks them with au_known
+        aus=torch.from_numpy((data.aus * np.asarray(data.aus_known, bool)[:, None])[keep].astype(np.float32)),
         labels=torch.from_numpy(labels[keep]),
         subjects=np.array([str(s) for s in data.subjects[keep]], dtype=object),
         sample_ids=np.array([str(s) for s in data.sample_ids[keep]], dtype=object),
         classes=list(classes), dropped=dict(sorted(dropped.items())), source=str(data.path),
-        dataset=str(data.attrs.get("dataset") or ""))
+        dataset=str(data.attrs.get("dataset") or ""),
+        au_known=torch.from_numpy(np.asarray(data.aus_known)[keep].astype(bool)),
+        datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}))
+
+
+def count_lines(data: MERData, official: dict[str, dict[str, int]]) -> list[str]:
+    """Samples per class and source dataset as text lines; 'read / official' where the recipe gives official counts.
+
+    Printed at the start of a run, so a composite benchmark shows at once where it differs from the published one.
+    """
+    per = data.dataset_class_counts()
+    if len(per) < 2 and not official:
+        return []
+    for d in official:  # a dataset of the official figures that the cache lacks shows as 0 read
+        per.setdefault(d, dict.fromkeys(data.classes, 0))
+    rows = [[d, *[per[d][c] for c in data.classes]] for d in per]
+    rows.append(["all", *[sum(per[d][c] for d in per) for c in data.classes]])
+    head = ["dataset", *data.classes, "total"]
+    cells = []
+    for name, *counts in rows:
+        off = official.get(name) if name != "all" else (
+            {c: sum(official[d].get(c, 0) for d in official) for c in data.classes} if official else None)
+        row = [name]
+        for c, n in zip(data.classes + ["total"], counts + [sum(counts)]):
+            ref = (sum(off.values()) if c == "total" else off.get(c)) if off else None
+            row.append(f"{n}" if ref is None else f"{n} / {ref}")
+        cells.append(row)
+    widths = [max(len(str(r[i])) for r in [head] + cells) for i in range(len(head))]
+    title = "samples per class" + (" (read / official)" if official else "")
+    return [title] + ["  ".join(str(v).rjust(w) if i else str(v).ljust(w) for i, (v, w) in enumerate(zip(r, widths)))
+                      for r in [head] + cells]
+
+
+def load_for_recipe(cache: str | Path | CacheData, recipe: dict) -> MERData:
+    """The data a recipe trains on: its class map, its `data.include` list, and its choice for unknown AU codes.
+
+    A model fed the sheet's AU codes (model.aus oracle) cannot use samples whose codes are unknown (SMIC): an empty
+    vector would claim "no AU active". Such a cache is refused unless `data.unknown_aus` says drop or empty.
+    """
+    data = cache if isinstance(cache, CacheData) else load_cache(cache)
+    select, excluded = recipe_selection(data, recipe)
+    return load_dataset(data, recipe["data"]["classes"], recipe["data"]["image_size"],
+                        recipe_name=recipe.get("name") or "recipe", select=select, excluded=excluded)
+
+
+def recipe_selection(data: CacheData, recipe: dict) -> tuple[np.ndarray, dict[str, int]]:
+    """(N bool: samples the recipe may use before its class map, reason -> count of those it leaves out); raises
+    when model.aus is oracle and samples of the class map have unknown AU codes under data.unknown_aus: refuse."""
+    name = recipe.get("name") or "recipe"
+    select = np.ones(len(data), dtype=bool)
+    excluded: dict[str, int] = {}
+    if recipe["data"].get("include"):
+        from mertool.include import include_mask
+
+        listed, missing = include_mask(recipe["data"]["include"], data)
+        excluded["not in data.include"] = int((~listed).sum())
+        if missing:
+            excluded["listed in data.include but not in the cache"] = len(missing)
+        select &= listed
+    unknown = select & ~np.asarray(data.aus_known, dtype=bool)
+    cmap = ClassMap(recipe["data"]["classes"])
+    unknown &= np.array([cmap.index(d, e) >= 0 for d, e in zip(data.datasets, data.emotions)], dtype=bool)
+    policy = recipe["data"].get("unknown_aus", "refuse")
+    from mertool.models.config import au_source
+
+    if unknown.any() and au_source(recipe["model"].get("aus", "oracle")) == "oracle":
+        if policy == "refuse":
+            per = Counter(str(d) for d in data.datasets[unknown])
+            where = ", ".join(f"{d}: {n}" for d, n in per.items())
+            raise MertoolError(f"{name}: model.aus = oracle feeds the sheets' AU codes to the model, but {data.path} "
+                               f"has {int(unknown.sum())} samples whose AU codes are unknown ({where}); set "
+                               f"data.unknown_aus to drop (leave them out) or empty (an all-zero AU vector), or "
+                               f"model.aus to estimated or none")
+        if policy == "drop":
+            excluded["AU codes unknown (data.unknown_aus: drop)"] = int(unknown.sum())
+            select &= ~unknown
+    return select, excluded
 
 
 def to_float(frames: torch.Tensor) -> torch.Tensor:
@@ -147,18 +236,29 @@ def augment_pair(onset: torch.Tensor, apex: torch.Tensor, *, hflip: float = 0.5,
                          f"and {tuple(apex.shape)}")
     if hflip <= 0 and crop_padding <= 0 and rotation <= 0:
         return onset, apex
-    n, c, h, w = onset.shape
-    dev = onset.device
-    u = torch.rand((n, 2), generator=generator, device=dev)
-    shift = torch.randint(-crop_padding, crop_padding + 1, (n, 2), generator=generator, device=dev)
+    theta = augment_theta(onset.shape[0], onset.shape[-1], hflip=hflip, crop_padding=crop_padding,
+                          rotation=rotation, generator=generator, device=onset.device)
+    return warp_pair(onset, apex, theta)
+
+
+def augment_theta(n: int, size: int, *, hflip: float, crop_padding: int, rotation: float,
+                  generator: torch.Generator | None, device: torch.device | str) -> torch.Tensor:
+    """The random draws of `augment_pair` as n affine matrices (n x 2 x 3, normalised coordinates)."""
+    u = torch.rand((n, 2), generator=generator, device=device)
+    shift = torch.randint(-crop_padding, crop_padding + 1, (n, 2), generator=generator, device=device)
     sign = torch.where(u[:, 0] < hflip, -1.0, 1.0)
     angle = (u[:, 1] * 2 - 1) * math.radians(rotation)
     cos, sin = torch.cos(angle), torch.sin(angle)
     # Output pixel (normalised coords) -> input location: rotate, shift by whole pixels, then mirror x.
-    tx = shift[:, 0].float() * 2 / w
-    ty = shift[:, 1].float() * 2 / h
-    theta = torch.stack([torch.stack([sign * cos, -sign * sin, sign * tx], 1),
-                         torch.stack([sin, cos, ty], 1)], 1)
+    tx = shift[:, 0].float() * 2 / size
+    ty = shift[:, 1].float() * 2 / size
+    return torch.stack([torch.stack([sign * cos, -sign * sin, sign * tx], 1),
+                        torch.stack([sin, cos, ty], 1)], 1)
+
+
+def warp_pair(onset: torch.Tensor, apex: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp onset and apex by the same per-sample affine matrices, in one grid_sample over both stacked."""
+    n, c, h, w = onset.shape
     both = torch.cat([onset, apex], dim=1)
     grid = F.affine_grid(theta.to(both.dtype), [n, 2 * c, h, w], align_corners=False)
     out = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)

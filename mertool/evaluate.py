@@ -38,6 +38,31 @@ def _run_dataset(info: dict) -> str | None:
         return None
 
 
+def _subject_datasets(info: dict, subjects) -> dict[str, str]:
+    """Subject -> source dataset: recorded in run.json, or inferred from the cache's dataset attribute (a merged
+    cache's subjects carry their dataset as a prefix)."""
+    known = info.get("subject_datasets") or {}
+    rest = [s for s in subjects if s not in known]
+    if rest:
+        from mertool.cache import infer_datasets
+
+        known = {**known, **dict(zip(rest, infer_datasets(_run_dataset(info) or "?", rest)))}
+    return {s: str(known[s]) for s in subjects}
+
+
+def _by_dataset(parts: list[dict], classes: list[str], datasets: dict[str, str]) -> dict:
+    """UF1, UAR and accuracy of the pooled predictions of each source dataset (the MEGC composite's columns)."""
+    y = np.concatenate([f["true"] for f in parts])
+    p = np.concatenate([f["pred"] for f in parts])
+    src = np.array([datasets[s] for f in parts for s in f["subject"]], dtype=object)
+    out = {}
+    for d in sorted(set(src)):
+        sel = src == d
+        m = metrics.summarize(y[sel], p[sel], classes)
+        out[d] = {k: m[k] for k in ("n", "accuracy", "uf1", "uar")}
+    return out
+
+
 def _pooled(parts: list[dict], classes: list[str]) -> dict:
     """Metrics of predictions pooled over folds, plus the mean of per-fold accuracies."""
     y = np.concatenate([f["true"] for f in parts])
@@ -80,7 +105,10 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
               "cache": info.get("cache") or {}, "dataset": _run_dataset(info),
               "done_folds": done, "missing": missing, "partial": bool(missing),
               "skipped_subjects": info.get("skipped_subjects", []), "folds": folds,
-              "metrics": _pooled(parts, classes) if parts else None, "oracle": None, "oracle_note": None}
+              "metrics": _pooled(parts, classes) if parts else None, "by_dataset": None, "oracle": None,
+              "oracle_note": None}
+    if parts:
+        report["by_dataset"] = _by_dataset(parts, classes, _subject_datasets(info, done))
     report["au_detection"] = pooled_au_detection(parts)
     if oracle_parts and len(oracle_parts) == len(parts):
         report["oracle"] = {**_pooled(oracle_parts, classes), "label": ORACLE_LABEL}
@@ -383,3 +411,30 @@ def render(report: dict, console) -> None:
         from mertool.published import render_standing
 
         render_standing(report["published"], console)
+
+
+def render_by_dataset(report: dict, console) -> None:
+    """UF1 and UAR of the composite and of each source dataset (the columns of MEGC tables), one row each; for
+    several runs of one recipe, mean ± std over them."""
+    from rich.table import Table
+
+    scored = [r for r in report["runs"] if r["metrics"]]
+    if not scored:
+        return
+    datasets = sorted({d for r in scored for d in (r.get("by_dataset") or {})})
+    seeds = len(scored) > 1 and report.get("aggregate")
+    t = Table(title="UF1 and UAR by dataset (pooled LOSO predictions, last epoch)")
+    for col in ("dataset", "samples", "UF1", "UAR"):
+        t.add_column(col, justify="left" if col == "dataset" else "right")
+    runs = scored if seeds else scored[:1]
+    for name in ["composite"] + datasets:
+        rows = [r["metrics"] if name == "composite" else (r.get("by_dataset") or {}).get(name) for r in runs]
+        rows = [m for m in rows if m]
+        cells = []
+        for k in ("uf1", "uar"):
+            v = np.asarray([m[k] for m in rows])
+            cells.append(f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}")
+        t.add_row(name, str(rows[0]["n"]), *cells)
+    console.print(t)
+    if len(scored) > 1 and not seeds:
+        console.print(f"(of {Path(scored[0]['run']).name} only: the runs differ in more than the seed)")

@@ -19,14 +19,16 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mertool.align import MISSING, SIZE_MISMATCH, AlignSkip, FaceAligner, describe, read_rgb, resize_square
+from mertool.align import MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, FaceAligner, describe, read_rgb, \
+    registration_warnings, resize_square
 from mertool.aus import au_bits
-from mertool.cache import CachedSample, CacheWriter, open_cache
+from mertool.cache import CachedSample, CacheWriter, open_cache, read_registration, registration_summary
 from mertool.errors import MertoolError
 from mertool.files import write_json  # noqa: F401  (demo and older code import it from here)
 
 DUPLICATE = "duplicate sample id"
 FAILED = "alignment failed"
+MALFORMED = "malformed sheet row"
 
 
 @dataclass(frozen=True)
@@ -54,20 +56,22 @@ def _setup(settings: dict) -> None:
 
 
 def _work(task: _Task) -> tuple:
-    """Read and align one sample: ('ok', index, onset, apex, landmarks, n_faces, seconds) or ('skip', index, reason,
-    message, seconds)."""
+    """Read and align one sample: ('ok', index, onset, apex, landmarks, n_faces, seconds, registration dict or None,
+    detector upsampling or -1) or ('skip', index, reason, message, seconds)."""
     t0 = time.perf_counter()
     try:
         onset, apex = read_rgb(task.onset), read_rgb(task.apex)
         aligner: FaceAligner | None = _WORKER["aligner"]
         if aligner is not None:
             pair = aligner.align_pair(onset, apex, name=task.onset)
-            return "ok", task.index, pair.onset, pair.apex, pair.landmarks, pair.n_faces, time.perf_counter() - t0
+            reg = pair.registration.to_dict() if pair.registration is not None else None
+            return "ok", task.index, pair.onset, pair.apex, pair.landmarks, pair.n_faces, time.perf_counter() - t0, \
+                reg, pair.upsample
         if onset.shape != apex.shape:  # resizing frames of different sizes would add motion between them
             raise AlignSkip(SIZE_MISMATCH, f"{task.name}: onset {onset.shape[:2]} and apex {apex.shape[:2]} differ")
         size = _WORKER["size"]
         return "ok", task.index, resize_square(onset, size), resize_square(apex, size), None, 0, \
-            time.perf_counter() - t0
+            time.perf_counter() - t0, None, -1
     except AlignSkip as exc:
         return "skip", task.index, exc.reason, str(exc), time.perf_counter() - t0
     except Exception as exc:  # e.g. dlib rejecting a degenerate image: the run goes on, the sample is recorded
@@ -89,19 +93,47 @@ def _results(tasks: list[_Task], settings: dict, workers: int):
 
 # ------------------------------------------------------------------------------------------------- main side
 
-def _load(folder, kind, sheet, layout, align: bool):
+def _load(folder, kind, sheet, layout, align: bool, options: dict | None = None):
     """Sample records; with --no-align the already-cropped frames are preferred when the folder has both."""
     from mertool.datasets import load_records
 
     if layout is None and not align:
-        records, report = load_records(folder, kind=kind, sheet=sheet, layout="cropped")
-        if report.get("frames_root") or report["dataset"] == "manifest":
+        try:
+            records, report = load_records(folder, kind=kind, sheet=sheet, layout="cropped", options=options)
+        except MertoolError:
+            if kind != "smic" and not options:  # only SMIC (no sheet) fails outright without cropped frames
+                raise
+            report = {}
+        if report.get("frames_root") or report.get("dataset") == "manifest":
             return records, report
-        records, report = load_records(folder, kind=kind, sheet=sheet)
+        records, report = load_records(folder, kind=kind, sheet=sheet, options=options)
         report.setdefault("warnings", []).append(
             "--no-align: no cropped frame folder found; the frames are resized as they are (are they face crops?)")
         return records, report
-    return load_records(folder, kind=kind, sheet=sheet, layout=layout)
+    return load_records(folder, kind=kind, sheet=sheet, layout=layout, options=options)
+
+
+def smic_options(part: str | None, apex: str | None, progress: bool) -> dict:
+    """Options for the SMIC adapter from --smic-part / --smic-apex; a progress bar while clips are spotted."""
+    opts: dict = {}
+    if part is not None:
+        opts["part"] = part
+    if apex is not None:
+        opts["apex"] = apex
+    if progress:
+        bar = _progress(True)
+        state: dict = {}
+
+        def on_clip(i: int, n: int) -> None:
+            if "job" not in state:
+                bar.start()
+                state["job"] = bar.add_task("SMIC apex", total=n, note="")
+            bar.update(state["job"], completed=i)
+            if i == n:
+                bar.stop()
+
+        opts["on_clip"] = on_clip
+    return opts
 
 
 def _relative(path, base: Path) -> str:
@@ -129,6 +161,8 @@ class _Tally:
 
     skipped: dict[str, list[dict]] = field(default_factory=dict)   # reason -> [{sample, detail}]
     notes: list[str] = field(default_factory=list)
+    registration: list[str] = field(default_factory=list)   # pairs whose registration failed or left a large residual
+    registered: list[dict] = field(default_factory=list)     # each registered pair: sample, head motion, residual
     already: int = 0
     cached: int = 0
     done: int = 0            # samples that went through read + align (cached or skipped there)
@@ -158,8 +192,9 @@ def _plan(records, writer: CacheWriter, tally: _Tally) -> list[_Task]:
     return tasks
 
 
-def _sample(rec, onset, apex, landmarks, base: Path) -> CachedSample:
-    """The cache row of one record: aligned frames plus the sheet's facts."""
+def _sample(rec, onset, apex, landmarks, base: Path, registration: dict | None = None,
+            upsample: int = -1) -> CachedSample:
+    """The cache row of one record: aligned frames, how the apex was registered, plus the sheet's facts."""
     def frame(n):
         return -1 if n is None else n
 
@@ -167,39 +202,51 @@ def _sample(rec, onset, apex, landmarks, base: Path) -> CachedSample:
                         sample_id=rec.sample_id, emotion=rec.emotion, aus_raw=rec.aus_raw,
                         source_onset=_relative(rec.onset_path, base), source_apex=_relative(rec.apex_path, base),
                         onset_frame=frame(rec.onset), apex_frame=frame(rec.apex), offset_frame=frame(rec.offset),
-                        apex_estimated=rec.apex_estimated)
+                        apex_estimated=rec.apex_estimated, dataset=rec.dataset, aus_known=rec.aus_known,
+                        registration=registration, upsample=upsample)
 
 
-def _settings(align: bool, size: int, padding: float, upsample: int, detect_max_side) -> tuple[dict, dict]:
+def _settings(align: bool, size: int, padding: float, upsample: int, detect_max_side,
+              register: str) -> tuple[dict, dict]:
     """(alignment attribute of the cache, worker settings)."""
     if not align:
         return ({"method": "resize", "size": size, "note": "frames cached as found (already cropped faces)"},
                 {"size": size, "aligner": None})
-    return (describe(size, padding, upsample, detect_max_side),
+    return (describe(size, padding, upsample, detect_max_side, register),
             {"size": size, "aligner": {"size": size, "padding": padding, "upsample": upsample,
-                                       "detect_max_side": detect_max_side}})
+                                       "detect_max_side": detect_max_side, "register": register}})
 
 
 def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: int = 2, align: bool = True,
                resume: bool = False, size: int = 224, progress: bool = True, layout: str | None = None,
-               padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640) -> dict:
+               padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640,
+               options: dict | None = None, register: str = "ecc") -> dict:
     """Turn a dataset folder into one HDF5 cache and return the run's summary (also written to `<out>.json`).
 
     `layout` ('raw' | 'cropped') picks the frame folders when a dataset has both; by default raw frames are aligned,
-    and with `align=False` the cropped ones are resized to `size`.
+    and with `align=False` the cropped ones are resized to `size`. `options` go to the dataset adapter (SMIC's part
+    and apex method, `smic_options`). `register` (none | landmarks | ecc) is how the apex is brought onto the onset
+    (align.FaceAligner.register).
     """
     if size < 16:
         raise MertoolError(f"--size {size}: expected at least 16 px")
     if workers < 0:
         raise MertoolError(f"--workers {workers}: expected 0 or more")
     t_start = time.perf_counter()
-    records, report = _load(folder, kind, sheet, layout, align)
+    if options is None and kind in (None, "smic") and sheet is None and Path(folder).expanduser().is_dir():
+        from mertool.datasets import detect_dataset
+
+        if (kind or detect_dataset(folder)) == "smic":
+            options = smic_options(None, None, progress)
+    records, report = _load(folder, kind, sheet, layout, align, options)
     kind = report["dataset"]
     base = Path(folder).expanduser().resolve()
     base = base.parent if base.is_file() else base
     out = Path(out) if out else Path(f"{kind}.h5")
     out.parent.mkdir(parents=True, exist_ok=True)
-    alignment, settings = _settings(align, size, padding, upsample, detect_max_side)
+    if register not in REGISTER_MODES:
+        raise MertoolError(f"--register {register!r}: expected one of {', '.join(REGISTER_MODES)}")
+    alignment, settings = _settings(align, size, padding, upsample, detect_max_side, register)
     if align:  # load the models here: a broken install fails once, clearly, and forked workers inherit them
         FaceAligner(**settings["aligner"])
     if resume:
@@ -208,6 +255,8 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
     writer = CacheWriter(out, dataset=kind, image_size=size, alignment=alignment, resume=resume)
     tally = _Tally()
     try:
+        for bad in report.get("malformed_rows", []):
+            tally.skip(MALFORMED, f"row {bad['row']}", bad["detail"])
         tasks = _plan(records, writer, tally)
         t_loop = time.perf_counter()
         with _progress(progress) as bar, closing(_results(tasks, settings, workers)) as results:
@@ -215,9 +264,12 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
             for res in results:
                 rec = records[res[1]]
                 if res[0] == "ok":
-                    _, _, onset, apex, landmarks, n_faces, seconds = res
-                    writer.append(_sample(rec, onset, apex, landmarks, base))
+                    _, _, onset, apex, landmarks, n_faces, seconds, reg, up = res
+                    writer.append(_sample(rec, onset, apex, landmarks, base, reg, up))
                     tally.cached += 1
+                    if reg is not None:
+                        tally.registration.extend(registration_warnings(rec.key, reg))
+                        tally.registered.append({"sample": rec.key, **reg, "upsample": up})
                     if n_faces > 1:
                         tally.notes.append(f"{rec.key}: {n_faces} faces in the onset frame; the largest was used")
                 else:
@@ -232,7 +284,8 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
             raise MertoolError(f"{folder}: no sample could be cached ({_skip_line(tally.skipped)})")
         summary = _summary(writer, tally, report, records, out, alignment, size, workers, loop_s,
                            time.perf_counter() - t_start)
-        writer.set_attrs(preprocess_summary=json.dumps({k: v for k, v in summary.items() if k != "skipped_samples"},
+        per_sample = ("skipped_samples", "registration_samples")   # in <out>.json; the cache has them per sample
+        writer.set_attrs(preprocess_summary=json.dumps({k: v for k, v in summary.items() if k not in per_sample},
                                                        default=str))
     except BaseException as exc:
         writer.abort()  # the .tmp stays for --resume; nothing is renamed over the final name
@@ -261,10 +314,38 @@ def _summary(writer: CacheWriter, tally: _Tally, report: dict, records, out: Pat
         "emotions": dict(emotions.most_common()), "emotions_in_sheet": report.get("emotions", {}),
         "aus_outside": report.get("aus_outside", {}), "apex_estimated": report.get("apex_estimated", []),
         "several_faces": tally.notes, "warnings": list(report.get("warnings", [])),
+        "registration": registration_summary(read_registration(writer.f)), "registration_warnings": tally.registration,
+        "registration_samples": tally.registered,
+        **{k: report[k] for k in ("smic_part", "non_micro_clips", "apex_chosen") if k in report},
+        **({"published": _published(report["published"], records, meta)} if report.get("published") else {}),
         "seconds": round(total_s, 3),
         "frames_per_second": round(2 * tally.done / loop_s, 2) if tally.done else None,
         "seconds_per_sample_in_worker": round(tally.busy / tally.done, 4) if tally.done else None,
     }
+
+
+def _published(published: dict, records, meta) -> dict:
+    """The dataset's published figures beside what the folder gave (read) and what the cache holds."""
+    def figures(subjects, emotions) -> dict:
+        return {"clips": len(emotions), "subjects": len(set(subjects)),
+                "emotions": {e: int(Counter(emotions)[e]) for e in published["emotions"]}}
+
+    read = figures([r.subject for r in records], [r.emotion for r in records])
+    cached = figures(list(meta["subject"].asstr()[:]), list(meta["emotion"].asstr()[:]))
+    want = {k: published[k] for k in ("clips", "subjects", "emotions")}
+    return {**published, "read": read, "cached": cached, "read_matches": read == want, "cached_matches": cached == want}
+
+
+def published_line(p: dict) -> str:
+    """'SMIC-HS published: 164 clips, 16 subjects, positive 51 / ...; read ...; cached ...: meets / differs'."""
+    def fmt(f: dict) -> str:
+        return (f"{f['clips']} clips, {f['subjects']} subjects, "
+                + " / ".join(f"{e} {n}" for e, n in f["emotions"].items()))
+
+    verdict = "the cache meets the published figures" if p["cached_matches"] else (
+        "the folder meets the published figures, the cache does not (see skipped samples)" if p["read_matches"]
+        else "the folder differs from the published figures")
+    return f"{p['name']} published: {fmt(p)}; read: {fmt(p['read'])}; cached: {fmt(p['cached'])}: {verdict}"
 
 
 def _check_resumable(out: Path, kind: str, alignment: dict) -> None:
@@ -334,7 +415,22 @@ def print_summary(summary: dict, console=None) -> None:
     if summary["aus_outside"]:
         console.print("AU codes outside the 21-AU vocabulary (kept in the raw string): " +
                       ", ".join(f"{c} x{n}" for c, n in summary["aus_outside"].items()))
-    notes = summary["warnings"] + summary["several_faces"]
+    reg = summary.get("registration")
+    if reg and reg["registered"]:
+        r, b = reg["residual_px"], reg["residual_before_px"]
+        console.print(f"registration ({reg['registered']} pairs): upper-face residual median {b['median']:.2f} -> "
+                      f"{r['median']:.2f} px, p90 {r['p90']:.2f}, max {r['max']:.2f}; head shift median "
+                      f"{reg['shift_px']['median']:.2f} px, max {reg['shift_px']['max']:.2f}; detector upsample "
+                      + ", ".join(f"{k}: {v}" for k, v in reg["upsample"].items()))
+    if summary.get("apex_chosen"):
+        a = summary["apex_chosen"]
+        console.print(f"apex: {a['method']} ({', '.join(f'{m} {n}' for m, n in a['methods_used'].items())}); "
+                      f"every clip's frames are in {summary_path(summary['cache'])}")
+    if summary.get("non_micro_clips"):
+        console.print(f"non_micro clips (not samples): {summary['non_micro_clips']}")
+    if summary.get("published"):
+        console.print(published_line(summary["published"]))
+    notes = summary["warnings"] + summary.get("registration_warnings", []) + summary["several_faces"]
     for w in notes[:10]:
         console.print(f"[yellow]warning:[/] {w}")
     if len(notes) > 10:

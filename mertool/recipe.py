@@ -33,6 +33,9 @@ DEFAULTS: dict = {
     "data": {
         "classes": None,
         "image_size": 224,
+        "include": "",          # optional sample list, one dataset/subject/sample a line (e.g. an official list)
+        "unknown_aus": "refuse",  # samples whose AU codes are unknown (SMIC) under model.aus oracle: refuse|drop|empty
+        "official_counts": {},  # {dataset: {class: n}} published counts, printed beside the counts read
     },
     "model": {},  # filled from mertool.models.ModelConfig defaults
     "train": {
@@ -56,7 +59,8 @@ DEFAULTS: dict = {
 }
 
 # Keys whose value is a mapping the user owns as a whole: merged by replacement, free keys inside.
-_WHOLE = {("data", "classes")}
+_WHOLE = {("data", "classes"), ("data", "official_counts")}
+UNKNOWN_AUS = ("refuse", "drop", "empty")
 
 # (section, key) -> (kind, minimum, maximum); kinds: int, float, bool, str
 _SPECS = {
@@ -75,6 +79,7 @@ _SPECS = {
     ("augment", "hflip"): ("float", 0.0, 1.0),
     ("augment", "crop_padding"): ("int", 0, None),
     ("augment", "rotation"): ("float", 0.0, 180.0),
+    ("data", "include"): ("str", None, None),
     ("name",): ("str", None, None),
     ("description",): ("str", None, None),
 }
@@ -222,22 +227,43 @@ def _check_classes(classes, source: str) -> dict[str, list[str]]:
         classes = {str(c): [str(c)] for c in classes}
     if not isinstance(classes, dict) or len(classes) < 2:
         raise MertoolError(f"{where} = {classes!r}: expected a mapping of at least 2 classes to raw emotion names")
-    from mertool.aus import normalize_emotion
+    from mertool.classmap import split_name
+    from mertool.datasets import KINDS
 
     out: dict[str, list[str]] = {}
-    owner: dict[str, str] = {}
+    owner: dict[tuple, str] = {}
     for name, raws in classes.items():
         if isinstance(raws, str):
             raws = [raws]
         if not isinstance(raws, list) or not raws or not all(isinstance(r, (str, int)) for r in raws):
             raise MertoolError(f"{where}.{name} = {raws!r}: expected a list of raw emotion names")
         for r in raws:
-            key = normalize_emotion(str(r))
+            key = split_name(r)
+            if key[0] is not None and key[0] not in KINDS:
+                raise MertoolError(f"{where}.{name}: {r!r} names dataset {key[0]!r}; expected one of "
+                                   f"{', '.join(KINDS)} before the ':'")
             if key in owner and owner[key] != str(name):
                 raise MertoolError(f"{where}: emotion {r!r} is listed under both {owner[key]!r} and {str(name)!r}")
             owner[key] = str(name)
         out[str(name)] = [str(r) for r in raws]
     return out
+
+
+def _check_official(counts, classes: dict, source: str) -> dict:
+    """data.official_counts as {dataset: {class: count}} over the recipe's classes."""
+    where = f"{source}: data.official_counts"
+    if counts is None:
+        return {}
+    if not isinstance(counts, dict):
+        raise MertoolError(f"{where} = {counts!r}: expected {{dataset: {{class: count}}}}")
+    for dataset, per_class in counts.items():
+        if not isinstance(per_class, dict):
+            raise MertoolError(f"{where}.{dataset} = {per_class!r}: expected {{class: count}}")
+        for name, n in per_class.items():
+            if name not in classes:
+                raise MertoolError(f"{where}.{dataset}.{name}: not a class of data.classes ({', '.join(classes)})")
+            _check_value(n, "int", 0, None, f"{where}.{dataset}.{name}")
+    return {str(d): {str(c): int(n) for c, n in v.items()} for d, v in counts.items()}
 
 
 def resolve(raw: dict, source: str = "recipe") -> dict:
@@ -259,6 +285,11 @@ def resolve(raw: dict, source: str = "recipe") -> dict:
                 raise MertoolError(f"{source}: unknown key {section}.{key}; expected one of {', '.join(known)}")
     recipe = merge(DEFAULTS, raw)
     recipe["data"]["classes"] = _check_classes(recipe["data"]["classes"], source)
+    recipe["data"]["official_counts"] = _check_official(recipe["data"]["official_counts"], recipe["data"]["classes"],
+                                                        source)
+    if recipe["data"]["unknown_aus"] not in UNKNOWN_AUS:
+        raise MertoolError(f"{source}: data.unknown_aus = {recipe['data']['unknown_aus']!r}: expected one of "
+                           f"{', '.join(UNKNOWN_AUS)}")
     for path, (kind, lo, hi) in _SPECS.items():
         node = recipe
         for part in path[:-1]:

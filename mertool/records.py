@@ -9,7 +9,7 @@ from pathlib import Path
 class SampleRecord:
     """One micro-expression sample as the annotation sheet describes it (facts only, no class map)."""
 
-    dataset: str                 # casme2 | samm | casme3 | manifest | synth
+    dataset: str                 # casme2 | samm | casme3 | smic | mmew | manifest
     subject: str                 # as the sheet writes it, e.g. '01' (CASME II), '006' (SAMM)
     sample_id: str               # e.g. 'EP02_01f', '006_1_2'
     onset: int | None            # frame numbers (None when the sheet gives paths only)
@@ -22,6 +22,7 @@ class SampleRecord:
     aus: tuple[int, ...]         # parsed AUs inside the 21-AU vocabulary
     aus_outside: tuple[str, ...] = ()   # parsed AU codes outside the vocabulary (kept, counted)
     apex_estimated: bool = False        # apex missing in the sheet ('/'): middle of onset..offset
+    aus_known: bool = True              # False when the dataset codes no AUs (SMIC): unknown, not "none active"
     row: int | None = None              # 1-based row in the sheet, for error messages
     warnings: list[str] = field(default_factory=list)
 

@@ -153,11 +153,10 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     Returns (data on CPU, plan, subjects to run here); shared by train_loso, the parallel and cluster runners.
     """
     from mertool.cache import CacheData, load_cache
-    from mertool.data import load_dataset
+    from mertool.data import count_lines, load_for_recipe
 
     cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)
-    data = load_dataset(cache_data, recipe["data"]["classes"], recipe["data"]["image_size"],
-                        recipe_name=recipe.get("name") or "recipe")
+    data = load_for_recipe(cache_data, recipe)
     plan = plan_folds(data, cache_data.subjects)
     todo = select_subjects(plan, subjects)
     prepare_run(Path(out), recipe, data, plan, device)
@@ -166,6 +165,11 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     if data.dropped:
         console.print("dropped samples outside the class map: "
                       + ", ".join(f"{e!r} x{n}" for e, n in data.dropped.items()))
+    for reason, n in data.excluded.items():
+        if n:
+            console.print(f"left out: {n} samples, {reason}")
+    for line in count_lines(data, recipe["data"].get("official_counts") or {}):  # beside the published counts
+        console.print(line)
     return data, plan, todo
 
 
@@ -182,7 +186,9 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
                 "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
                 "class_counts": data.class_counts(), "n_samples": len(data),
                 "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
-                          "dataset": data.dataset}}
+                          "dataset": data.dataset},
+                "subject_datasets": {str(s): str(d) for s, d in zip(data.subjects, data.datasets)},
+                "excluded": data.excluded}
     # Written once, by whichever of several shards starting at once gets there first; the others check theirs.
     recipe_path, run_path = out / RECIPE, out / RUN
     if not files.create_text(recipe_path, dump_recipe(recipe)):

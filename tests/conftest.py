@@ -71,3 +71,15 @@ def one_torch_thread():
 def synthetic_cache(tmp_path) -> Path:
     """A 4-subject, 5-class, 64-px cache (40 samples)."""
     return make_synthetic_cache(tmp_path / "synthetic.h5")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` run wherever a GPU is and skip, with the reason, where none is."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is false here")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

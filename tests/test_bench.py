@@ -67,6 +67,24 @@ def test_bench_end_to_end_on_a_synthetic_cache():
 
 
 @pytest.mark.slow
+def test_bench_without_the_landmark_model_skips_alignment_with_a_reason(monkeypatch):
+    import mertool.align
+    from mertool.errors import MertoolError
+
+    def missing():
+        raise MertoolError("face_recognition_models is not installed")
+
+    monkeypatch.setattr(mertool.align, "predictor_path", missing)
+    rep = run_bench(**{**TINY, "repeats": 1})
+    assert rep["align"] == rep["predict"] == {
+        "skipped": "skipped: the landmark model is not available (face_recognition_models is not installed)"}
+    assert rep["train"]["samples_per_s"] > 0
+    console = Console(file=io.StringIO(), width=200)
+    render_bench(rep, console)
+    assert "face_recognition_models is not installed" in console.file.getvalue()
+
+
+@pytest.mark.slow
 def test_bench_cli_json_only_on_stdout(synthetic_cache, capsys):
     args = ["bench", "--device", "cpu", "--json", "--cache", str(synthetic_cache), "--image-size", "64",
             "--batch", "4", "--steps", "2", "--set", "model.width=0.25", "--set", "augment.crop_padding=4"]

@@ -266,8 +266,8 @@ def test_sheet_without_header(tmp_path):
 
 def test_unknown_kind_and_bad_frame_number(tmp_path):
     sheet = write_xlsx(tmp_path / "s.xlsx", [CASME2_HEADER, ["01", "EP1", None, "x12", 14, 20, None, 4, "others"]])
-    with pytest.raises(MertoolError, match="unknown dataset kind 'smic'"):
-        load_records(tmp_path, kind="smic")
+    with pytest.raises(MertoolError, match="unknown dataset kind 'casme9'"):
+        load_records(tmp_path, kind="casme9")
     with pytest.raises(MertoolError, match=r"s\.xlsx row 2, column 'onset': 'x12' is not a frame number"):
         load_records(tmp_path, sheet=sheet)
 

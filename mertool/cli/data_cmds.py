@@ -23,7 +23,8 @@ def _console(stderr: bool = False):
 def preprocess_cmd(
     dataset_dir: Path = typer.Argument(..., help="Dataset folder (sheet and frame folders anywhere under it)."),
     dataset: Optional[str] = typer.Option(None, "--dataset",
-                                          help="casme2, samm, casme3 or manifest (default: detected from the sheet)."),
+                                          help="casme2, samm, casme3, mmew, smic or manifest (default: detected "
+                                               "from the sheet, or from SMIC's folders)."),
     sheet: Optional[Path] = typer.Option(None, "--sheet", help="Annotation sheet, xlsx or csv (default: found under "
                                                                "DATASET_DIR)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Cache file (default: <dataset>.h5)."),
@@ -36,12 +37,20 @@ def preprocess_cmd(
                                                         "rest."),
     size: int = typer.Option(224, "--size", help="Crop size in pixels."),
     padding: float = typer.Option(0.25, "--padding", help="dlib face-chip padding around the landmarks."),
-    upsample: int = typer.Option(1, "--upsample", help="dlib detector upsampling (1 finds faces down to ~40 px)."),
+    upsample: int = typer.Option(1, "--upsample", help="Largest dlib detector upsampling: 0 is tried first, then up "
+                                                       "to this when no face is found (1 finds faces down to ~40 px)."),
+    register: Literal["ecc", "landmarks", "none"] = typer.Option(
+        "ecc", "--register", help="How the apex is brought onto the onset: ecc (landmark fit refined by ECC on the "
+                                  "upper face), landmarks, or none (the onset's crop cut from the apex as it is)."),
+    smic_apex: Optional[Literal["spot", "middle"]] = typer.Option(None, "--smic-apex", help="SMIC gives no apex: spot (default: mertool's "
+                                                                      "spotter finds it) or middle (the middle frame)."),
+    smic_part: Optional[Literal["HS", "VIS", "NIR"]] = typer.Option(None, "--smic-part", help="SMIC part: HS (default), VIS or NIR."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Turn a dataset folder (annotation sheet + frames) into one HDF5 cache of aligned onset/apex pairs.
 
-    The face is found on the onset frame (dlib detector + 68 landmarks); the same crop is cut from the apex.
+    The face is found on the onset frame (dlib detector + 68 landmarks) and cut out; the apex is registered onto it
+    (rigid: head motion removed, expression kept) and its residual recorded per sample.
 
     Skipped samples (missing frame, unreadable image, no face) are listed in the summary and in <out>.json.
 
@@ -49,12 +58,19 @@ def preprocess_cmd(
       mertool preprocess /data/CASME2 --out casme2.h5 --workers 2
       mertool preprocess /data/CASME2 --no-align --out casme2-cropped.h5
       mertool preprocess /data/SAMM --dataset samm --sheet SAMM_Micro_FACS_Codes_v2.xlsx --resume
+      mertool preprocess /data/SMIC --smic-part HS --smic-apex spot --out smic.h5
     """
-    from mertool.preprocess import preprocess, print_summary
+    from mertool.preprocess import preprocess, print_summary, smic_options
 
+    options = None
+    if smic_apex is not None or smic_part is not None:
+        if dataset not in (None, "smic"):
+            raise MertoolError(f"--smic-apex/--smic-part: options of SMIC, not of --dataset {dataset}")
+        options = smic_options(smic_part, smic_apex, not quiet)
+        dataset = "smic"
     summary = preprocess(dataset_dir, kind=dataset, sheet=sheet, out=out, workers=workers, align=not no_align,
                          resume=resume, size=size, progress=not quiet, layout=layout, padding=padding,
-                         upsample=upsample)
+                         upsample=upsample, options=options, register=register)
     print_summary(summary, _console())
 
 
@@ -67,7 +83,7 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     """
     from rich.table import Table
 
-    from mertool.cache import cache_info
+    from mertool.cache import cache_info, registration_line
 
     info = cache_info(file)
     con = _console()
@@ -83,10 +99,22 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     t.add_row("subjects", str(len(info["subjects"])))
     t.add_row("with landmarks", str(info["with_landmarks"]))
     t.add_row("apex estimated", str(info["apex_estimated"]))
+    t.add_row("registration", registration_line(info["registration"]))
+    unknown = info["aus_unknown"]
+    t.add_row("AU codes known", f"{info['aus_known']} of {info['samples']}"
+              + (f" ({unknown} unknown: the dataset codes no AUs)" if unknown else "")
+              + ("" if info["aus_known_stored"] else " (inferred: cache made before this field existed)"))
     t.add_row("file size", f"{info['bytes'] / 2**20:.1f} MiB")
     if "merged_from" in a:
         t.add_row("merged from", ", ".join(f"{s['path']} ({s['dataset']}, {s['samples']})" for s in a["merged_from"]))
     con.print(t)
+    if len(info["datasets"]) > 1 or info["aus_unknown"]:
+        d = Table(title="datasets")
+        for col in ("dataset", "samples", "subjects", "AU codes known", "AU codes unknown"):
+            d.add_column(col, justify="left" if col == "dataset" else "right")
+        for name, row in info["datasets"].items():
+            d.add_row(name, *(str(row[k]) for k in ("samples", "subjects", "aus_known", "aus_unknown")))
+        con.print(d)
     for title, counts in (("emotions (raw sheet values)", info["emotions"]), ("subjects", info["subjects"]),
                           ("AUs", {f"AU{k}": v for k, v in info["aus"].items()})):
         c = Table(title=title)
@@ -124,16 +152,19 @@ def show_cmd(
     sample: str = typer.Argument(..., help="Sample id (EP02_01f), SUBJECT/SAMPLE (01/EP02_01f) or index (0)."),
     png: Path = typer.Option(..., "--png", help="Picture to write."),
     gain: Optional[float] = typer.Option(None, "--gain", help="Difference amplification (default: automatic)."),
+    dpi: int = typer.Option(100, "--dpi", help="Picture resolution (100: 1600 x 460 px)."),
 ) -> None:
-    """Draw one sample's onset, apex and amplified |apex - onset| side by side into a PNG.
+    """Draw one sample's onset, apex, amplified |apex - onset| and their red/cyan overlay (with the registration's
+    head motion and residual) side by side into a PNG.
 
     Example:
       mertool cache show casme2.h5 01/EP02_01f --png ep02.png
     """
-    from mertool.cache import show_sample
+    from mertool.cache import registration_text, show_sample
 
-    r = show_sample(file, sample, png, gain)
-    typer.echo(f"{r['png']}: {r['subject']}/{r['sample_id']} ({r['emotion']}), difference x{r['gain']:.1f}")
+    r = show_sample(file, sample, png, gain, dpi)
+    typer.echo(f"{r['png']}: {r['subject']}/{r['sample_id']} ({r['emotion']}), difference x{r['gain']:.1f}; "
+               + registration_text(r["registration"]).replace("\n", "; "))
 
 
 @cache_app.command("merge")

@@ -128,6 +128,8 @@ def evaluate_cmd(
     partial: bool = typer.Option(False, "--partial", help="Score a run with missing folds (marked partial)."),
     png: Optional[Path] = typer.Option(None, "--png", help="Confusion-matrix picture (default: RUN/confusion.png "
                                                            "for one run folder)."),
+    by_dataset: bool = typer.Option(False, "--by-dataset", help="Also UF1 and UAR of each source dataset of a "
+                                                                "merged cache (the MEGC 2019 composite's columns)."),
 ) -> None:
     """Pooled LOSO metrics (accuracy, UF1, UAR, macro F1), per class, per subject, confusion matrix.
 
@@ -137,8 +139,10 @@ def evaluate_cmd(
     Example:
       mertool evaluate runs/casme2-seed0
       mertool evaluate runs/casme2-seed0 runs/casme2-seed1 runs/casme2-seed2 --json > results.json
+      mertool evaluate runs/megc2019-seed0 --by-dataset
     """
-    from mertool.evaluate import au_f1_png, confusion_png, evaluate_runs, render, summed_confusion, to_json
+    from mertool.evaluate import (au_f1_png, confusion_png, evaluate_runs, render, render_by_dataset,
+                                  summed_confusion, to_json)
 
     report = evaluate_runs(run_dirs, partial=partial)
     if png is None and len(run_dirs) == 1:
@@ -154,6 +158,8 @@ def evaluate_cmd(
         return
     console = _console()
     render(report, console)
+    if by_dataset:
+        render_by_dataset(report, console)
     if report.get("png"):
         console.print(f"confusion matrix picture: {report['png']}")
     if report.get("au_png"):

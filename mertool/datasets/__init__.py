@@ -2,6 +2,7 @@
 
     records, report = load_records("/data/CASME2")               # kind and sheet detected
     records, report = load_records("/data/SAMM", kind="samm", sheet="/data/SAMM_Micro_FACS_Codes_v2.xlsx")
+    records, report = load_records("/data/SMIC", options={"part": "HS", "apex": "middle"})   # no sheet: folders
 """
 from __future__ import annotations
 
@@ -10,14 +11,13 @@ from collections.abc import Mapping, Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 
-from mertool.aus import normalize_emotion
-from mertool.datasets import casme2, casme3, manifest, samm
-from mertool.datasets._sheet import find_sheets, header_keys
+from mertool.datasets import casme2, casme3, manifest, mmew, samm, smic
+from mertool.datasets._sheet import find_sheets, first_row, header_keys
 from mertool.errors import MertoolError
 from mertool.records import SampleRecord
 
-# detection order matters: SAMM's header is a superset of CASME II's
-ADAPTERS = {m.KIND: m for m in (samm, casme3, casme2, manifest)}
+# detection order matters: SAMM's and MMEW's headers are supersets of CASME II's
+ADAPTERS = {m.KIND: m for m in (samm, casme3, mmew, casme2, manifest, smic)}
 KINDS = tuple(sorted(ADAPTERS))
 __all__ = ["ADAPTERS", "KINDS", "class_counts", "detect_dataset", "load_records", "sniff_sheet"]
 
@@ -44,6 +44,10 @@ def _sheet_candidates(folder: Path) -> dict[str, list[Path]]:
 def _kind_from_layout(folder: Path) -> str | None:
     """Guess from frame folders when no sheet is there (the error about the missing sheet then names the right files)."""
     names = {p.name.lower() for p in folder.iterdir() if p.is_dir()}
+    if smic.find_parts(folder):
+        return "smic"
+    if mmew.FRAMES.lower() in names:
+        return "mmew"
     if any(n.startswith("casme2") for n in names) or any(n.startswith("sub") and n[3:].isdigit() for n in names):
         return "casme2"
     if any(n.startswith("samm") for n in names):
@@ -62,6 +66,10 @@ def _check_folder(folder) -> Path:
 
 def _looked_for(kinds=KINDS) -> str:
     return ", ".join(p for k in kinds for p in ADAPTERS[k].SHEET_NAMES)
+
+
+def _sheetless(kind: str) -> bool:
+    return getattr(ADAPTERS[kind], "SHEETLESS", False)
 
 
 def detect_dataset(folder) -> str:
@@ -116,13 +124,13 @@ def _resolve_sheet(folder: Path, sheet) -> Path:
     raise MertoolError(f"{sheet}: annotation sheet not found (also looked in {folder})")
 
 
-def load_records(folder, kind: str | None = None, sheet=None, layout: str | None = None
-                 ) -> tuple[list[SampleRecord], dict]:
+def load_records(folder, kind: str | None = None, sheet=None, layout: str | None = None,
+                 options: Mapping | None = None) -> tuple[list[SampleRecord], dict]:
     """Read a dataset folder's annotation sheet into sample records, with frame paths resolved under the folder.
 
     `folder` may also be the sheet itself. `layout` picks 'raw' or 'cropped' frames when both exist (default: raw).
-    The report holds rows read, subjects, per-emotion counts, AU codes outside the vocabulary, warnings and the
-    samples whose frames are missing.
+    `options` go to an adapter that takes them (SMIC: part, apex, on_clip). The report holds rows read, subjects,
+    per-emotion counts, AU codes outside the vocabulary, warnings and the samples whose frames are missing.
     """
     folder = Path(folder).expanduser()
     if sheet is None and folder.is_file():
@@ -131,17 +139,29 @@ def load_records(folder, kind: str | None = None, sheet=None, layout: str | None
     if kind is not None and kind not in ADAPTERS:
         raise MertoolError(f"unknown dataset kind {kind!r}: expected one of {', '.join(KINDS)}")
     warnings: list[str] = []
+    options = dict(options or {})
+    found = None
+    if kind is None and sheet is None:
+        found = _sheet_candidates(folder)  # one walk of the folder serves detection and the choice of sheet
+        kind = _detect(folder, found)
+    if kind is not None and _sheetless(kind):
+        if sheet is not None:
+            raise MertoolError(f"--sheet {sheet}: {ADAPTERS[kind].TITLE} has no annotation sheet (labels are folder "
+                               f"names); leave --sheet out")
+        records, extra = ADAPTERS[kind].load(None, folder, layout=layout, **options)
+        return records, make_report(kind, records, extra, extra.pop("sheet_warnings", []))
+    if options:
+        raise MertoolError(f"{', '.join(options)}: options of SMIC only, not of {ADAPTERS[kind].TITLE if kind else 'this sheet'}")
     if sheet is not None:
         sheet = _resolve_sheet(folder, sheet)
         kind = kind or sniff_sheet(sheet)
         if kind is None:
             expected = "; ".join(f"{m.TITLE}: {', '.join(a[0] for a in m.COLUMNS.values())}"
-                                 for m in ADAPTERS.values())
-            raise MertoolError(f"{sheet}: no recognisable header (expected columns {expected})")
+                                 for m in ADAPTERS.values() if hasattr(m, "COLUMNS"))
+            raise MertoolError(f"{sheet}: no recognisable header (expected columns {expected}; found "
+                               f"{first_row(sheet)})")
     else:
-        found = _sheet_candidates(folder)  # one walk of the folder serves detection and the choice of sheet
-        kind = kind or _detect(folder, found)
-        sheet, warnings = _pick_sheet(folder, kind, found)
+        sheet, warnings = _pick_sheet(folder, kind, found if found is not None else _sheet_candidates(folder))
     records, extra = ADAPTERS[kind].load(sheet, folder, layout=layout)
     return records, make_report(kind, records, extra, warnings)
 
@@ -164,11 +184,7 @@ def make_report(kind: str, records: Sequence[SampleRecord], extra: Mapping, warn
 
 
 def class_counts(records: Sequence[SampleRecord], classes: Mapping[str, Sequence[str]]) -> dict[str, int]:
-    """Samples per class for a recipe's class map {class: [raw emotion names]} (case/plural-insensitive)."""
-    lookup = {normalize_emotion(e): c for c, names in classes.items() for e in names}
-    counts = dict.fromkeys(classes, 0)
-    for r in records:
-        c = lookup.get(normalize_emotion(r.emotion))
-        if c is not None:
-            counts[c] += 1
-    return counts
+    """Samples per class for a recipe's class map {class: [raw emotion names or dataset:emotion]}."""
+    from mertool.classmap import ClassMap
+
+    return ClassMap(classes).counts((r.dataset, r.emotion) for r in records)

@@ -109,14 +109,35 @@ def read_table(path: Path, required: Mapping[str, tuple[str, ...]], optional: Ma
                 data = [(i + 2 + j, r) for j, r in enumerate(rows[i + 1:]) if any(cell_text(c) for c in r)]
                 return Table(path, title, i + 1, found, data)
             if len(found) >= 2 and (best is None or len(found) > best[0]):
-                best = (len(found), title, i + 1, found)
+                best = (len(found), title, i + 1, found, row)
     expected = ", ".join(a[0] for a in required.values())
     if best is not None:
         missing = ", ".join(required[k][0] for k in required if k not in best[3])
         raise MertoolError(f"{path}: header on sheet {best[1]!r} row {best[2]} lacks column(s) {missing} "
-                           f"(expected columns {expected})")
+                           f"(expected columns {expected}; found {_header_text(best[4])})")
+    first = next(((t, i + 1, r) for t, rows in order for i, r in enumerate(rows[:HEADER_SCAN_ROWS])
+                  if any(cell_text(c) for c in r)), None)
+    seen = f"; first row found: sheet {first[0]!r} row {first[1]}: {_header_text(first[2])}" if first else ""
     raise MertoolError(f"{path}: no header row with columns {expected} found "
-                       f"(sheets: {', '.join(t for t, _ in sheets)})")
+                       f"(sheets: {', '.join(t for t, _ in sheets)}{seen})")
+
+
+def _header_text(row: tuple) -> str:
+    """A header row as the user sees it: 'Subject, Filename, Onset, ...' (blank cells left out)."""
+    return ", ".join(cell_text(c) for c in row if cell_text(c)) or "(empty)"
+
+
+def first_row(path: Path) -> str:
+    """The first non-empty row of a sheet as text ('sheet S row N: a, b, c'), for errors about unknown headers."""
+    try:
+        sheets = _sheets(Path(path), max_rows=HEADER_SCAN_ROWS)
+    except MertoolError as exc:
+        return str(exc)
+    for title, rows in sheets:
+        for i, row in enumerate(rows):
+            if any(cell_text(c) for c in row):
+                return f"sheet {title!r} row {i + 1}: {_header_text(row)}"
+    return "no non-empty row"
 
 
 def header_keys(path: Path) -> set[str]:
@@ -287,12 +308,22 @@ def check_apex(rec, table: Table, row: int) -> None:
 
 
 def sheet_records(table: Table, kind: str, subject_width: int = 0,
-                  sample_id: Callable[[str, int], str] | None = None) -> list:
+                  sample_id: Callable[[str, int], str] | None = None, malformed: list | None = None) -> list:
     """One SampleRecord per data row of a sheet with subject/filename/onset/apex/offset/aus/emotion columns.
 
     Numeric subjects are zero-padded to `subject_width` ('1' -> '01'); `sample_id(filename, onset)` builds the id
     when a filename is not unique. Rows with neither subject nor filename (notes under the table) are ignored.
+    A malformed row is an error, or, when a `malformed` list is given, appended to it as {row, detail} and skipped.
     """
+    if malformed is not None:
+        records = []
+        for row, values in table.rows:
+            try:
+                records += sheet_records(Table(table.path, table.sheet, table.header_row, table.columns,
+                                               [(row, values)]), kind, subject_width, sample_id)
+            except MertoolError as exc:
+                malformed.append({"row": row, "detail": str(exc)})
+        return records
     from mertool.aus import parse_aus
     from mertool.records import SampleRecord
 
