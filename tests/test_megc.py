@@ -163,6 +163,18 @@ def test_cache_info_shows_aus_known(composite, capsys):
     assert "12 unknown" in out.output and "smic" in out.output
 
 
+def test_short_form_picks_megc2019_for_the_composite_cache(tmp_path):
+    from mertool.cache import merge_caches
+    from mertool.discover import resolve_short_form
+
+    parts = [make_synthetic_cache(tmp_path / f"{d}.h5", subjects=2, per_class=1, dataset=d, emotions=e)
+             for d, e in (("casme2", ("happiness", "disgust")), ("smic", ("positive", "surprise")),
+                          ("samm", ("anger", "surprise")))]
+    merged = Path(merge_caches(parts, tmp_path / "all.h5")["out"])
+    recipe, cache, note = resolve_short_form(None, merged)
+    assert recipe == "megc2019" and cache == merged
+
+
 def test_ablate_base_for_a_merged_cache(tmp_path):
     from mertool.ablate import base_recipe_path, load_table
 
@@ -382,3 +394,17 @@ def test_megc2019_end_to_end(trees, caches, tmp_path):
     assert set(js["by_dataset"]) == {"casme2", "smic"} and js["by_dataset"]["smic"]["n"] == 12
     run_info = json.loads((run / "run.json").read_text())
     assert run_info["subject_datasets"]["smic_s01"] == "smic" and len(run_info["folds"]) == 6
+
+
+def test_run_folder_saved_before_the_new_data_keys_still_matches():
+    import copy
+
+    from mertool.recipe import load_recipe, recipe_diff
+
+    new = load_recipe("casme2")
+    old = copy.deepcopy(new)
+    for key in ("include", "unknown_aus", "official_counts"):
+        del old["data"][key]
+    assert recipe_diff(old, new) == []
+    old["data"]["include"] = "official.txt"
+    assert recipe_diff(old, new) == ["data.include: 'official.txt' != ''"]
