@@ -29,7 +29,6 @@ from mertool.files import write_text
 from mertool.recipe import find_recipe, load_recipe, read_yaml
 
 NOT_IN_PAPER = "no row"  # the paper has no such row (see the table's note)
-COMPOSITES = {"megc2019": ("casme2", "samm", "smic")}   # base key -> the datasets of a merged cache
 OURS = ("accuracy", "uf1", "uar", "macro_f1")
 OUR_NAMES = {"accuracy": "Acc", "uf1": "UF1", "uar": "UAR", "macro_f1": "macro F1"}
 
@@ -114,9 +113,11 @@ def base_recipe_path(table: AblationTable, dataset: str | None, base: str | Path
     for key in (dataset, "*"):
         if key in table.base:
             return table.base[key]
+    from mertool.datasets import composite_name
+
     parts = set(str(dataset).split("+"))
     for key, path in table.base.items():  # a merged cache: its datasets in any order, or a composite's name
-        if set(COMPOSITES.get(key, key.split("+"))) == parts:
+        if key == composite_name(dataset) or set(key.split("+")) == parts:
             return path
     raise MertoolError(f"{table.path}: no base recipe for dataset {dataset!r} (has {', '.join(table.base)}); "
                        f"pass --base RECIPE")

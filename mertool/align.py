@@ -1,13 +1,17 @@
-"""Face alignment: dlib HOG face detector + 68-point landmarks on the ONSET frame, one face chip for both frames.
+"""Face alignment: dlib HOG face detector + 68-point landmarks on the ONSET frame, the apex registered onto it.
 
-    aligner = FaceAligner(size=224)
+    aligner = FaceAligner(size=224)                      # register="ecc" (default), "landmarks" or "none"
     pair = aligner.align_pair(read_rgb("img46.jpg"), read_rgb("img59.jpg"))
-    pair.onset, pair.apex        # 224 x 224 x 3 uint8 crops cut with the same transform
+    pair.onset, pair.apex        # 224 x 224 x 3 uint8 crops, the apex's head motion removed
     pair.landmarks               # 68 x 2 onset landmarks in crop pixels
+    pair.registration            # head motion (shift, rotation, scale) and upper-face residual before / after
 
-The transform (dlib.get_face_chip_details: rotation, scale and translation onto dlib's mean face) comes from the onset
-landmarks only and is applied unchanged to the apex, so alignment never adds or removes motion between the two frames.
-The 68-point model ships with face_recognition_models; it was trained on iBUG 300-W, whose terms exclude commercial use.
+The crop (dlib.get_face_chip_details: rotation, scale and translation onto dlib's mean face) comes from the onset
+landmarks only. With register "none" it is cut unchanged from the apex, which keeps whatever the head did between the
+two frames; otherwise the apex is registered onto the onset crop by a rigid motion estimated on the upper face only
+(FaceAligner.register: a landmark fit refined by ECC, one warp of the original frame), so head motion leaves the pair
+and the expression stays. The detector tries upsample 0 before 1 (a third to a fifth of the time). The 68-point model
+ships with face_recognition_models; it was trained on iBUG 300-W, whose terms exclude commercial use.
 """
 from __future__ import annotations
 
@@ -27,6 +31,34 @@ NO_FACE = "no face"
 UNREADABLE = "unreadable image"
 MISSING = "missing frame file"
 SIZE_MISMATCH = "frame size mismatch"
+
+
+REGISTER_MODES = ("none", "landmarks", "ecc")
+# Registration settings, chosen on the real neutral->smile clip (img1 -> img32, head moved ~9 px), known rigid
+# motions of the astronaut and synthetic clips whose AU motion is known (tests/test_register.py; figures in the
+# README's alignment section):
+# - points no expression moves for the landmark start: nose bridge 27-30 and the eye corners 36, 39, 42, 45;
+STABLE_POINTS = (27, 28, 29, 30, 36, 39, 42, 45)
+# - the upper face (brows and eyes, convex hull grown by UPPER_FACE_GROW px) is where residuals are measured;
+UPPER_FACE = tuple(range(17, 27)) + tuple(range(36, 48))
+UPPER_FACE_GROW = 4
+# - ECC runs on brows + eyes (the first region) and on upper eyelids + nose bridge; the second replaces the first
+#   only when AGREE_MARGIN more of the upper face agrees to AGREE_PX with it. Brows + eyes alone leave 0.3 px on
+#   the real smile but take 1-1.8 px of a synthetic 3-4 px brow raise (AU1+2) away, brows and forehead being half
+#   the mask; eyelids + bridge alone keep the brow raise (0.3-0.5 px error) but leave 1.6-3 px on the smile,
+#   which lifts the eyes and nose (AU6). Measured agreement: brow raises 0.15 -> 0.29, 0.10 -> 0.19, 0.03 -> 0.28
+#   (first -> second region); smile frames at most 0.04 more with the second. The hull down to the nose tip (30)
+#   would take in the cheeks, which a smile lifts.
+ECC_REGIONS = (UPPER_FACE, (27, 28, 29, 36, 37, 38, 39, 42, 43, 44, 45))
+AGREE_PX = 0.3
+AGREE_MARGIN = 0.08
+# - Euclidean, not similarity: the scale of 8 landmarks is noise (+0.7 % vs ECC-affine's -0.9 % on the real pair)
+#   and a head hardly changes distance within a micro-expression; ECC's affine model would absorb expression as shear.
+# - a pair is listed as a warning when its registration leaves more than RESIDUAL_WARN px on the upper face: the
+#   real clip's 24 pairs (img1 -> every 3rd frame) leave 0.03-0.99 px, synthetic clips with head motion up to 0.5
+RESIDUAL_WARN = 1.5
+ECC_CRITERIA = (3, 100, 1e-5)       # cv2.TERM_CRITERIA_COUNT | EPS: at most 100 iterations, stop below 1e-5
+ECC_SMOOTH = 5                      # Gaussian pre-smoothing (px): sensor noise; 1 px gives the same residuals
 
 
 class AlignSkip(MertoolError):
@@ -112,11 +144,12 @@ def to_chip(points: np.ndarray, chip) -> np.ndarray:
     return (pts @ m[:, :2].T + m[:, 2]).astype(np.float32)
 
 
-def describe(size: int, padding: float, upsample: int, detect_max_side: int | None) -> dict:
+def describe(size: int, padding: float, upsample: int, detect_max_side: int | None,
+             register: str = "ecc", upsample_first: int = 0) -> dict:
     """Alignment settings as a cache stores them (without loading the models)."""
     return {"method": "dlib-chip", "detector": "dlib frontal_face_detector (HOG)", "upsample": int(upsample),
-            "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE, "size": int(size),
-            "padding": float(padding), "anchor": "onset"}
+            "upsample_first": int(upsample_first), "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE,
+            "size": int(size), "padding": float(padding), "anchor": "onset", "register": register}
 
 
 @dataclass
@@ -127,44 +160,82 @@ class Located:
     landmarks: np.ndarray        # 68 x 2 float32, image pixels
     n_faces: int
     box: tuple[int, int, int, int]  # left, top, right, bottom of the chosen face (image pixels)
+    upsample: int = 0               # the detector upsampling that found it
+
+
+@dataclass
+class Registration:
+    """How the apex was brought onto the onset, in crop pixels of the onset's chip.
+
+    `matrix` maps onset-crop pixels to the apex frame's pixels (the one warp that cut the apex crop); the head
+    motion (shift of the crop centre, rotation, scale) is that map relative to the onset's own chip. The residuals
+    are how far the apex crop's upper face lies from the onset crop's (upper_face_residual), before (apex cut with
+    the onset's chip) and after registration.
+    """
+
+    method: str                  # what was used: "landmarks" or "ecc"
+    matrix: np.ndarray           # 2 x 3, onset-crop px -> apex frame px
+    shift: tuple[float, float]   # crop px (x, y)
+    rotation: float              # degrees, positive = clockwise in the image
+    scale: float
+    residual_before: float       # crop px
+    residual: float              # crop px
+    note: str = ""               # why ECC fell back to the landmark fit, when it did
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, "shift_x": round(self.shift[0], 3), "shift_y": round(self.shift[1], 3),
+                "rotation": round(self.rotation, 4), "scale": round(self.scale, 5),
+                "residual_before": round(self.residual_before, 3), "residual": round(self.residual, 3),
+                "note": self.note}
 
 
 @dataclass
 class AlignedPair:
-    """Onset and apex cut with the onset's chip."""
+    """Onset cut with its own chip; apex cut with that chip (register none) or registered onto the onset."""
 
     onset: np.ndarray            # size x size x 3 uint8
     apex: np.ndarray
     landmarks: np.ndarray        # 68 x 2 float32, onset landmarks in crop pixels
     n_faces: int
     chip: object
+    registration: Registration | None = None
+    upsample: int = 0            # the detector upsampling that found the onset's face
 
 
 class FaceAligner:
     """dlib frontal-face (HOG) detector + 68-point landmarks -> face chip of `size` px with dlib's `padding`.
 
-    `upsample` is the detector's upsampling count (1 finds faces down to ~40 px). Frames whose longer side exceeds
+    Detection runs at upsample 0 first and again at each higher count up to `upsample` only when no face was found:
+    upsample 0 costs a third of upsample 1 (19 vs 77 ms on a 640 x 360 frame on this project's CPU) and finds faces
+    of ~80 px and more, which dataset faces are; 1 finds faces down to ~40 px. Frames whose longer side exceeds
     `detect_max_side` are shrunk for detection only (SAMM's 2040 x 1088 frames); landmarks and crops use the full
-    resolution.
+    resolution (`upsample_first` 1 restores the finer-only detection). `register` ('none' | 'landmarks' | 'ecc') is
+    how the apex is brought onto the onset (register()).
     """
 
     def __init__(self, size: int = 224, padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640,
-                 predictor: str | Path | None = None):
+                 predictor: str | Path | None = None, register: str = "ecc", upsample_first: int = 0):
         if size < 16:
             raise MertoolError(f"alignment size {size}: expected at least 16 px")
         if upsample < 0:
             raise MertoolError(f"upsample {upsample}: expected 0 or more")
+        if not 0 <= upsample_first <= upsample:
+            raise MertoolError(f"upsample_first {upsample_first}: expected 0 to upsample ({upsample})")
+        if register not in REGISTER_MODES:
+            raise MertoolError(f"align.register {register!r}: expected one of {', '.join(REGISTER_MODES)}")
         self.size, self.padding, self.upsample = int(size), float(padding), int(upsample)
-        self.detect_max_side = detect_max_side
+        self.upsample_first = int(upsample_first)
+        self.detect_max_side, self.register_mode = detect_max_side, register
         self.predictor_path = Path(predictor) if predictor else predictor_path()
         self._detector, self._predictor = _models(str(self.predictor_path))
 
     def settings(self) -> dict:
         """What a cache records about how it was aligned."""
-        return describe(self.size, self.padding, self.upsample, self.detect_max_side)
+        return describe(self.size, self.padding, self.upsample, self.detect_max_side, self.register_mode,
+                        self.upsample_first)
 
-    def _boxes(self, rgb: np.ndarray) -> list:
-        """Face rectangles in full-image pixels, the chosen face first."""
+    def _boxes(self, rgb: np.ndarray) -> tuple[list, int]:
+        """(face rectangles in full-image pixels, the chosen face first; the upsampling that found them)."""
         import dlib
         h, w = rgb.shape[:2]
         scale = 1.0
@@ -173,9 +244,13 @@ class FaceAligner:
             import cv2
             scale = self.detect_max_side / max(h, w)
             img = cv2.resize(rgb, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
-        rects, scores, _ = self._detector.run(np.ascontiguousarray(img), self.upsample)
-        if not rects:
-            return []
+        img = np.ascontiguousarray(img)
+        for up in range(self.upsample_first, self.upsample + 1):
+            rects, scores, _ = self._detector.run(img, up)
+            if rects:
+                break
+        else:
+            return [], self.upsample
         boxes = [dlib.rectangle(round(r.left() / scale), round(r.top() / scale), round(r.right() / scale),
                                 round(r.bottom() / scale)) for r in rects]
         areas = np.array([b.width() * b.height() for b in boxes], float)
@@ -183,21 +258,28 @@ class FaceAligner:
         # detection of the same size as the face must not win on a pixel of area)
         order = sorted(range(len(boxes)), key=lambda i: (areas[i] >= 0.8 * areas.max(), scores[i], areas[i]),
                        reverse=True)
-        return [boxes[i] for i in order]
+        return [boxes[i] for i in order], up
 
     def locate(self, rgb: np.ndarray, name: str = "") -> Located:
         """Largest face, its landmarks and chip; AlignSkip('no face') when none is found."""
         import dlib
         rgb = np.ascontiguousarray(rgb)
-        boxes = self._boxes(rgb)
+        boxes, up = self._boxes(rgb)
         if not boxes:
             raise AlignSkip(NO_FACE, f"{name or 'image'}: no face found by the dlib detector "
-                                     f"(upsample {self.upsample})")
-        shape = self._predictor(rgb, boxes[0])
-        pts = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
-        chip = dlib.get_face_chip_details(shape, self.size, self.padding)
+                                     f"(upsample {self.upsample_first}..{self.upsample})")
+        pts = self.landmarks(rgb, boxes[0])
+        chip = dlib.get_face_chip_details(self._predictor(rgb, boxes[0]), self.size, self.padding)
         b = boxes[0]
-        return Located(chip, pts, len(boxes), (b.left(), b.top(), b.right(), b.bottom()))
+        return Located(chip, pts, len(boxes), (b.left(), b.top(), b.right(), b.bottom()), up)
+
+    def landmarks(self, rgb: np.ndarray, box) -> np.ndarray:
+        """68 x 2 landmarks (image pixels) of the face in `box` (a dlib.rectangle or (left, top, right, bottom))."""
+        import dlib
+        if not isinstance(box, dlib.rectangle):
+            box = dlib.rectangle(*(int(v) for v in box))
+        shape = self._predictor(np.ascontiguousarray(rgb), box)
+        return np.array([(p.x, p.y) for p in shape.parts()], np.float32)
 
     def detect(self, rgb: np.ndarray) -> tuple[np.ndarray, int]:
         """(68 x 2 landmarks of the largest face in image pixels, number of faces found)."""
@@ -221,13 +303,93 @@ class FaceAligner:
         return dlib.extract_image_chip(np.ascontiguousarray(rgb, dtype=np.uint8), chip)
 
     def align_pair(self, onset: np.ndarray, apex: np.ndarray, name: str = "") -> AlignedPair:
-        """Locate the face on the onset and cut both frames with that one chip."""
+        """Locate the face on the onset, cut it with its chip, and bring the apex onto it (`register`)."""
         if onset.shape != apex.shape:
             raise AlignSkip(SIZE_MISMATCH, f"{name or 'pair'}: onset {onset.shape[:2]} and apex {apex.shape[:2]} "
                                            f"frames differ in size")
         loc = self.locate(onset, name)
-        return AlignedPair(self.apply(onset, loc.chip), self.apply(apex, loc.chip), to_chip(loc.landmarks, loc.chip),
-                           loc.n_faces, loc.chip)
+        ref = self.reference(onset, loc)
+        apex_crop, reg = self.register(ref, apex)
+        return AlignedPair(ref.crop, apex_crop, ref.landmarks, loc.n_faces, loc.chip, reg, loc.upsample)
+
+    def reference(self, rgb: np.ndarray, loc: Located | None = None) -> Reference:
+        """The onset (or a clip's first frame) as registration's target: its crop, landmarks and upper-face mask."""
+        loc = loc if loc is not None else self.locate(rgb)
+        # registered pairs: both crops through the same warp (cv2, bilinear), so that resampling differs in nothing
+        # but the transform (dlib's chip sampler against cv2's biased ECC by 0.1 deg / 0.2 px on identical faces)
+        crop = self.apply(rgb, loc.chip) if self.register_mode == "none" else \
+            _warp(rgb, np.linalg.inv(_h(chip_matrix(loc.chip)))[:2], self.size)
+        lm = to_chip(loc.landmarks, loc.chip)
+        mask = upper_face_mask(lm, self.size)
+        return Reference(loc, crop, lm, chip_matrix(loc.chip), _gray(crop), mask,
+                         tuple(upper_face_mask(lm, self.size, r) for r in ECC_REGIONS), _window(mask))
+
+    def register(self, ref: Reference, rgb: np.ndarray,
+                 before: bool = True) -> tuple[np.ndarray, Registration | None]:
+        """(the frame `rgb` cut and registered onto `ref`'s crop, the Registration; None with register 'none').
+
+        1. landmarks of `rgb` in the reference's face box (no second detection: the head moves a few px between
+           onset and apex) -> a rigid least-squares fit of STABLE_POINTS, never the mouth or cheeks;
+        2. 'ecc': a least-median fit to the optical flow over each ECC region, then OpenCV's ECC (Euclidean) on the
+           region's pixels that follow it; the result most of the upper face agrees with is kept;
+        3. ONE warp of the original frame by the composed map (no second resampling; edges repeated, never black).
+        When ECC fails on every region the landmark fit stands and `note` says so. A motion under 0.01 px is none:
+        the apex is cut with the onset's own chip (identical frames give identical crops). With 'none' the apex is
+        cut with the onset's dlib chip, as before registration existed. `before=False` skips measuring the residual
+        before registration (NaN; spotting, which registers every frame, has no use for it).
+        """
+        if self.register_mode == "none":
+            return self.apply(rgb, ref.loc.chip), None
+        import cv2
+        size = self.size
+        to_frame = np.linalg.inv(_h(ref.matrix))                 # onset-crop px -> frame px (inverse chip map)
+        plain = _warp(rgb, to_frame[:2], size)                   # the onset's chip, no registration
+        apex_lm = to_chip(self.landmarks(rgb, ref.loc.box), ref.loc.chip)
+        head = rigid_fit(ref.landmarks[list(STABLE_POINTS)], apex_lm[list(STABLE_POINTS)])  # crop px -> crop px
+        start = _warp(rgb, (to_frame @ _h(head))[:2], size)
+        method, note, crop, best, after = "landmarks", "", start, -1.0, None
+        if self.register_mode == "ecc":
+            failures, flow = [], _flow(ref, start)
+            for region in ref.regions:
+                fix, still = _robust_motion(flow, region)
+                try:
+                    w = _ecc(ref, start, fix, still)
+                except cv2.error as exc:   # no convergence (a blank or changed frame)
+                    failures.append(str(exc).strip().splitlines()[-1][:80])
+                    continue
+                cand = (_h(head) @ _h(w))[:2]
+                cand_crop = _warp(rgb, (to_frame @ _h(cand))[:2], size)
+                rest = _flow(ref, cand_crop)[ref.mask > 0]
+                agree = float((np.linalg.norm(rest, axis=1) < AGREE_PX).mean())
+                if method == "landmarks" or agree >= best + AGREE_MARGIN:
+                    chosen, crop, method, best = cand, cand_crop, "ecc", agree
+                    after = float(np.linalg.norm(np.median(rest, axis=0)))
+            if method == "ecc":
+                head = chosen
+            else:
+                note = f"ECC failed ({'; '.join(failures)}); landmark fit kept"
+        corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], float)
+        if np.abs(corners @ head[:, :2].T + head[:, 2] - corners).max() < 0.01:
+            head, crop, after = np.eye(2, 3), plain, None
+        rotation = float(np.degrees(np.arctan2(head[1, 0], head[0, 0])))
+        centre = np.array([(size - 1) / 2] * 2)
+        shift = head[:, :2] @ centre + head[:, 2] - centre
+        return crop, Registration(method, (to_frame @ _h(head))[:2], (float(shift[0]), float(shift[1])), rotation,
+                                  float(np.hypot(head[0, 0], head[1, 0])),
+                                  upper_face_residual(ref, plain, True) if before else float("nan"),
+                                  upper_face_residual(ref, crop) if after is None else after, note)
+
+
+def registration_warnings(name: str, reg: dict) -> list[str]:
+    """Warning lines for one pair's registration (Registration.to_dict()): fallback to landmarks, large residual."""
+    out = []
+    if reg.get("note"):
+        out.append(f"{name}: registration: {reg['note']}")
+    if reg["residual"] > RESIDUAL_WARN:
+        out.append(f"{name}: registration leaves {reg['residual']:.2f} px on the upper face (over {RESIDUAL_WARN} px; "
+                   f"head shift ({reg['shift_x']:+.1f}, {reg['shift_y']:+.1f}) px, rotation {reg['rotation']:+.2f} "
+                   f"deg): check it with `mertool cache show`")
+    return out
 
 
 def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -236,3 +398,127 @@ def resize_square(rgb: np.ndarray, size: int) -> np.ndarray:
     h, w = rgb.shape[:2]
     interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
     return np.ascontiguousarray(cv2.resize(rgb, (size, size), interpolation=interp))
+
+
+# ------------------------------------------------------------------------------------------------ registration
+
+@dataclass
+class Reference:
+    """What frames are registered onto: the onset's location, crop, crop-pixel landmarks and upper-face mask."""
+
+    loc: Located
+    crop: np.ndarray             # size x size x 3 uint8
+    landmarks: np.ndarray        # 68 x 2, crop px
+    matrix: np.ndarray           # 2 x 3, frame px -> crop px (the chip)
+    gray: np.ndarray             # float32 size x size
+    mask: np.ndarray             # uint8 size x size, 1 on the upper face (residuals)
+    regions: tuple               # uint8 size x size masks, 1 where ECC registers (one per ECC_REGIONS entry)
+    window: tuple[slice, slice]  # rows, columns around the upper face: flow and ECC look only there
+
+
+def rigid_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """2 x 3 least-squares rotation + translation taking points `src` to `dst` (Kabsch; no scale)."""
+    src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
+    cs, cd = src.mean(0), dst.mean(0)
+    u, _, vt = np.linalg.svd((src - cs).T @ (dst - cd))
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    rot = vt.T @ np.diag([1.0, d]) @ u.T
+    return np.c_[rot, cd - rot @ cs]
+
+
+def upper_face_mask(landmarks: np.ndarray, size: int, points=None, grow: int | None = None) -> np.ndarray:
+    """uint8 mask (1 inside) of the convex hull of `points` (default UPPER_FACE: brows, eyes and nose bridge), grown
+    by `grow` px."""
+    import cv2
+    mask = np.zeros((size, size), np.uint8)
+    hull = landmarks[list(UPPER_FACE if points is None else points)]
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(hull).astype(np.int32)), 1)
+    grow = UPPER_FACE_GROW if grow is None else grow
+    return cv2.dilate(mask, np.ones((2 * grow + 1, 2 * grow + 1), np.uint8)) if grow else mask
+
+
+def upper_face_residual(ref: Reference, crop: np.ndarray, whole: bool = False) -> float:
+    """How far the upper face of `crop` still lies from the reference's (crop px): the length of the median optical
+    flow vector over the upper-face mask. The median vector is where the upper face as a whole went; sensor noise
+    and a blink, pointing every way or covering a small part, drop out (on the real clip's neutral frames it reads
+    0.1-0.2 px, the median flow *length* 0.2-0.4 px)."""
+    return float(np.linalg.norm(np.median(_flow(ref, crop, whole)[ref.mask > 0], axis=0)))
+
+
+def _robust_motion(flow: np.ndarray, region: np.ndarray, step: int = 3, tol: float = 1.0):
+    """(2 x 3 rigid motion that most of `region` shows in `flow`, uint8 mask of the region's pixels that follow it).
+
+    A least-median-of-squares fit (every `step`-th pixel) finds the motion that most of the region shares, so a part
+    an expression moves (raised brows, squinting eyes) pulls it less; ECC then refines on the pixels within `tol` px
+    of that fit only.
+    """
+    import cv2
+    ys, xs = np.nonzero(region)
+    src = np.stack([xs, ys], 1).astype(np.float32)
+    sample = np.ascontiguousarray(src[::step])
+    m, _ = cv2.estimateAffinePartial2D(sample, np.ascontiguousarray(sample + flow[ys[::step], xs[::step]]),
+                                       method=cv2.LMEDS)
+    if m is None:
+        return np.eye(2, 3), region
+    m = rigid_fit(sample, sample @ m[:, :2].T + m[:, 2])   # the fit's rotation and shift (scale left to none)
+    err = np.linalg.norm(src @ m[:, :2].T + m[:, 2] - (src + flow[ys, xs]), axis=1)
+    still = np.zeros_like(region)
+    still[ys[err < tol], xs[err < tol]] = 1
+    return m, (still if still.sum() > 0.3 * len(xs) else region)
+
+
+def _flow(ref: Reference, crop: np.ndarray, whole: bool = False) -> np.ndarray:
+    """Farneback flow from the reference crop to `crop` (size x size x 2, zero outside the upper-face window unless
+    `whole`): 4 pyramid levels follow the ~10 px head motion of an unregistered pair (computed on the whole crop:
+    the window is too small for the coarse levels), a 15 px window averages sensor noise."""
+    import cv2
+    rows, cols = (slice(None), slice(None)) if whole else ref.window
+    flow = np.zeros(ref.gray.shape + (2,), np.float32)
+    flow[rows, cols] = cv2.calcOpticalFlowFarneback(ref.gray[rows, cols].astype(np.uint8),
+                                                    np.ascontiguousarray(_gray(crop, np.uint8)[rows, cols]), None,
+                                                    0.5, 4, 15, 3, 5, 1.1, 0)
+    return flow
+
+
+def _ecc(ref: Reference, crop: np.ndarray, start: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """ECC (Euclidean) of `crop` onto the reference inside its window: 2 x 3, reference crop px -> `crop` px.
+
+    The template is the window only (a third of the crop: a third of the time); the map is shifted by the window's
+    corner on the way in and out. OpenCV's mask marks valid pixels of `crop`, which it warps along; `crop` starts
+    within a few px of the reference, so the reference's region serves."""
+    import cv2
+    rows, cols = ref.window
+    corner = np.array([cols.start, rows.start], np.float64)
+    init = np.asarray(start, np.float64).copy()
+    init[:, 2] += init[:, :2] @ corner
+    _, w = cv2.findTransformECC(np.ascontiguousarray(ref.gray[rows, cols]), _gray(crop), init.astype(np.float32),
+                                cv2.MOTION_EUCLIDEAN, ECC_CRITERIA, mask, ECC_SMOOTH)
+    w = w.astype(np.float64)
+    w[:, 2] -= w[:, :2] @ corner
+    return w
+
+
+def _window(mask: np.ndarray, margin: int = 16) -> tuple[slice, slice]:
+    """Rows and columns of the mask's bounding box grown by `margin` px (flow and ECC need context at its edge)."""
+    ys, xs = np.nonzero(mask)
+    n = mask.shape[0]
+    return (slice(max(int(ys.min()) - margin, 0), min(int(ys.max()) + margin + 1, n)),
+            slice(max(int(xs.min()) - margin, 0), min(int(xs.max()) + margin + 1, n)))
+
+
+def _h(m: np.ndarray) -> np.ndarray:
+    """2 x 3 affine -> 3 x 3."""
+    return np.vstack([np.asarray(m, np.float64), [0.0, 0.0, 1.0]])
+
+
+def _gray(rgb: np.ndarray, dtype=np.float32) -> np.ndarray:
+    import cv2
+    return cv2.cvtColor(np.ascontiguousarray(rgb, np.uint8), cv2.COLOR_RGB2GRAY).astype(dtype)
+
+
+def _warp(rgb: np.ndarray, crop_to_frame: np.ndarray, size: int) -> np.ndarray:
+    """The size x size crop whose pixel p is frame pixel crop_to_frame @ p (bilinear, as dlib cuts chips; edge
+    pixels repeated rather than black where the map leaves the frame)."""
+    import cv2
+    return cv2.warpAffine(np.ascontiguousarray(rgb, np.uint8), np.asarray(crop_to_frame, np.float64), (size, size),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)

@@ -230,7 +230,8 @@ def astronaut_pair() -> tuple[np.ndarray, np.ndarray]:
 
 
 def bench_alignment(aligner=None, min_seconds: float = 2.0, min_reps: int = 3) -> dict:
-    """Frames/s of detect + landmarks + chip (FaceAligner defaults, upsample 1) and pairs/s of align_pair."""
+    """Frames/s of detect + landmarks + chip (FaceAligner defaults: upsample 0, then 1 if no face), the HOG detector
+    alone at upsample 0 and 1, and pairs/s of align_pair with and without registering the apex (its cost)."""
     from mertool.align import FaceAligner
 
     extra = {}
@@ -243,10 +244,17 @@ def bench_alignment(aligner=None, min_seconds: float = 2.0, min_reps: int = 3) -
     cpu = torch.device("cpu")
     frame_s, frames = _timed(lambda: aligner.apply(onset, aligner.locate(onset).chip), cpu, min_seconds / 2,
                              min_reps)
+    detect = {up: _timed(lambda: aligner._detector.run(onset, up), cpu, min_seconds / 4, min_reps)[0]
+              for up in (0, 1)}
+    plain = FaceAligner(aligner.size, aligner.padding, aligner.upsample, aligner.detect_max_side,
+                        aligner.predictor_path, register="none")
     pair_s, pairs = _timed(lambda: aligner.align_pair(onset, apex), cpu, min_seconds / 2, min_reps)
+    plain_s, _ = _timed(lambda: plain.align_pair(onset, apex), cpu, min_seconds / 4, min_reps)
     return {"image": f"skimage.data.astronaut {onset.shape[1]}x{onset.shape[0]}", "upsample": aligner.upsample,
             "size": aligner.size, "frames_per_s": 1 / frame_s, "pairs_per_s": 1 / pair_s, "frames_timed": frames,
-            "pairs_timed": pairs, **extra}
+            "pairs_timed": pairs, "detect_ms": {up: 1e3 * t for up, t in detect.items()},
+            "register": aligner.register_mode, "pair_unregistered_ms": 1e3 * plain_s,
+            "registration_ms": 1e3 * (pair_s - plain_s), **extra}
 
 
 def bench_predict(model: torch.nn.Module, recipe: dict, classes: list[str], device: torch.device, workdir: Path,
@@ -539,7 +547,9 @@ def bench_rows(rep: dict) -> list[tuple[str, str, str]]:
          f"({c['cache_samples']} samples, {c['cache_bytes'] / 1e6:.0f} MB)"),
         ("alignment", "-", rep["align"]["skipped"]) if "skipped" in rep["align"] else
         ("alignment", f"{rep['align']['frames_per_s']:.3g} frames/s",
-         f"{rep['align']['pairs_per_s']:.3g} pairs/s; {rep['align']['image']}, upsample {rep['align']['upsample']}"),
+         f"{rep['align']['pairs_per_s']:.3g} pairs/s; {rep['align']['image']}; HOG detector "
+         f"{rep['align']['detect_ms'][0]:.0f} ms at upsample 0, {rep['align']['detect_ms'][1]:.0f} ms at 1; "
+         f"registration ({rep['align']['register']}) {rep['align']['registration_ms']:.0f} ms per pair"),
         ("predict latency", "-", rep["predict"]["skipped"]) if "skipped" in rep["predict"] else
         ("predict latency", f"{rep['predict']['pair_ms']:.0f} ms",
          f"pair -> probabilities, best of {rep['predict']['reps']}; forward alone "

@@ -10,10 +10,15 @@ Layout (schema 1):
   /meta/apex_estimated  bool N
   /meta/dataset      utf-8 strings N        (each sample's source dataset: casme2, samm, smic, ...)
   /meta/aus_known    bool N                 (False: the dataset codes no AUs, e.g. SMIC; not "no AU active")
+  /registration/motion  float32 N x 6      (REGISTRATION_FIELDS: head motion apex vs onset in crop px / degrees, and
+                                            the upper-face residual before and after registration; NaN = none)
+  /registration/method  utf-8 N            (ecc | landmarks | "" when the apex was not registered)
+  /registration/upsample int8 N            (detector upsampling that found the onset's face; -1 = no detection)
   attrs: schema_version, dataset, au_vocab, image_size, alignment (JSON), mertool_version, created
 The class map is not stored: recipes choose it when the cache is loaded. `dataset` and `aus_known` came after the
 first release; caches without them still load, with values inferred from the `dataset` attribute (a merged cache's
-subjects carry their dataset as a prefix): AUs are known for every dataset but SMIC.
+subjects carry their dataset as a prefix): AUs are known for every dataset but SMIC. Caches written before
+registration have no /registration group: they load as before, and read as "not recorded".
 """
 from __future__ import annotations
 
@@ -34,6 +39,7 @@ from mertool.errors import MertoolError
 SCHEMA_VERSION = 1
 TEXT_FIELDS = ("subject", "sample_id", "emotion", "aus_raw", "source_onset", "source_apex")
 INT_FIELDS = ("onset_frame", "apex_frame", "offset_frame")
+REGISTRATION_FIELDS = ("shift_x", "shift_y", "rotation", "scale", "residual_before", "residual")
 ADDED_FIELDS = ("dataset", "aus_known")  # absent from caches of the first release: inferred on load
 NO_AU_CODES = ("smic",)                  # datasets whose sheets give no AU codes
 _STR = h5py.string_dtype("utf-8")
@@ -62,6 +68,8 @@ class CachedSample:
     apex_frame: int = -1
     offset_frame: int = -1
     apex_estimated: bool = False
+    registration: dict | None = None   # REGISTRATION_FIELDS (+ "method"), from align.Registration.to_dict()
+    upsample: int = -1                 # detector upsampling that found the onset's face; -1 = none
     dataset: str = ""            # '' = the cache's own dataset
     aus_known: bool | None = None  # None = as the dataset has it (unknown for SMIC)
 
@@ -112,6 +120,7 @@ class CacheWriter:
             if int(self.f.attrs["image_size"]) != self.size:
                 raise MertoolError(f"{start}: cached image size {self.f.attrs['image_size']} differs from "
                                    f"requested {self.size}; use a new --out")
+            _add_registration(self.f)   # a cache from before registration gets the group, NaN for its samples
             m = self.f["meta"]
             self.done = {(s.decode() if isinstance(s, bytes) else s, i.decode() if isinstance(i, bytes) else i)
                          for s, i in zip(m["subject"][:], m["sample_id"][:])}
@@ -129,6 +138,7 @@ class CacheWriter:
         for name in INT_FIELDS:
             m.create_dataset(name, (0,), maxshape=(None,), dtype="int32")
         m.create_dataset("apex_estimated", (0,), maxshape=(None,), dtype="bool")
+        _add_registration(f)
         m.create_dataset("dataset", (0,), maxshape=(None,), dtype=_STR)
         m.create_dataset("aus_known", (0,), maxshape=(None,), dtype="bool")
         f.attrs.update(schema_version=SCHEMA_VERSION, dataset=dataset, au_vocab=np.array(AU_VOCAB, dtype="int32"),
@@ -160,6 +170,12 @@ class CacheWriter:
             m[name].resize(n + 1, axis=0)
             v = getattr(s, name)
             m[name][n] = -1 if (name in INT_FIELDS and v is None) else v
+        r, reg = f["registration"], s.registration or {}
+        for name in ("motion", "method", "upsample"):
+            r[name].resize(n + 1, axis=0)
+        r["motion"][n] = [reg.get(k, np.nan) for k in REGISTRATION_FIELDS]
+        r["method"][n] = reg.get("method", "")
+        r["upsample"][n] = s.upsample
         dataset = s.dataset or str(f.attrs["dataset"])
         for name, v in (("dataset", dataset),
                         ("aus_known", infer_aus_known([dataset])[0] if s.aus_known is None else s.aus_known)):
@@ -186,6 +202,64 @@ class CacheWriter:
             pass
 
 
+def _add_registration(f: h5py.File) -> None:
+    """The /registration group, filled with "none" for samples already in the file (an older cache)."""
+    if "registration" in f:
+        return
+    n = f["onset"].shape[0]
+    g = f.create_group("registration")
+    g.create_dataset("motion", (n, len(REGISTRATION_FIELDS)), maxshape=(None, len(REGISTRATION_FIELDS)),
+                     dtype="float32", fillvalue=np.nan)
+    g["motion"].attrs["columns"] = json.dumps(REGISTRATION_FIELDS)
+    g.create_dataset("method", (n,), maxshape=(None,), dtype=_STR)
+    g.create_dataset("upsample", (n,), maxshape=(None,), dtype="int8", fillvalue=-1)
+
+
+def read_registration(f: h5py.File) -> dict | None:
+    """{field: array N} of a cache's registration record (REGISTRATION_FIELDS, 'method', 'upsample'), or None for a
+    cache written before registration was recorded."""
+    if "registration" not in f:
+        return None
+    g = f["registration"]
+    motion = g["motion"][:]
+    out = {k: motion[:, i] for i, k in enumerate(REGISTRATION_FIELDS)}
+    out["method"] = _texts(g["method"])
+    out["upsample"] = g["upsample"][:]
+    return out
+
+
+def registration_summary(reg: dict | None) -> dict | None:
+    """Median, p90 and max of head motion and residuals over the registered samples; counts by method and by
+    detector upsampling."""
+    if reg is None:
+        return None
+    from collections import Counter
+    done = np.isfinite(reg["residual"])
+    shift = np.hypot(reg["shift_x"], reg["shift_y"])[done]
+
+    def stats(v):
+        return {"median": round(float(np.median(v)), 3), "p90": round(float(np.percentile(v, 90)), 3),
+                "max": round(float(np.max(v)), 3)} if len(v) else None
+
+    return {"registered": int(done.sum()), "methods": dict(Counter(m or "none" for m in reg["method"])),
+            "upsample": {int(k): int(v) for k, v in sorted(Counter(reg["upsample"].tolist()).items())},
+            "shift_px": stats(shift), "rotation_deg": stats(np.abs(reg["rotation"][done])),
+            "scale": stats(reg["scale"][done]), "residual_before_px": stats(reg["residual_before"][done]),
+            "residual_px": stats(reg["residual"][done])}
+
+
+def registration_line(summary: dict | None) -> str:
+    """`cache info`'s one-line account of registration_summary()."""
+    if summary is None:
+        return "not recorded (cache made before registration)"
+    if not summary["registered"]:
+        return "none (apex cut with the onset's crop)"
+    r, b, s = summary["residual_px"], summary["residual_before_px"], summary["shift_px"]
+    return (f"{summary['registered']} pairs ({', '.join(f'{k} {v}' for k, v in summary['methods'].items())}); "
+            f"head shift median {s['median']:.2f} / p90 {s['p90']:.2f} / max {s['max']:.2f} px, rotation max "
+            f"{summary['rotation_deg']['max']:.2f} deg; upper-face residual median {b['median']:.2f} -> "
+            f"{r['median']:.2f} / p90 {r['p90']:.2f} / max {r['max']:.2f} px; detector upsample "
+            + ", ".join(f"{k}: {v}" for k, v in summary["upsample"].items()))
 def _add_missing_fields(f: h5py.File) -> None:
     """Give a first-release cache opened for appending its `dataset` and `aus_known` fields (inferred values)."""
     m = f["meta"]
@@ -338,7 +412,8 @@ def cache_info(path: str | Path) -> dict:
                     "emotions": dict(Counter(emotions).most_common()),
                     "aus": {int(au): int(n) for au, n in zip(AU_VOCAB, aus.sum(0)) if n},
                     "apex_estimated": int(m["apex_estimated"][:].sum()),
-                    "with_landmarks": int(np.isfinite(lm).all(axis=(1, 2)).sum())}
+                    "with_landmarks": int(np.isfinite(lm).all(axis=(1, 2)).sum()),
+                    "registration": registration_summary(read_registration(f))}
         except (KeyError, OSError, ValueError) as exc:
             raise MertoolError(f"{path}: damaged cache ({exc})") from None
 
@@ -374,6 +449,12 @@ def verify_cache(path: str | Path, block: int = 64) -> dict:
             ok_dtype = h5py.check_string_dtype(ds.dtype) is not None if dtype == "str" else ds.dtype == np.dtype(dtype)
             if not ok_dtype:
                 problems.append(f"/{k}: dtype {ds.dtype}, expected {dtype}")
+        if "registration" in f:   # absent in caches from before registration: nothing to check
+            want = {"motion": (n, len(REGISTRATION_FIELDS)), "method": (n,), "upsample": (n,)}
+            for k, shape in want.items():
+                found = f["registration"][k].shape if k in f["registration"] else None
+                if found != shape:
+                    problems.append(f"/registration/{k}: shape {found}, expected {shape}")
         vocab = tuple(np.asarray(f.attrs.get("au_vocab", ())).tolist())
         if vocab != AU_VOCAB:
             problems.append(f"attribute au_vocab {vocab}, expected {AU_VOCAB}")
@@ -439,8 +520,9 @@ def find_sample(f: h5py.File, spec: str) -> int:
                        f"index 0..{n - 1} (e.g. {subjects[0]}/{ids[0]})" if n else f"{f.filename}: the cache is empty")
 
 
-def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | None = None) -> dict:
-    """Onset, apex and amplified |apex - onset| side by side, written to `png`; returns what was drawn."""
+def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | None = None, dpi: int = 100) -> dict:
+    """Onset, apex, amplified |apex - onset| and the red/cyan overlay (onset red, apex cyan: grey where they agree)
+    with the sample's registration written on it, side by side in `png`; returns what was drawn."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -451,24 +533,31 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
             meta = {k: (ds.asstr()[i] if h5py.check_string_dtype(ds.dtype) is not None else ds[i].item())
                     for k, ds in f["meta"].items()}
             dataset = str(f.attrs.get("dataset", ""))
+            reg = read_registration(f)
         except (KeyError, OSError) as exc:
             raise MertoolError(f"{path}: damaged cache ({exc})") from None
+    reg = None if reg is None else {k: v[i] for k, v in reg.items()}
     diff = np.abs(apex.astype(np.float32) - onset.astype(np.float32)).mean(-1)
     peak = float(np.percentile(diff, 99.5))
     if gain is None:  # scale so that the strongest motion (99.5th percentile) reaches full brightness
         gain = 255.0 / peak if peak > 0 else 1.0
-    fig = Figure(figsize=(12, 4.6), dpi=100)
+    if not 20 <= dpi <= 600:
+        raise MertoolError(f"--dpi {dpi}: expected 20 to 600")
+    fig = Figure(figsize=(16, 4.6), dpi=dpi)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3)
+    axes = fig.subplots(1, 4)
     frames = (meta.get("onset_frame", -1), meta.get("apex_frame", -1))
     titles = [f"onset (frame {frames[0]})", f"apex (frame {frames[1]})",
-              f"|apex - onset| x{gain:.1f}" if peak > 0 else "|apex - onset| (no difference)"]
-    for ax, img, title in zip(axes, (onset, apex, np.clip(diff * gain, 0, 255)), titles):
+              f"|apex - onset| x{gain:.1f}" if peak > 0 else "|apex - onset| (no difference)",
+              "onset red, apex cyan"]
+    for ax, img, title in zip(axes, (onset, apex, np.clip(diff * gain, 0, 255), overlay(onset, apex)), titles):
         ax.imshow(img, cmap="magma" if img.ndim == 2 else None, vmin=0, vmax=255)
         ax.set_title(title)
         ax.axis("off")
     if np.isfinite(lm).all():
         axes[0].scatter(lm[:, 0], lm[:, 1], s=4, c="#00ff88")
+    axes[3].text(0.02, 0.02, registration_text(reg), transform=axes[3].transAxes, color="white", fontsize=11,
+                 va="bottom", bbox={"facecolor": "black", "alpha": 0.6, "pad": 3})
     fig.suptitle(f"{dataset} {meta['subject']}/{meta['sample_id']}: {meta['emotion'] or '(no emotion)'}, "
                  f"AUs {meta['aus_raw'] or '?'}")
     fig.tight_layout()
@@ -476,7 +565,26 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
     with files.temporary_path(png) as tmp:
         fig.savefig(tmp, format="png")
     return {"index": i, "subject": meta["subject"], "sample_id": meta["sample_id"], "emotion": meta["emotion"],
-            "gain": gain, "max_abs_diff": float(diff.max()), "png": str(png)}
+            "gain": gain, "max_abs_diff": float(diff.max()), "png": str(png),
+            "registration": None if reg is None else {k: (v.item() if hasattr(v, "item") else v)
+                                                      for k, v in reg.items()}}
+
+
+def overlay(onset: np.ndarray, apex: np.ndarray) -> np.ndarray:
+    """Red/cyan anaglyph: the onset's grey in red, the apex's in green and blue; what moved shows colour fringes."""
+    g0, g1 = onset.astype(np.float32).mean(-1), apex.astype(np.float32).mean(-1)
+    return np.stack([g0, g1, g1], -1).round().astype(np.uint8)
+
+
+def registration_text(reg: dict | None) -> str:
+    """One sample's registration as the overlay writes it."""
+    if reg is None:
+        return "registration not recorded (cache made before it)"
+    if not np.isfinite(reg["residual"]):
+        return "apex not registered (align.register none)"
+    return (f"{reg['method']}: head shift ({reg['shift_x']:+.1f}, {reg['shift_y']:+.1f}) px, "
+            f"rotation {reg['rotation']:+.2f} deg\nupper-face residual {reg['residual_before']:.2f} -> "
+            f"{reg['residual']:.2f} px")
 
 
 def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
@@ -511,6 +619,7 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                 m = f["meta"]
                 text = {k: _texts(m[k]) for k in TEXT_FIELDS}
                 ints = {k: m[k][:] for k in INT_FIELDS + ("apex_estimated",)}
+                reg = read_registration(f) or {}
                 added = {k: (_texts(m[k]) if k == "dataset" else m[k][:]) for k in ADDED_FIELDS if k in m}
                 datasets, known = sample_fields(name, {"subject": text["subject"], **added})
                 rename = prefix and "+" not in name
@@ -528,7 +637,9 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                             onset=onset[j], apex=apex[j], aus=aus[j], landmarks=lm[j], subject=subject,
                             **{k: text[k][i] for k in TEXT_FIELDS if k != "subject"},
                             **{k: int(ints[k][i]) for k in INT_FIELDS}, apex_estimated=bool(ints["apex_estimated"][i]),
-                            dataset=str(datasets[i]), aus_known=bool(known[i])))
+                            dataset=str(datasets[i]), aus_known=bool(known[i]),
+                            registration={k: v[i] for k, v in reg.items()} or None,
+                            upsample=int(reg["upsample"][i]) if reg else -1))
             sources = [{"path": str(p), "dataset": n, "samples": int(f["onset"].shape[0]),
                         "created": str(f.attrs.get("created", "")), "subjects_prefixed": prefix and "+" not in n}
                        for p, f, n in zip(paths, files, names)]

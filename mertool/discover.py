@@ -56,6 +56,9 @@ def resolve_short_form(recipe: str | None, cache: str | Path | None,
         cache, dataset = Path(cache), None
     if recipe is None:
         dataset = dataset if dataset is not None else cache_dataset(cache)
+        from mertool.datasets import composite_name
+
+        dataset = composite_name(dataset) or dataset  # a merged casme2+samm+smic cache -> recipe megc2019
         try:
             find_recipe(dataset)
         except MertoolError:

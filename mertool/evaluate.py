@@ -154,7 +154,7 @@ def recipe_differences(run_dirs: list[Path]) -> dict[str, list]:
     flats = []
     for d in run_dirs:
         try:
-            flats.append(flat_recipe(yaml.safe_load((d / "recipe.yaml").read_text(encoding="utf-8")) or {}))
+            flats.append(flat_recipe(yaml.safe_load((d / runs.RECIPE).read_text(encoding="utf-8")) or {}))
         except (OSError, yaml.YAMLError):
             flats.append({})   # an old run without its recipe: nothing to compare
     keys = sorted({k for f in flats for k in f} - set(SEED_KEYS))

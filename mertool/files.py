@@ -79,7 +79,7 @@ def create_text(path: str | Path, text: str) -> bool:
 
 
 @contextmanager
-def locked(path: str | Path, timeout: float = 120.0, stale: float = 300.0):
+def locked(path: str | Path, timeout: float = 300.0, stale: float = 60.0):
     """Hold `path.lock` (created exclusively, which NFS honours too) for a read-modify-write of `path`.
 
     A lock older than `stale` seconds is taken to belong to a killed process and is broken.

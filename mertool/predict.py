@@ -5,10 +5,10 @@
     p.emotion, p.probabilities                            # 'happiness', {'happiness': 0.91, ...}
     p, spot = predictor.predict_clip("clip.mp4", aus="none")  # spotted onset/apex, then the same pair path
 
-Pairs go through the pipeline `preprocess` uses: the face chip from the ONSET frame's landmarks cut from both
-frames at the cache's 224 px (FaceAligner.align_pair), resized to the model's input size as training does
-(mertool.data.resize_frames), scaled to [0, 1]. One forward pass gives the probabilities and, for pictures, the
-model's CVA attention maps.
+Pairs go through the pipeline `preprocess` uses: the face chip from the ONSET frame's landmarks, the apex
+registered onto it as the training cache's was (FaceAligner.align_pair), at the cache's 224 px, resized to the
+model's input size as training does (mertool.data.resize_frames), scaled to [0, 1]. One forward pass gives the
+probabilities and, for pictures, the model's CVA attention maps.
 """
 from __future__ import annotations
 
@@ -93,6 +93,7 @@ class Prediction:
     onset: str                             # source of the onset frame (file, or 'clip.mp4 frame 12')
     apex: str
     n_faces: int = 1
+    registration: dict | None = None       # how the apex was registered (align.Registration.to_dict()), or None
     onset_crop: np.ndarray | None = field(default=None, repr=False)   # aligned 224 px crops, for pictures
     apex_crop: np.ndarray | None = field(default=None, repr=False)
     cva_maps: list | None = field(default=None, repr=False)            # one sample's CVA maps, C x H x W each
@@ -104,7 +105,7 @@ class Prediction:
                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
                "aus": list(self.aus.codes), "aus_text": format_aus(self.aus.codes) if self.aus.codes else "",
                "aus_source": au_source_name(self.aus), "au_vector_empty": self.aus.empty,
-               "aus_ignored": self.aus.ignored, "faces_found": self.n_faces}
+               "aus_ignored": self.aus.ignored, "faces_found": self.n_faces, "registration": self.registration}
         if self.aus.not_coded:
             out["aus_not_coded"] = list(self.aus.not_coded)
         if self.aus_estimated is not None:
@@ -140,13 +141,16 @@ class Predictor:
     @staticmethod
     def _aligner(settings):
         """The training cache's alignment when the checkpoint records it, else preprocess's defaults (224 px chip,
-        padding 0.25, upsample 1)."""
+        padding 0.25, upsample 0 then 1, apex registered by ECC). A cache made before registration existed
+        recorded no `register`: its pairs were not registered, and neither are the ones predicted with its model."""
         from mertool.align import FaceAligner
 
-        keys = ("size", "padding", "upsample", "detect_max_side")
-        settings = settings if isinstance(settings, dict) else {}
+        keys = ("size", "padding", "upsample", "detect_max_side", "register")
+        settings = dict(settings) if isinstance(settings, dict) else {}
         if settings.get("method", "dlib-chip") != "dlib-chip":  # e.g. a --no-align cache: nothing to mirror
             settings = {}
+        elif settings:
+            settings.setdefault("register", "none")
         return FaceAligner(**{k: settings[k] for k in keys if k in settings})
 
     def aus(self, text: str | None, where: str = "--aus") -> AUInput:
@@ -178,8 +182,9 @@ class Predictor:
         probs, maps, au_probs = self.classify(pair.onset, pair.apex, aus)
         return Prediction(emotion=self.classes[int(probs.argmax())],
                           probabilities={c: float(p) for c, p in zip(self.classes, probs)}, aus=aus,
-                          onset=onset_name, apex=apex_name, n_faces=pair.n_faces, onset_crop=pair.onset,
-                          apex_crop=pair.apex, cva_maps=maps,
+                          onset=onset_name, apex=apex_name, n_faces=pair.n_faces,
+                          registration=pair.registration.to_dict() if pair.registration is not None else None,
+                          onset_crop=pair.onset, apex_crop=pair.apex, cva_maps=maps,
                           aus_estimated=None if au_probs is None else
                           {au: float(p) for au, p in zip(AU_VOCAB, au_probs)})
 
@@ -377,5 +382,10 @@ def render_prediction(pred: Prediction, console, model_path: str | Path = "") ->
                       + "  ".join(f"AU{au} {p:.2f}{'*' if p >= 0.5 else ''}" for au, p in ranked), soft_wrap=True)
     if pred.n_faces > 1:
         console.print(f"note: {pred.n_faces} faces found; the largest was used")
+    if pred.registration is not None:
+        from mertool.align import registration_warnings
+
+        for line in registration_warnings("pair", pred.registration):
+            console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
     console.print(f"predicted: [bold]{escape(pred.emotion)}[/] ({pred.probabilities[pred.emotion]:.3f})"
                   + (f"   model: {escape(str(model_path))}" if model_path else ""), soft_wrap=True)

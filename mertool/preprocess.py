@@ -19,9 +19,10 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mertool.align import MISSING, SIZE_MISMATCH, AlignSkip, FaceAligner, describe, read_rgb, resize_square
+from mertool.align import MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, FaceAligner, describe, read_rgb, \
+    registration_warnings, resize_square
 from mertool.aus import au_bits
-from mertool.cache import CachedSample, CacheWriter, open_cache
+from mertool.cache import CachedSample, CacheWriter, open_cache, read_registration, registration_summary
 from mertool.errors import MertoolError
 from mertool.files import write_json  # noqa: F401  (demo and older code import it from here)
 
@@ -55,20 +56,22 @@ def _setup(settings: dict) -> None:
 
 
 def _work(task: _Task) -> tuple:
-    """Read and align one sample: ('ok', index, onset, apex, landmarks, n_faces, seconds) or ('skip', index, reason,
-    message, seconds)."""
+    """Read and align one sample: ('ok', index, onset, apex, landmarks, n_faces, seconds, registration dict or None,
+    detector upsampling or -1) or ('skip', index, reason, message, seconds)."""
     t0 = time.perf_counter()
     try:
         onset, apex = read_rgb(task.onset), read_rgb(task.apex)
         aligner: FaceAligner | None = _WORKER["aligner"]
         if aligner is not None:
             pair = aligner.align_pair(onset, apex, name=task.onset)
-            return "ok", task.index, pair.onset, pair.apex, pair.landmarks, pair.n_faces, time.perf_counter() - t0
+            reg = pair.registration.to_dict() if pair.registration is not None else None
+            return "ok", task.index, pair.onset, pair.apex, pair.landmarks, pair.n_faces, time.perf_counter() - t0, \
+                reg, pair.upsample
         if onset.shape != apex.shape:  # resizing frames of different sizes would add motion between them
             raise AlignSkip(SIZE_MISMATCH, f"{task.name}: onset {onset.shape[:2]} and apex {apex.shape[:2]} differ")
         size = _WORKER["size"]
         return "ok", task.index, resize_square(onset, size), resize_square(apex, size), None, 0, \
-            time.perf_counter() - t0
+            time.perf_counter() - t0, None, -1
     except AlignSkip as exc:
         return "skip", task.index, exc.reason, str(exc), time.perf_counter() - t0
     except Exception as exc:  # e.g. dlib rejecting a degenerate image: the run goes on, the sample is recorded
@@ -158,6 +161,8 @@ class _Tally:
 
     skipped: dict[str, list[dict]] = field(default_factory=dict)   # reason -> [{sample, detail}]
     notes: list[str] = field(default_factory=list)
+    registration: list[str] = field(default_factory=list)   # pairs whose registration failed or left a large residual
+    registered: list[dict] = field(default_factory=list)     # each registered pair: sample, head motion, residual
     already: int = 0
     cached: int = 0
     done: int = 0            # samples that went through read + align (cached or skipped there)
@@ -187,8 +192,9 @@ def _plan(records, writer: CacheWriter, tally: _Tally) -> list[_Task]:
     return tasks
 
 
-def _sample(rec, onset, apex, landmarks, base: Path) -> CachedSample:
-    """The cache row of one record: aligned frames plus the sheet's facts."""
+def _sample(rec, onset, apex, landmarks, base: Path, registration: dict | None = None,
+            upsample: int = -1) -> CachedSample:
+    """The cache row of one record: aligned frames, how the apex was registered, plus the sheet's facts."""
     def frame(n):
         return -1 if n is None else n
 
@@ -196,28 +202,31 @@ def _sample(rec, onset, apex, landmarks, base: Path) -> CachedSample:
                         sample_id=rec.sample_id, emotion=rec.emotion, aus_raw=rec.aus_raw,
                         source_onset=_relative(rec.onset_path, base), source_apex=_relative(rec.apex_path, base),
                         onset_frame=frame(rec.onset), apex_frame=frame(rec.apex), offset_frame=frame(rec.offset),
-                        apex_estimated=rec.apex_estimated, dataset=rec.dataset, aus_known=rec.aus_known)
+                        apex_estimated=rec.apex_estimated, dataset=rec.dataset, aus_known=rec.aus_known,
+                        registration=registration, upsample=upsample)
 
 
-def _settings(align: bool, size: int, padding: float, upsample: int, detect_max_side) -> tuple[dict, dict]:
+def _settings(align: bool, size: int, padding: float, upsample: int, detect_max_side,
+              register: str) -> tuple[dict, dict]:
     """(alignment attribute of the cache, worker settings)."""
     if not align:
         return ({"method": "resize", "size": size, "note": "frames cached as found (already cropped faces)"},
                 {"size": size, "aligner": None})
-    return (describe(size, padding, upsample, detect_max_side),
+    return (describe(size, padding, upsample, detect_max_side, register),
             {"size": size, "aligner": {"size": size, "padding": padding, "upsample": upsample,
-                                       "detect_max_side": detect_max_side}})
+                                       "detect_max_side": detect_max_side, "register": register}})
 
 
 def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: int = 2, align: bool = True,
                resume: bool = False, size: int = 224, progress: bool = True, layout: str | None = None,
                padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640,
-               options: dict | None = None) -> dict:
+               options: dict | None = None, register: str = "ecc") -> dict:
     """Turn a dataset folder into one HDF5 cache and return the run's summary (also written to `<out>.json`).
 
     `layout` ('raw' | 'cropped') picks the frame folders when a dataset has both; by default raw frames are aligned,
     and with `align=False` the cropped ones are resized to `size`. `options` go to the dataset adapter (SMIC's part
-    and apex method, `smic_options`).
+    and apex method, `smic_options`). `register` (none | landmarks | ecc) is how the apex is brought onto the onset
+    (align.FaceAligner.register).
     """
     if size < 16:
         raise MertoolError(f"--size {size}: expected at least 16 px")
@@ -235,7 +244,9 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
     base = base.parent if base.is_file() else base
     out = Path(out) if out else Path(f"{kind}.h5")
     out.parent.mkdir(parents=True, exist_ok=True)
-    alignment, settings = _settings(align, size, padding, upsample, detect_max_side)
+    if register not in REGISTER_MODES:
+        raise MertoolError(f"--register {register!r}: expected one of {', '.join(REGISTER_MODES)}")
+    alignment, settings = _settings(align, size, padding, upsample, detect_max_side, register)
     if align:  # load the models here: a broken install fails once, clearly, and forked workers inherit them
         FaceAligner(**settings["aligner"])
     if resume:
@@ -253,9 +264,12 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
             for res in results:
                 rec = records[res[1]]
                 if res[0] == "ok":
-                    _, _, onset, apex, landmarks, n_faces, seconds = res
-                    writer.append(_sample(rec, onset, apex, landmarks, base))
+                    _, _, onset, apex, landmarks, n_faces, seconds, reg, up = res
+                    writer.append(_sample(rec, onset, apex, landmarks, base, reg, up))
                     tally.cached += 1
+                    if reg is not None:
+                        tally.registration.extend(registration_warnings(rec.key, reg))
+                        tally.registered.append({"sample": rec.key, **reg, "upsample": up})
                     if n_faces > 1:
                         tally.notes.append(f"{rec.key}: {n_faces} faces in the onset frame; the largest was used")
                 else:
@@ -270,7 +284,8 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
             raise MertoolError(f"{folder}: no sample could be cached ({_skip_line(tally.skipped)})")
         summary = _summary(writer, tally, report, records, out, alignment, size, workers, loop_s,
                            time.perf_counter() - t_start)
-        writer.set_attrs(preprocess_summary=json.dumps({k: v for k, v in summary.items() if k != "skipped_samples"},
+        per_sample = ("skipped_samples", "registration_samples")   # in <out>.json; the cache has them per sample
+        writer.set_attrs(preprocess_summary=json.dumps({k: v for k, v in summary.items() if k not in per_sample},
                                                        default=str))
     except BaseException as exc:
         writer.abort()  # the .tmp stays for --resume; nothing is renamed over the final name
@@ -299,6 +314,8 @@ def _summary(writer: CacheWriter, tally: _Tally, report: dict, records, out: Pat
         "emotions": dict(emotions.most_common()), "emotions_in_sheet": report.get("emotions", {}),
         "aus_outside": report.get("aus_outside", {}), "apex_estimated": report.get("apex_estimated", []),
         "several_faces": tally.notes, "warnings": list(report.get("warnings", [])),
+        "registration": registration_summary(read_registration(writer.f)), "registration_warnings": tally.registration,
+        "registration_samples": tally.registered,
         **{k: report[k] for k in ("smic_part", "non_micro_clips", "apex_chosen") if k in report},
         **({"published": _published(report["published"], records, meta)} if report.get("published") else {}),
         "seconds": round(total_s, 3),
@@ -398,15 +415,22 @@ def print_summary(summary: dict, console=None) -> None:
     if summary["aus_outside"]:
         console.print("AU codes outside the 21-AU vocabulary (kept in the raw string): " +
                       ", ".join(f"{c} x{n}" for c, n in summary["aus_outside"].items()))
+    reg = summary.get("registration")
+    if reg and reg["registered"]:
+        r, b = reg["residual_px"], reg["residual_before_px"]
+        console.print(f"registration ({reg['registered']} pairs): upper-face residual median {b['median']:.2f} -> "
+                      f"{r['median']:.2f} px, p90 {r['p90']:.2f}, max {r['max']:.2f}; head shift median "
+                      f"{reg['shift_px']['median']:.2f} px, max {reg['shift_px']['max']:.2f}; detector upsample "
+                      + ", ".join(f"{k}: {v}" for k, v in reg["upsample"].items()))
     if summary.get("apex_chosen"):
         a = summary["apex_chosen"]
         console.print(f"apex: {a['method']} ({', '.join(f'{m} {n}' for m, n in a['methods_used'].items())}); "
-                      f"every clip's frames are in {summary_path(summary['cache'])}")
+                      f"each clip's onset, apex and offset frames: apex_chosen in {summary_path(summary['cache'])}")
     if summary.get("non_micro_clips"):
         console.print(f"non_micro clips (not samples): {summary['non_micro_clips']}")
     if summary.get("published"):
         console.print(published_line(summary["published"]))
-    notes = summary["warnings"] + summary["several_faces"]
+    notes = summary["warnings"] + summary.get("registration_warnings", []) + summary["several_faces"]
     for w in notes[:10]:
         console.print(f"[yellow]warning:[/] {w}")
     if len(notes) > 10:

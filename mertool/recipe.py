@@ -332,7 +332,11 @@ def load_recipe(path: str | Path, overrides=(), extra: dict | None = None) -> di
         raw = merge(raw, extra)
     raw = apply_overrides(raw, overrides)
     source = str(path) + (" (with --set overrides)" if overrides else "")
-    return resolve(raw, source)
+    recipe = resolve(raw, source)
+    include = recipe["data"]["include"]
+    if include and not Path(include).expanduser().exists() and (path.parent / include).is_file():
+        recipe["data"]["include"] = str((path.parent / include).resolve())  # a list kept beside the recipe
+    return recipe
 
 
 def dump_recipe(recipe: dict) -> str:
@@ -362,6 +366,19 @@ def flat_recipe(recipe: dict, _prefix: str = "") -> dict:
 
 
 def recipe_diff(a: dict, b: dict) -> list[str]:
-    """Dotted keys whose values differ between two resolved recipes ('train.epochs: 75 != 5')."""
+    """Dotted keys whose values differ between two resolved recipes ('train.epochs: 75 != 5').
+
+    A key that one recipe lacks and the other holds at its default is no difference: a run folder saved before the
+    key existed (say data.include) still resumes.
+    """
     fa, fb = flat_recipe(a), flat_recipe(b)
-    return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)]
+    defaults = flat_recipe({k: v for k, v in DEFAULTS.items() if k != "model"})
+    missing = object()
+
+    def same(k: str) -> bool:
+        va, vb = fa.get(k, missing), fb.get(k, missing)
+        if va is missing or vb is missing:
+            return (vb if va is missing else va) == defaults.get(k, missing)
+        return va == vb
+
+    return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if not same(k)]

@@ -18,9 +18,12 @@ Checkpoint format (`checkpoint.pt`, `model.pt`): a dict of tensors and plain val
   model_config   the model options (mertool.models.model_config_dict) that rebuild the network,
   classes        class names in output order,        recipe      the resolved recipe of the run,
   state_dict     the weights (on the CPU),           image_size  the input size in pixels,
-  uses_aus       whether the model reads the AU vector.
+  uses_aus       whether the model reads a given AU vector (model.aus = oracle),
+  au_source      model.aus: oracle (AU codes are an input), estimated (its AU head predicts them) or none.
 
-Predictions CSV: sample_id, subject, true, predicted, p_<class> (one probability column per class, 6 decimals).
+Predictions CSV: sample_id, subject, true, predicted, p_<class> (one probability column per class, 6 decimals);
+a model with an AU head adds aus_true (the coded AUs, '?' where the dataset codes none) and au<N> (the head's
+probability for each AU of the 21-AU vocabulary, 4 decimals).
 """
 from __future__ import annotations
 

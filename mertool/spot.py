@@ -1,13 +1,14 @@
 """Spotting a micro-expression in a clip: which frame is the apex, and which the onset before it.
 
-The clip (a video file or a folder of frames) is aligned with ONE transform, the first frame's, exactly as
-`preprocess` aligns a pair, so alignment adds no motion. Each aligned frame is compared with the first:
+The clip (a video file or a folder of frames) is cut with ONE transform, the first frame's face chip, exactly as
+`preprocess` cuts a pair, and every frame is registered onto the first with the very registration `preprocess`
+applies to an apex (align.FaceAligner.register: a rigid fit on the upper face), so the motion curve and the
+classified pair agree on what head motion is. Each registered frame is compared with the first:
 
-1. Farneback optical flow first -> a robust (LMedS) affine fit of that flow over the face = the rigid head
-   motion; the frame is warped back by it (stabilised), so head movement does not read as expression;
-2. Farneback flow again on the stabilised frame -> mean flow magnitude inside the face, eyes left out
-   (blinks are the largest facial motion and are not an expression);
-3. the per-frame curve is smoothed with a Gaussian over time.
+1. Farneback optical flow -> mean flow magnitude inside the face, eyes left out (blinks are the largest facial
+   motion and are not an expression); with `register none` the flow's own robust (LMedS) affine fit over the face
+   stands in for the registration (the frame is warped back by it first);
+2. the per-frame curve is smoothed with a Gaussian over time.
 
 Apex = the first frame that reaches 90 % of the curve's range and after which the curve rises no further (by
 more than 3 % of the range within 5 frames): the peak of a micro-expression that rises and falls, and the moment
@@ -187,12 +188,13 @@ def stabilise(ref: np.ndarray, gray: np.ndarray, points: np.ndarray) -> np.ndarr
 
 
 class MotionMeter:
-    """Facial motion of aligned frames against a reference (the clip's first frame), head motion removed."""
+    """Facial motion of aligned frames against a reference (the clip's first frame); `stabilise` removes the head's
+    motion from the flow first (for frames that were not registered)."""
 
     def __init__(self, ref_rgb: np.ndarray, landmarks: np.ndarray, top_fraction: float = 0.1, fit_step: int = 7,
-                 eye_margin: int = 4):
+                 eye_margin: int = 4, stabilise: bool = True):
         self.ref = cv2.cvtColor(ref_rgb, cv2.COLOR_RGB2GRAY)
-        self.top_fraction = top_fraction
+        self.top_fraction, self.stabilise = top_fraction, stabilise
         face, self.mask = face_masks(landmarks, self.ref.shape[0], eye_margin)
         ys, xs = np.nonzero(face)
         # every fit_step-th face pixel is plenty for a 6-parameter robust fit and keeps it fast
@@ -206,7 +208,7 @@ class MotionMeter:
         whole-face mean on a 3 px smile against a drifting head, tests/test_spot.py).
         """
         gray = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        flow = _flow(self.ref, stabilise(self.ref, gray, self.points))
+        flow = _flow(self.ref, stabilise(self.ref, gray, self.points) if self.stabilise else gray)
         mag = np.linalg.norm(flow[self.mask], axis=1)
         k = max(1, int(round(self.top_fraction * len(mag))))
         return float(np.partition(mag, len(mag) - k)[-k:].mean())
@@ -264,7 +266,7 @@ def find_apex(motion: np.ndarray, sigma: float = 1.5, peak_fraction: float = 0.9
 class Spotter:
     """Align a clip with its first frame's transform, measure facial motion over time, and pick onset and apex."""
 
-    def __init__(self, aligner=None, sigma: float = 1.5, peak_fraction: float = 0.9, quiet_fraction: float = 0.2,
+    def __init__(self, aligner=None, sigma: float = 2.0, peak_fraction: float = 0.9, quiet_fraction: float = 0.2,
                  settle_window: int = 5, settle_tol: float = 0.03, top_fraction: float = 0.1, eye_margin: int = 4):
         if aligner is None:
             from mertool.align import FaceAligner
@@ -278,19 +280,20 @@ class Spotter:
         """Per-frame motion against the first frame; `progress(i, n)` is called after each frame."""
         from mertool.align import AlignSkip
 
-        meter, chip, values = None, None, []
+        meter, ref, values = None, None, []
+        registered = self.aligner.register_mode != "none"
         for i, rgb in enumerate(source):
             if meter is None:
                 try:
-                    pair = self.aligner.align_pair(rgb, rgb, name=f"{source.path} ({source.names[0]})")
+                    ref = self.aligner.reference(rgb, self.aligner.locate(rgb, f"{source.path} ({source.names[0]})"))
                 except AlignSkip as exc:
                     raise MertoolError(f"{exc}; spotting aligns the whole clip with its first frame's face, so the "
                                        f"first frame must show it") from None
-                chip = pair.chip
-                meter = MotionMeter(pair.onset, pair.landmarks, self.top_fraction, eye_margin=self.eye_margin)
+                meter = MotionMeter(ref.crop, ref.landmarks, self.top_fraction, eye_margin=self.eye_margin,
+                                    stabilise=not registered)
                 values.append(0.0)
             else:
-                values.append(meter(self.aligner.apply(rgb, chip)))
+                values.append(meter(self.aligner.register(ref, rgb, before=False)[0]))
             if progress is not None:
                 progress(i + 1, len(source))
         return np.asarray(values, np.float64)

@@ -510,6 +510,7 @@ class SampleSpec:
     last: int
     seed: tuple[int, ...] = ()
     displacement: dict[int, tuple[float, float]] = field(default_factory=dict)  # landmark -> apex (dx, dy), aligned
+    head: dict = field(default_factory=dict)   # rigid head motion, onset to apex (draw_head_motion)
 
     @property
     def coded(self):
@@ -573,8 +574,21 @@ def frame_displacement(subject: Subject, spec: SampleSpec) -> tuple[np.ndarray, 
     return pts, d_img
 
 
+def draw_head_motion(subject: Subject, spec: SampleSpec, px: float) -> dict:
+    """A rigid head motion for `spec`: between the onset and the apex (with the expression's half-cosine rise, the
+    hardest case for separating the two) the face shifts by `px` frame px in a random direction and turns by up to
+    px / 4 degrees about its centre, then holds. Recorded per sample in synth.json."""
+    if px <= 0:
+        return {}
+    rng = np.random.default_rng([*spec.seed, 7])   # its own stream: the rest of the clip is drawn as without it
+    angle = rng.uniform(0, 2 * np.pi)
+    return {"shift": [round(float(px * np.cos(angle)), 4), round(float(px * np.sin(angle)), 4)],
+            "rotation": round(float(rng.uniform(-px / 4, px / 4)), 4),
+            "centre": [round(float(v), 3) for v in subject.landmarks.mean(0)]}
+
+
 def render_clip(subject: Subject, spec: SampleSpec, noise: bool = True, jitter: bool = True):
-    """Yield (frame number, uint8 RGB frame) for every frame of the clip."""
+    """Yield (frame number, uint8 RGB frame) for every frame of the clip (with spec.head's rigid drift if set)."""
     import cv2
 
     h, w = subject.neutral.shape[:2]
@@ -588,15 +602,29 @@ def render_clip(subject: Subject, spec: SampleSpec, noise: bool = True, jitter: 
         a = spec.amplitude(n)
         if jitter:  # sub-pixel head sway: a mean-reverting random walk, std ~0.15 px
             walk = 0.7 * walk + rng.normal(0, 0.1, 2)
-        mx = xs + np.float32(a) * field[..., 0] - np.float32(walk[0])
-        my = ys + np.float32(a) * field[..., 1] - np.float32(walk[1])
-        if a == 0 and not walk.any():
+        px, py, fx, fy = xs, ys, field[..., 0], field[..., 1]
+        if spec.head:   # frame pixel p shows the face point R^-1 (p - c - t) + c, moved there by the expression
+            px, py = _head_source(spec.head, 1.0 if n >= spec.apex else spec.amplitude(n), xs, ys)
+            fx = cv2.remap(field[..., 0], px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            fy = cv2.remap(field[..., 1], px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        mx = px + np.float32(a) * fx - np.float32(walk[0])
+        my = py + np.float32(a) * fy - np.float32(walk[1])
+        if a == 0 and not walk.any() and not spec.head:
             frame = subject.neutral.copy()
         else:
             frame = cv2.remap(subject.neutral, mx, my, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
         if noise:
             frame += rng.standard_normal(frame.shape, dtype=np.float32) * np.float32(subject.identity.noise)
         yield n, np.clip(frame.round(), 0, 255).astype(np.uint8)
+
+
+def _head_source(head: dict, f: float, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where each frame pixel's content comes from when the head has made the share `f` of its drift."""
+    theta = np.deg2rad(head["rotation"] * f)
+    (cx, cy), (tx, ty) = head["centre"], (head["shift"][0] * f, head["shift"][1] * f)
+    dx, dy = xs - np.float32(cx + tx), ys - np.float32(cy + ty)
+    c, s = np.float32(np.cos(theta)), np.float32(np.sin(theta))
+    return c * dx + s * dy + np.float32(cx), -s * dx + c * dy + np.float32(cy)
 
 
 # -------------------------------------------------------------------------------------------------- writing
@@ -682,11 +710,15 @@ def _write_zip_fixed(path: Path, data: bytes) -> Path:
     return path
 
 
-def settings_key(subjects: int, per_subject: int, seed: int, faces, clean: bool = False) -> dict:
+def settings_key(subjects: int, per_subject: int, seed: int, faces, clean: bool = False,
+                 head_motion: float = 0.0) -> dict:
     """What determines a synth output (a re-run with the same key gives the same files)."""
-    return {"format": FORMAT, "version": VERSION, "subjects": int(subjects), "per_subject": int(per_subject),
-            "seed": int(seed), "faces": str(Path(faces).expanduser().resolve()) if faces else "default",
-            "clean": bool(clean)}
+    key = {"format": FORMAT, "version": VERSION, "subjects": int(subjects), "per_subject": int(per_subject),
+           "seed": int(seed), "faces": str(Path(faces).expanduser().resolve()) if faces else "default",
+           "clean": bool(clean)}
+    if head_motion:   # only when used: outputs made before the option keep matching their manifests
+        key["head_motion"] = float(head_motion)
+    return key
 
 
 def read_manifest(out) -> dict | None:
@@ -750,25 +782,35 @@ def make_folder(path) -> Path:
 
 
 def synth(out, faces=None, subjects: int = 10, per_subject: int = 20, seed: int = 0, workers: int = 2,
-          noise: bool = True, jitter: bool = True, progress: bool = False) -> dict:
-    """Write a synthetic CASME II-layout dataset into `out`; returns the summary (also in OUT/synth.json)."""
+          noise: bool = True, jitter: bool = True, progress: bool = False, head_motion: float = 0.0) -> dict:
+    """Write a synthetic CASME II-layout dataset into `out`; returns the summary (also in OUT/synth.json).
+
+    `head_motion` > 0 adds a rigid head motion to every clip: `head_motion` frame px of shift and up to a quarter of
+    that in degrees of rotation from the onset to the apex (draw_head_motion())."""
     from mertool.align import FaceAligner
 
     check_settings(subjects, per_subject)
+    if not 0 <= head_motion <= 40:
+        raise MertoolError(f"--head-motion {head_motion}: expected 0 to 40 px")
     t0 = time.perf_counter()
     out = make_folder(out)
     _check_out(out)
-    aligner = FaceAligner(size=int(ALIGNED))
+    # the AU motion is placed on the landmarks found on each neutral frame: detected at upsample 1 as before the
+    # faster default (upsample 0 first) existed, so a seed renders the same clips as then; the coarser upsample-0
+    # box moved dlib's own landmarks enough to push tests/test_synth.py's precision check over its bound on a clip
+    aligner = FaceAligner(size=int(ALIGNED), upsample_first=1)
     base = folder_faces(faces) if faces else default_faces()
     people = make_subjects(base, subjects, seed, aligner)
     specs = [s for p in people for s in plan_samples(p.name, p.index, per_subject, seed)]
+    by_name = {p.name: p for p in people}
+    for spec in specs:
+        spec.head = draw_head_motion(by_name[spec.subject], spec, head_motion) if head_motion else {}
 
     tmp = out / f".{RAW_DIR}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
     (tmp / MARKER).write_text("written by mertool synth\n")
-    by_name = {p.name: p for p in people}
     args = (by_name, str(tmp), noise, jitter)
     if workers <= 1:
         _setup_worker(*args)
@@ -790,8 +832,9 @@ def synth(out, faces=None, subjects: int = 10, per_subject: int = 20, seed: int 
         "emotions": dict(Counter(s.emotion for s in done)), "seconds": round(time.perf_counter() - t0, 2),
         "faces": sorted({p.identity.face for p in people}),
     }
-    manifest = {"settings": settings_key(subjects, per_subject, seed, faces, not (noise or jitter)),
-                "noise": noise, "jitter": jitter, "frame_size": FRAME_SIZE, "aligned_px": ALIGNED,
+    manifest = {"settings": settings_key(subjects, per_subject, seed, faces, not (noise or jitter), head_motion),
+                "noise": noise, "jitter": jitter, "head_motion": head_motion, "frame_size": FRAME_SIZE,
+                "aligned_px": ALIGNED,
                 "max_displacement_px": MAX_PX,
                 "subjects": [{"subject": p.name, **asdict(p.identity), "landmarks": np.round(p.landmarks, 2).tolist()}
                              for p in people],
@@ -808,6 +851,8 @@ def _spec_json(s: SampleSpec) -> dict:
     d["aus_coded"] = str(s.coded)
     d["peak"] = round(s.peak, 4)
     del d["seed"]
+    if not s.head:
+        del d["head"]
     return d
 
 

@@ -138,6 +138,7 @@ class LocalSlurm:
 
     def _config(self, munge_socket: Path) -> str:
         r, log = self.root, self.root / "log"
+        # cred_expire is also how long a requeued job waits before it may start again (default 120 s)
         return f"""# one-node Slurm for tests: this host only, on 127.0.0.1
 ClusterName=mertooltest
 SlurmctldHost={self.host}(127.0.0.1)
@@ -146,7 +147,7 @@ SlurmdPort={_free_port()}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket={munge_socket}
+AuthInfo=socket={munge_socket},cred_expire=10
 CredType=cred/munge
 StateSaveLocation={r / 'state'}
 SlurmdSpoolDir={r / 'spool'}

@@ -136,6 +136,14 @@ def test_include_list(composite, tmp_path):
                                                            ("smic_02", "EP02_01")]
     assert data.class_counts() == {"negative": 1, "positive": 1, "surprise": 1}
     assert data.excluded == {"not in data.include": 29, "listed in data.include but not in the cache": 1}
+    recipe = tmp_path / "r" / "mine.yaml"   # a relative list is also looked for beside the recipe
+    recipe.parent.mkdir()
+    (recipe.parent / "list.txt").write_text(lst.read_text())
+    recipe.write_text("extends: " + str(Path(__file__).resolve().parents[1] / "recipes" / "megc2019.yaml")
+                      + "\ndata: {include: list.txt}\n")
+    from mertool.recipe import load_recipe
+
+    assert len(load_for_recipe(composite, load_recipe(recipe))) == 3
     lst.write_text("casme2/01\n")
     with pytest.raises(MertoolError, match=r"official.txt line 1: 'casme2/01': expected dataset/subject/sample"):
         load_for_recipe(composite, megc(**{"data.include": str(lst)}))
@@ -161,6 +169,18 @@ def test_cache_info_shows_aus_known(composite, capsys):
     out = CliRunner().invoke(app, ["cache", "info", str(composite)])
     assert out.exit_code == 0, out.output
     assert "12 unknown" in out.output and "smic" in out.output
+
+
+def test_short_form_picks_megc2019_for_the_composite_cache(tmp_path):
+    from mertool.cache import merge_caches
+    from mertool.discover import resolve_short_form
+
+    parts = [make_synthetic_cache(tmp_path / f"{d}.h5", subjects=2, per_class=1, dataset=d, emotions=e)
+             for d, e in (("casme2", ("happiness", "disgust")), ("smic", ("positive", "surprise")),
+                          ("samm", ("anger", "surprise")))]
+    merged = Path(merge_caches(parts, tmp_path / "all.h5")["out"])
+    recipe, cache, note = resolve_short_form(None, merged)
+    assert recipe == "megc2019" and cache == merged
 
 
 def test_ablate_base_for_a_merged_cache(tmp_path):
@@ -382,3 +402,17 @@ def test_megc2019_end_to_end(trees, caches, tmp_path):
     assert set(js["by_dataset"]) == {"casme2", "smic"} and js["by_dataset"]["smic"]["n"] == 12
     run_info = json.loads((run / "run.json").read_text())
     assert run_info["subject_datasets"]["smic_s01"] == "smic" and len(run_info["folds"]) == 6
+
+
+def test_run_folder_saved_before_the_new_data_keys_still_matches():
+    import copy
+
+    from mertool.recipe import load_recipe, recipe_diff
+
+    new = load_recipe("casme2")
+    old = copy.deepcopy(new)
+    for key in ("include", "unknown_aus", "official_counts"):
+        del old["data"][key]
+    assert recipe_diff(old, new) == []
+    old["data"]["include"] = "official.txt"
+    assert recipe_diff(old, new) == ["data.include: 'official.txt' != ''"]

@@ -203,11 +203,13 @@ def test_mixed_cached_samples(mixed):
         "01/EP02_01f", "01/EP03_02", "02/EP05_03", "02/EP06_02f", "02/EP07_01"]
     assert data.onset.shape == (5, 224, 224, 3) and data.onset.dtype == np.uint8
     assert data.attrs["dataset"] == "casme2" and json.loads(data.attrs["alignment"])["anchor"] == "onset"
-    # aligned faces: landmarks inside the crop; the apex differs from the onset only where the mouth moved
+    # aligned faces: landmarks inside the crop; the apex differs from the onset only where the mouth moved (the
+    # registered apex is resampled, which leaves differences of a grey level or two everywhere: those are not motion)
     lm = data.landmarks[:4]
     assert np.isfinite(lm).all() and (lm >= 0).all() and (lm < 224).all()
     for k in range(4):
         diff = np.abs(data.apex[k].astype(int) - data.onset[k].astype(int)).mean(-1)
+        diff[diff < 4] = 0
         mouth = lm[k, 48:68]
         (x0, y0), (x1, y1) = mouth.min(0) - 25, mouth.max(0) + 25
         inside = diff[int(max(y0, 0)):int(y1), int(max(x0, 0)):int(x1)].sum()

@@ -53,9 +53,10 @@ def _job_processes(logs: Path) -> dict[int, str]:
     return out
 
 
-def _kill_first_job(logs: Path, killed: dict, stop: threading.Event) -> None:
-    """SIGKILL the first job process that appears, while it is still starting (before any fold can finish)."""
-    while not stop.is_set():
+def _kill_one_preempt_another(logs: Path, killed: dict, preempted: dict, stop: threading.Event) -> None:
+    """SIGKILL the first job process that appears, while it is still starting (before any fold can finish); then
+    send another job, once it has started training, the signal Slurm sends before a time limit or a preemption."""
+    while not stop.is_set() and not killed:
         procs = _job_processes(logs)
         if procs:
             pid = min(procs)
@@ -64,19 +65,26 @@ def _kill_first_job(logs: Path, killed: dict, stop: threading.Event) -> None:
             os.kill(pid, signal.SIGKILL)
             killed.update(pid=pid, job=f"{job.get('SLURM_ARRAY_JOB_ID')}_{job.get('SLURM_ARRAY_TASK_ID')}",
                           at=time.monotonic())
-            return
+        time.sleep(0.05)
+    while not stop.is_set():
+        for log in logs.glob("*_0_log.out"):
+            job = log.name.removesuffix("_0_log.out")
+            if job != killed["job"] and " on cpu (host " in log.read_text(errors="replace"):
+                subprocess.run(["scancel", "--signal=USR2", job], check=True, timeout=30)
+                preempted.update(job=job, log=log, at=time.monotonic())
+                return
         time.sleep(0.05)
 
 
-def test_train_loso_on_slurm_survives_a_killed_job(tmp_path, slurm):
+def test_train_loso_on_slurm_survives_a_killed_and_a_preempted_job(tmp_path, slurm):
     cache = make_synthetic_cache(tmp_path / "c.h5", subjects=4, per_class=1, size=32)
     run, logs = tmp_path / "run", tmp_path / "run" / "slurm"
     argv = [sys.executable, "-m", "mertool.cli", "train-loso", "demo", "--cache", str(cache), "--out", str(run),
             "--executor", "slurm", "--folds-per-job", "2", "--slurm-gpus-per-job", "0", "--slurm-time", "10",
             "--slurm-poll", "0.5", "--max-retries", "2", "--quiet"] + [a for s in TINY for a in ("--set", s)]
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    killed, stop = {}, threading.Event()
-    killer = threading.Thread(target=_kill_first_job, args=(logs, killed, stop), daemon=True)
+    killed, preempted, stop = {}, {}, threading.Event()
+    killer = threading.Thread(target=_kill_one_preempt_another, args=(logs, killed, preempted, stop), daemon=True)
     killer.start()
     t0 = time.monotonic()
     try:
@@ -88,6 +96,9 @@ def test_train_loso_on_slurm_survives_a_killed_job(tmp_path, slurm):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out + slurm.log("slurmctld")[-3000:]
     assert killed, "no job process was seen to kill: " + out
+    assert preempted, "no second job was seen training: " + out
+    job_log = preempted["log"].read_text() + preempted["log"].with_suffix(".err").read_text()
+    assert "Calling checkpoint method" in job_log and f"Requeued job {preempted['job']}" in job_log, job_log
     tries = [(int(n), int(j)) for n, j in re.findall(r"try (\d+): submitted (\d+) job", out)]
     assert tries[0] == (1, 2) and len(tries) >= 2, out  # 2 jobs of 2 folds, then the killed job's folds again
     assert re.search(r"all 4 folds done: \d+ job\(s\) in [23] tries", out), out
@@ -105,5 +116,6 @@ def test_train_loso_on_slurm_survives_a_killed_job(tmp_path, slurm):
 
     rate = matmul_rate(torch.device("cpu"), sizes=(1024,))["flops"]  # timings come with the machine's own rate
     print(f"\nreal Slurm: jobs per try {tries}, killed job {killed['job']} (pid {killed['pid']}) "
-          f"{killed['at'] - t0:.1f} s after start, {len(tries) - 1} retry round(s), {seconds:.1f} s in all; "
+          f"{killed['at'] - t0:.1f} s after start, job {preempted['job']} signalled (USR2) and requeued "
+          f"{preempted['at'] - t0:.1f} s after start, {len(tries) - 1} retry round(s), {seconds:.1f} s in all; "
           f"fp32 matmul {rate / 1e9:.1f} GFLOP/s")

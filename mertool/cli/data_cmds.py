@@ -37,7 +37,11 @@ def preprocess_cmd(
                                                         "rest."),
     size: int = typer.Option(224, "--size", help="Crop size in pixels."),
     padding: float = typer.Option(0.25, "--padding", help="dlib face-chip padding around the landmarks."),
-    upsample: int = typer.Option(1, "--upsample", help="dlib detector upsampling (1 finds faces down to ~40 px)."),
+    upsample: int = typer.Option(1, "--upsample", help="Largest dlib detector upsampling: 0 is tried first, then up "
+                                                       "to this when no face is found (1 finds faces down to ~40 px)."),
+    register: Literal["ecc", "landmarks", "none"] = typer.Option(
+        "ecc", "--register", help="How the apex is brought onto the onset: ecc (landmark fit refined by ECC on the "
+                                  "upper face), landmarks, or none (the onset's crop cut from the apex as it is)."),
     smic_apex: Optional[Literal["spot", "middle"]] = typer.Option(None, "--smic-apex", help="SMIC gives no apex: spot (default: mertool's "
                                                                       "spotter finds it) or middle (the middle frame)."),
     smic_part: Optional[Literal["HS", "VIS", "NIR"]] = typer.Option(None, "--smic-part", help="SMIC part: HS (default), VIS or NIR."),
@@ -45,7 +49,8 @@ def preprocess_cmd(
 ) -> None:
     """Turn a dataset folder (annotation sheet + frames) into one HDF5 cache of aligned onset/apex pairs.
 
-    The face is found on the onset frame (dlib detector + 68 landmarks); the same crop is cut from the apex.
+    The face is found on the onset frame (dlib detector + 68 landmarks) and cut out; the apex is registered onto it
+    (rigid: head motion removed, expression kept) and its residual recorded per sample.
 
     Skipped samples (missing frame, unreadable image, no face) are listed in the summary and in <out>.json.
 
@@ -65,7 +70,7 @@ def preprocess_cmd(
         dataset = "smic"
     summary = preprocess(dataset_dir, kind=dataset, sheet=sheet, out=out, workers=workers, align=not no_align,
                          resume=resume, size=size, progress=not quiet, layout=layout, padding=padding,
-                         upsample=upsample, options=options)
+                         upsample=upsample, options=options, register=register)
     print_summary(summary, _console())
 
 
@@ -78,7 +83,7 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     """
     from rich.table import Table
 
-    from mertool.cache import cache_info
+    from mertool.cache import cache_info, registration_line
 
     info = cache_info(file)
     con = _console()
@@ -94,6 +99,7 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     t.add_row("subjects", str(len(info["subjects"])))
     t.add_row("with landmarks", str(info["with_landmarks"]))
     t.add_row("apex estimated", str(info["apex_estimated"]))
+    t.add_row("registration", registration_line(info["registration"]))
     unknown = info["aus_unknown"]
     t.add_row("AU codes known", f"{info['aus_known']} of {info['samples']}"
               + (f" ({unknown} unknown: the dataset codes no AUs)" if unknown else "")
@@ -146,16 +152,19 @@ def show_cmd(
     sample: str = typer.Argument(..., help="Sample id (EP02_01f), SUBJECT/SAMPLE (01/EP02_01f) or index (0)."),
     png: Path = typer.Option(..., "--png", help="Picture to write."),
     gain: Optional[float] = typer.Option(None, "--gain", help="Difference amplification (default: automatic)."),
+    dpi: int = typer.Option(100, "--dpi", help="Picture resolution (100: 1600 x 460 px)."),
 ) -> None:
-    """Draw one sample's onset, apex and amplified |apex - onset| side by side into a PNG.
+    """Draw one sample's onset, apex, amplified |apex - onset| and their red/cyan overlay (with the registration's
+    head motion and residual) side by side into a PNG.
 
     Example:
       mertool cache show casme2.h5 01/EP02_01f --png ep02.png
     """
-    from mertool.cache import show_sample
+    from mertool.cache import registration_text, show_sample
 
-    r = show_sample(file, sample, png, gain)
-    typer.echo(f"{r['png']}: {r['subject']}/{r['sample_id']} ({r['emotion']}), difference x{r['gain']:.1f}")
+    r = show_sample(file, sample, png, gain, dpi)
+    typer.echo(f"{r['png']}: {r['subject']}/{r['sample_id']} ({r['emotion']}), difference x{r['gain']:.1f}; "
+               + registration_text(r["registration"]).replace("\n", "; "))
 
 
 @cache_app.command("merge")

@@ -21,6 +21,9 @@ def synth_cmd(
     workers: int = typer.Option(2, "--workers", help="Processes rendering clips (1: in this process)."),
     clean: bool = typer.Option(False, "--clean", help="No sensor noise and no head jitter (for measuring the "
                                                       "motion itself)."),
+    head_motion: float = typer.Option(0.0, "--head-motion", help="Rigid head motion in every clip, onset to apex: "
+                                                                 "this many px of shift and up to a quarter of it "
+                                                                 "in degrees of rotation (tests registration)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Write a synthetic micro-expression dataset in the CASME II layout (frames + 2019-format coding sheet).
@@ -32,12 +35,13 @@ def synth_cmd(
     Example:
       mertool synth demo_data --subjects 10 --seed 0
       mertool synth my_data --faces photos/ --per-subject 30
+      mertool synth moving --head-motion 8      # every head moves 8 px and up to 2 degrees, onset to apex
       mertool preprocess demo_data --out demo.h5
     """
     from mertool.synth import synth
 
     s = synth(out_dir, faces=faces, subjects=subjects, per_subject=per_subject, seed=seed, workers=workers,
-              noise=not clean, jitter=not clean, progress=not quiet)
+              noise=not clean, jitter=not clean, progress=not quiet, head_motion=head_motion)
     emotions = ", ".join(f"{k} {v}" for k, v in s["emotions"].items())
     typer.echo(f"{s['samples']} clips ({emotions}), {s['subjects']} subjects, {s['frames']} frames "
                f"in {s['seconds']:.1f} s")

@@ -19,7 +19,16 @@ from mertool.records import SampleRecord
 # detection order matters: SAMM's and MMEW's headers are supersets of CASME II's
 ADAPTERS = {m.KIND: m for m in (samm, casme3, mmew, casme2, manifest, smic)}
 KINDS = tuple(sorted(ADAPTERS))
-__all__ = ["ADAPTERS", "KINDS", "class_counts", "detect_dataset", "load_records", "sniff_sheet"]
+# composite benchmarks: name (= its recipe) -> the datasets of the merged cache it is made of
+COMPOSITES = {"megc2019": ("casme2", "samm", "smic")}
+__all__ = ["ADAPTERS", "COMPOSITES", "KINDS", "class_counts", "composite_name", "detect_dataset", "load_records",
+           "sniff_sheet"]
+
+
+def composite_name(dataset: str) -> str | None:
+    """'casme2+samm+smic' (in any order) -> 'megc2019'; None for other datasets."""
+    parts = set(str(dataset).split("+"))
+    return next((name for name, members in COMPOSITES.items() if set(members) == parts), None)
 
 
 def sniff_sheet(path: Path) -> str | None:
