@@ -1,13 +1,17 @@
-"""Face alignment: dlib HOG face detector + 68-point landmarks on the ONSET frame, one face chip for both frames.
+"""Face alignment: dlib HOG face detector + 68-point landmarks on the ONSET frame, the apex registered onto it.
 
-    aligner = FaceAligner(size=224)
+    aligner = FaceAligner(size=224)                      # register="ecc" (default), "landmarks" or "none"
     pair = aligner.align_pair(read_rgb("img46.jpg"), read_rgb("img59.jpg"))
-    pair.onset, pair.apex        # 224 x 224 x 3 uint8 crops cut with the same transform
+    pair.onset, pair.apex        # 224 x 224 x 3 uint8 crops, the apex's head motion removed
     pair.landmarks               # 68 x 2 onset landmarks in crop pixels
+    pair.registration            # head motion (shift, rotation, scale) and upper-face residual before / after
 
-The transform (dlib.get_face_chip_details: rotation, scale and translation onto dlib's mean face) comes from the onset
-landmarks only and is applied unchanged to the apex, so alignment never adds or removes motion between the two frames.
-The 68-point model ships with face_recognition_models; it was trained on iBUG 300-W, whose terms exclude commercial use.
+The crop (dlib.get_face_chip_details: rotation, scale and translation onto dlib's mean face) comes from the onset
+landmarks only. With register "none" it is cut unchanged from the apex, which keeps whatever the head did between the
+two frames; otherwise the apex is registered onto the onset crop by a rigid motion estimated on the upper face only
+(FaceAligner.register: a landmark fit refined by ECC, one warp of the original frame), so head motion leaves the pair
+and the expression stays. The detector tries upsample 0 before 1 (a third to a fifth of the time). The 68-point model
+ships with face_recognition_models; it was trained on iBUG 300-W, whose terms exclude commercial use.
 """
 from __future__ import annotations
 
@@ -144,8 +148,8 @@ def describe(size: int, padding: float, upsample: int, detect_max_side: int | No
              register: str = "ecc", upsample_first: int = 0) -> dict:
     """Alignment settings as a cache stores them (without loading the models)."""
     return {"method": "dlib-chip", "detector": "dlib frontal_face_detector (HOG)", "upsample": int(upsample),
-            "upsample_first": int(upsample_first), "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE, "size": int(size),
-            "padding": float(padding), "anchor": "onset", "register": register}
+            "upsample_first": int(upsample_first), "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE,
+            "size": int(size), "padding": float(padding), "anchor": "onset", "register": register}
 
 
 @dataclass
@@ -320,7 +324,8 @@ class FaceAligner:
         return Reference(loc, crop, lm, chip_matrix(loc.chip), _gray(crop), mask,
                          tuple(upper_face_mask(lm, self.size, r) for r in ECC_REGIONS), _window(mask))
 
-    def register(self, ref: Reference, rgb: np.ndarray) -> tuple[np.ndarray, Registration | None]:
+    def register(self, ref: Reference, rgb: np.ndarray,
+                 before: bool = True) -> tuple[np.ndarray, Registration | None]:
         """(the frame `rgb` cut and registered onto `ref`'s crop, the Registration; None with register 'none').
 
         1. landmarks of `rgb` in the reference's face box (no second detection: the head moves a few px between
@@ -330,7 +335,8 @@ class FaceAligner:
         3. ONE warp of the original frame by the composed map (no second resampling; edges repeated, never black).
         When ECC fails on every region the landmark fit stands and `note` says so. A motion under 0.01 px is none:
         the apex is cut with the onset's own chip (identical frames give identical crops). With 'none' the apex is
-        cut with the onset's dlib chip, as before registration existed.
+        cut with the onset's dlib chip, as before registration existed. `before=False` skips measuring the residual
+        before registration (NaN; spotting, which registers every frame, has no use for it).
         """
         if self.register_mode == "none":
             return self.apply(rgb, ref.loc.chip), None
@@ -369,7 +375,8 @@ class FaceAligner:
         centre = np.array([(size - 1) / 2] * 2)
         shift = head[:, :2] @ centre + head[:, 2] - centre
         return crop, Registration(method, (to_frame @ _h(head))[:2], (float(shift[0]), float(shift[1])), rotation,
-                                  float(np.hypot(head[0, 0], head[1, 0])), upper_face_residual(ref, plain, True),
+                                  float(np.hypot(head[0, 0], head[1, 0])),
+                                  upper_face_residual(ref, plain, True) if before else float("nan"),
                                   upper_face_residual(ref, crop) if after is None else after, note)
 
 

@@ -6,9 +6,9 @@
     p, spot = predictor.predict_clip("clip.mp4", aus="none")  # spotted onset/apex, then the same pair path
 
 Pairs go through the pipeline `preprocess` uses: the face chip from the ONSET frame's landmarks, the apex
-registered onto it as the training cache's was (FaceAligner.align_pair), at the cache's 224 px, resized to the model's input size as training does
-(mertool.data.resize_frames), scaled to [0, 1]. One forward pass gives the probabilities and, for pictures, the
-model's CVA attention maps.
+registered onto it as the training cache's was (FaceAligner.align_pair), at the cache's 224 px, resized to the
+model's input size as training does (mertool.data.resize_frames), scaled to [0, 1]. One forward pass gives the
+probabilities and, for pictures, the model's CVA attention maps.
 """
 from __future__ import annotations
 

@@ -425,7 +425,7 @@ def print_summary(summary: dict, console=None) -> None:
     if summary.get("apex_chosen"):
         a = summary["apex_chosen"]
         console.print(f"apex: {a['method']} ({', '.join(f'{m} {n}' for m, n in a['methods_used'].items())}); "
-                      f"every clip's frames are in {summary_path(summary['cache'])}")
+                      f"each clip's onset, apex and offset frames: apex_chosen in {summary_path(summary['cache'])}")
     if summary.get("non_micro_clips"):
         console.print(f"non_micro clips (not samples): {summary['non_micro_clips']}")
     if summary.get("published"):

@@ -332,7 +332,11 @@ def load_recipe(path: str | Path, overrides=(), extra: dict | None = None) -> di
         raw = merge(raw, extra)
     raw = apply_overrides(raw, overrides)
     source = str(path) + (" (with --set overrides)" if overrides else "")
-    return resolve(raw, source)
+    recipe = resolve(raw, source)
+    include = recipe["data"]["include"]
+    if include and not Path(include).expanduser().exists() and (path.parent / include).is_file():
+        recipe["data"]["include"] = str((path.parent / include).resolve())  # a list kept beside the recipe
+    return recipe
 
 
 def dump_recipe(recipe: dict) -> str:

@@ -293,7 +293,7 @@ class Spotter:
                                     stabilise=not registered)
                 values.append(0.0)
             else:
-                values.append(meter(self.aligner.register(ref, rgb)[0]))
+                values.append(meter(self.aligner.register(ref, rgb, before=False)[0]))
             if progress is not None:
                 progress(i + 1, len(source))
         return np.asarray(values, np.float64)

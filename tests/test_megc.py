@@ -136,6 +136,14 @@ def test_include_list(composite, tmp_path):
                                                            ("smic_02", "EP02_01")]
     assert data.class_counts() == {"negative": 1, "positive": 1, "surprise": 1}
     assert data.excluded == {"not in data.include": 29, "listed in data.include but not in the cache": 1}
+    recipe = tmp_path / "r" / "mine.yaml"   # a relative list is also looked for beside the recipe
+    recipe.parent.mkdir()
+    (recipe.parent / "list.txt").write_text(lst.read_text())
+    recipe.write_text("extends: " + str(Path(__file__).resolve().parents[1] / "recipes" / "megc2019.yaml")
+                      + "\ndata: {include: list.txt}\n")
+    from mertool.recipe import load_recipe
+
+    assert len(load_for_recipe(composite, load_recipe(recipe))) == 3
     lst.write_text("casme2/01\n")
     with pytest.raises(MertoolError, match=r"official.txt line 1: 'casme2/01': expected dataset/subject/sample"):
         load_for_recipe(composite, megc(**{"data.include": str(lst)}))

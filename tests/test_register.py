@@ -204,3 +204,15 @@ def test_preprocess_records_registration(tmp_path, capsys):
     assert cache_info(plain)["registration"]["registered"] == 0
     with pytest.raises(MertoolError, match="--register"):
         preprocess(out, out=tmp_path / "x.h5", workers=0, progress=False, register="affine")
+
+
+def test_predict_mirrors_the_training_cache():
+    """A model's pairs are aligned as its cache's were: registered when recorded so, not when the cache predates
+    registration (its alignment record has no `register`), preprocess's default when nothing is recorded."""
+    from mertool.predict import Predictor
+
+    old = {"method": "dlib-chip", "size": 224, "padding": 0.25, "upsample": 1, "detect_max_side": 640}
+    assert Predictor._aligner(old).register_mode == "none"
+    assert Predictor._aligner({**old, "register": "landmarks"}).register_mode == "landmarks"
+    assert Predictor._aligner(None).register_mode == "ecc"
+    assert Predictor._aligner({"method": "resize", "size": 224}).register_mode == "ecc"
