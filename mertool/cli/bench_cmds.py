@@ -29,6 +29,10 @@ def bench_cmd(
                                                     "cache (days on a CPU at paper size; shrink it with --set)."),
     devices: Optional[str] = typer.Option(None, "--devices", help="With --loso: devices for the folds, e.g. "
                                                                   "cuda:0,cuda:1 (default: --device)."),
+    synthetic_samples: int = typer.Option(249, "--synthetic-samples", min=2,
+                                          help="Without --cache: samples in the synthetic cache (CASME II: 249)."),
+    synthetic_subjects: int = typer.Option(26, "--synthetic-subjects", min=1,
+                                           help="Without --cache: subjects (LOSO folds) in it (CASME II: 26)."),
     folds_per_device: int = typer.Option(1, "--folds-per-device", help="With --loso: folds trained at once on "
                                                                        "each device; K > 1 is also timed against "
                                                                        "K = 1 (on CUDA, also cudnn.benchmark off)."),
@@ -52,7 +56,8 @@ def bench_cmd(
     err = Console(stderr=True, markup=False)
     report = run_bench(device=device, recipe=recipe, cache=cache, image_size=image_size, batch=batch, steps=steps,
                        overrides=set_, compile=compile_, threads=threads, loso=loso, devices=devices,
-                       folds_per_device=folds_per_device, log=lambda msg: err.print(f"bench: {msg}"))
+                       folds_per_device=folds_per_device, synthetic_samples=synthetic_samples,
+                       synthetic_subjects=synthetic_subjects, log=lambda msg: err.print(f"bench: {msg}"))
     if json_:
         typer.echo(to_json(report))
         return
