@@ -54,6 +54,8 @@ def parse_aus_input(text: str | None, uses_aus: bool, where: str = "--aus", has_
         if not has_head:
             raise MertoolError(f"{where} auto: this model has no AU head (trained before mertool estimated AUs); "
                                f"give the AUs (e.g. 6+12) or 'none'")
+        if not uses_aus:
+            return AUInput(())  # the classifier reads no AU vector; the head's estimate is still reported
         return AUInput((), auto=True)
     try:
         codes = parse_au_argument(str(text)) if given else ()

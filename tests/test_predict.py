@@ -117,6 +117,8 @@ def test_au_forms_and_rules():
     assert parse_aus_input("6+12", True, has_head=True).codes == (6, 12)
     with pytest.raises(MertoolError, match="--aus auto: this model has no AU head"):
         parse_aus_input("auto", True)
+    only_images = parse_aus_input(None, False, has_head=True)  # aus: none, with an AU head
+    assert not only_images.auto and only_images.codes == () and not only_images.empty
 
 
 def test_aus_none_and_model_without_aus(files, capsys):
