@@ -431,7 +431,9 @@ def print_summary(summary: dict, console=None) -> None:
     if summary.get("published"):
         console.print(published_line(summary["published"]))
     notes = summary["warnings"] + summary.get("registration_warnings", []) + summary["several_faces"]
-    for w in notes[:10]:
-        console.print(f"[yellow]warning:[/] {w}")
+    from rich.text import Text
+
+    for w in notes[:10]:  # styled without markup: the line is literal whether or not the console parses markup
+        console.print(Text.assemble(("warning:", "yellow"), " ", str(w)))
     if len(notes) > 10:
         console.print(f"... {len(notes) - 10} more in {summary_path(summary['cache'])}")
