@@ -211,8 +211,8 @@ def next_commands(out: Path, data: Path, runs: Path) -> list[str]:
     out_cmds = []
     clips = [s for s in samples if s.get("emotion") in ("happiness", "surprise")][:2] or samples[:2]
     for i, s in enumerate(clips):
-        folder = next((data / "CASME2-RAW").glob(f"*/{s['sample_id']}"), None)
-        if folder is None:
+        folder = data / "CASME2-RAW" / f"sub{s['subject']}" / s["sample_id"]  # clip ids repeat across subjects
+        if not folder.is_dir():
             continue
         if i == 0:
             out_cmds.append(f"mertool predict {folder} --model {model} --explain {out / 'why.png'}")
