@@ -201,10 +201,8 @@ def print_demo(summary: dict, console) -> None:
 def next_commands(out: Path, data: Path, runs: Path) -> list[str]:
     """Two ready-to-run predict commands: a whole demo clip (spotting, estimated AUs, --explain), and the onset and
     apex frames of another clip as an image pair."""
-    import json as _json
-
     try:
-        samples = _json.loads((data / "synth.json").read_text())["samples"]
+        samples = json.loads((data / "synth.json").read_text())["samples"]
     except (OSError, ValueError, KeyError):
         return []
     model = runs / "estimated"

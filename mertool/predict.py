@@ -38,6 +38,7 @@ class AUInput:
     ignored: bool = False      # AUs were given but the model was trained without them
     auto: bool = False         # the model's own AU head estimates them (--aus auto)
     source: str = ""           # where given codes came from ('--aus', an OpenFace CSV and its frames)
+    origin: str = ""           # 'given' (typed / CSV aus column) or 'openface'; '' when no codes were read
     not_coded: tuple[int, ...] = ()  # vocabulary AUs the source cannot code (OpenFace: 16, 18, 24)
 
 
@@ -62,14 +63,14 @@ def parse_aus_input(text: str | None, uses_aus: bool, where: str = "--aus", has_
     except MertoolError as exc:  # parse_au_argument names '--aus'; a CSV row names itself instead
         raise MertoolError(str(exc).replace("--aus", where, 1) if where != "--aus" else str(exc)) from None
     if not uses_aus:
-        return AUInput(codes, ignored=bool(codes), source=where)
+        return AUInput(codes, ignored=bool(codes), source=where, origin="given")
     if not given and where == "--aus":
         raise MertoolError("--aus: this model was trained with AU input; give the AUs (e.g. --aus 6+12) or "
                            "--aus none to run it with an empty AU vector")
     if not given:
         raise MertoolError(f"{where}: empty; this model was trained with AU input: write the AUs (e.g. 6+12) or "
                            f"'none' for an empty AU vector")
-    return AUInput(codes, source=where)
+    return AUInput(codes, source=where, origin="given")
 
 
 def openface_input(path: str | Path, uses_aus: bool, onset: int | None = None, apex: int | None = None,
@@ -82,7 +83,7 @@ def openface_input(path: str | Path, uses_aus: bool, onset: int | None = None, a
     frames = f"frames {onset}..{apex}" if onset is not None else (f"frame {apex}" if apex is not None else
                                                                     f"last frame {int(of.frames[-1])}")
     return AUInput(codes, ignored=not uses_aus and bool(codes), source=f"{path} ({frames})",
-                   not_coded=of.not_coded)
+                   origin="openface", not_coded=of.not_coded)
 
 
 @dataclass
@@ -119,9 +120,9 @@ def au_source_name(aus: AUInput) -> str:
     """What the classifier read as its AU vector: estimated, none, or the given codes' origin."""
     if aus.auto:
         return "estimated"
-    if aus.empty or aus.ignored or not aus.source:
+    if aus.empty or aus.ignored or not aus.origin:
         return "none"
-    return "openface" if aus.source != "--aus" and not aus.source.endswith(": aus") else "given"
+    return aus.origin
 
 
 class Predictor:

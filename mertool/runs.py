@@ -278,17 +278,23 @@ def read_fold_summary(fold_dir: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------------ predictions
 
+AU_COLUMNS = ["aus_true"] + [f"au{a}" for a in AU_VOCAB]  # after the class columns, for models with an AU head
+
+
+def _predictions_header(classes: list[str]) -> list[str]:
+    return ["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes]
+
+
 def write_predictions(path: Path, sample_ids, subjects, labels, probs: np.ndarray, classes: list[str],
                       au_probs: np.ndarray | None = None, au_true: np.ndarray | None = None,
                       au_known: np.ndarray | None = None) -> None:
     """predictions CSV: sample_id, subject, true, predicted, p_<class>...; with an AU head also aus_true (the
     cache's AU codes, '?' where the dataset codes none) and au1 ... au45 (the head's probabilities). Atomic."""
-    from mertool.aus import AU_VOCAB, bits_to_codes
+    from mertool.aus import bits_to_codes
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    au_cols = ["aus_true"] + [f"au{a}" for a in AU_VOCAB] if au_probs is not None else []
-    w.writerow(["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes] + au_cols)
+    w.writerow(_predictions_header(classes) + (AU_COLUMNS if au_probs is not None else []))
     pred = probs.argmax(1)
     for i, (sid, subj, y, p, row) in enumerate(zip(sample_ids, subjects, labels, pred, probs)):
         extra = []
@@ -304,17 +310,16 @@ def read_predictions(path: Path, classes: list[str]) -> dict:
     """One fold's predictions CSV -> arrays (sample ids, subjects, true and predicted class numbers, probabilities;
     with an AU head also au_true (N x 21, NaN rows where the dataset codes no AUs) and au_probs (N x 21))."""
     index = {c: i for i, c in enumerate(classes)}
-    want = ["sample_id", "subject", "true", "predicted"] + [f"p_{c}" for c in classes]
-    au_cols = ["aus_true"] + [f"au{a}" for a in AU_VOCAB]
+    want = _predictions_header(classes)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))
     except OSError as exc:
         raise MertoolError(f"{path}: cannot read ({exc.strerror})") from None
-    has_aus = bool(rows) and rows[0] == want + au_cols
+    has_aus = bool(rows) and rows[0] == want + AU_COLUMNS
     if not rows or (rows[0] != want and not has_aus):
         raise MertoolError(f"{path}: header {rows[0] if rows else 'missing'}, expected {want} "
-                           f"(optionally followed by {au_cols[0]}, au1 ... au45)")
+                           f"(optionally followed by {AU_COLUMNS[0]}, au1 ... au45)")
     ncol = len(rows[0])
     k = len(classes)
     ids, subs, y, p, probs, au_true, au_probs = [], [], [], [], [], [], []

@@ -36,8 +36,9 @@ class ModelConfig:
     hand-coded AUs given with the sample, as in the paper; 'estimated': the model's own AU head's probabilities;
     'none': no AU vector); au_head: 21 sigmoid AU outputs from the fused features, trained as an auxiliary task
     (off only for checkpoints written before it existed); au_detach: in 'estimated' mode stop the classifier's
-    gradient at the AU head's output, so the head learns from the AU labels alone (default: it flows); width: channel multiplier (motion stream and FPF) for small models;
-    window: Swin window (timm clips it to a stage's resolution); pretrained / fpf_pretrained: local files only.
+    gradient at the AU head's output, so the head learns from the AU labels alone (default: it flows);
+    width: channel multiplier (motion stream and FPF) for small models; window: Swin window (timm clips it to a
+    stage's resolution); pretrained / fpf_pretrained: local files only.
     The baseline uses num_classes, aus, num_aus and pretrained; its trunk is a plain ResNet-18 whatever the others say.
     """
 

@@ -4,9 +4,10 @@ forward(onset, apex, aus, return_maps=False, return_aus=False): onset/apex N x 3
 here with the ImageNet mean/std), aus N x num_aus float: the hand-coded AU bits, read only by models built with
 aus='oracle' ('estimated' feeds the AU head's own probabilities, 'none' no AU vector). return_aus=True returns
 (logits, au_logits) (au_logits None without an AU head); estimate_aus=True/False overrides the AU source of
-an oracle/estimated model (the head's probabilities / the given `aus`); return_maps=True returns (logits, maps) from the same pass:
-maps['cva'] is one tensor per CVA module (N x C x H x 1 vertical, N x C x 1 x W horizontal, N x C x H x W both;
-empty without attention), maps['motion'] / maps['position'] the two streams' outputs, maps['au_logits'] the AU head's.
+an oracle/estimated model (the head's probabilities / the given `aus`); return_maps=True returns (logits, maps)
+from the same pass: maps['cva'] is one tensor per CVA module (N x C x H x 1 vertical, N x C x 1 x W horizontal,
+N x C x H x W both; empty without attention), maps['motion'] / maps['position'] the two streams' outputs, maps['au_logits'] the AU
+head's.
 """
 from __future__ import annotations
 
