@@ -6,8 +6,8 @@ aus='oracle' ('estimated' feeds the AU head's own probabilities, 'none' no AU ve
 (logits, au_logits) (au_logits None without an AU head); estimate_aus=True/False overrides the AU source of
 an oracle/estimated model (the head's probabilities / the given `aus`); return_maps=True returns (logits, maps)
 from the same pass: maps['cva'] is one tensor per CVA module (N x C x H x 1 vertical, N x C x 1 x W horizontal,
-N x C x H x W both; empty without attention), maps['motion'] / maps['position'] the two streams' outputs, maps['au_logits'] the AU
-head's.
+N x C x H x W both; empty without attention), maps['motion'] / maps['position'] the two streams' outputs,
+maps['au_logits'] the AU head's.
 """
 from __future__ import annotations
 
