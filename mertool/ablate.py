@@ -219,7 +219,7 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
 
     from mertool.cache import load_cache
     from mertool.data import recipe_selection
-    from mertool.parallel import train_loso_parallel
+    from mertool.parallel import train_runs_parallel
 
     console = console or Console(markup=False)
     table = load_table(table_path)
@@ -242,12 +242,10 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
         run_on_slurm(specs, slurm, console=console, dry_run=dry_run)
         if dry_run:
             return {}
-    else:
-        for v, run_dir, recipe in grid:
-            console.rule(f"{table.stem}: {v.label}" + (f", seed {recipe['train']['seed']}" if seeds else ""))
-            train_loso_parallel(recipe, cache_data, run_dir, subjects=subjects, devices=device,
-                                folds_per_device=folds_per_device, select=select, compile=compile, console=console,
-                                progress=progress)
+    else:  # every variant's folds through one pool of workers (one at a time in this process when it has one)
+        train_runs_parallel([(recipe, run_dir, False) for _v, run_dir, recipe in grid], cache_data,
+                            subjects=subjects, devices=device, folds_per_device=folds_per_device, select=select,
+                            compile=compile, console=console, progress=progress)
     return report_table(table, root, dataset, console=console)
 
 

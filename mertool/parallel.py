@@ -94,40 +94,63 @@ def plan_slots(devices: list[torch.device], folds_per_device: int, threads: int 
     return [Slot(i, str(dev), threads) for i, dev in enumerate(list(devices) * folds_per_device)]
 
 
-def _worker(slot: Slot, data, recipe: dict, out: str, fold_dirs: dict, select: str, compile: bool,
-            tasks, events) -> None:
-    """Worker process: train folds from the task queue until a None, reporting epochs and results as events."""
+@dataclass(frozen=True)
+class Job:
+    """One run folder's part of a pool: its recipe, folder, fold folder names, and which of the pool's data it reads."""
+
+    recipe: dict
+    out: str
+    fold_dirs: dict
+    data: int
+    name: str = ""
+
+
+def _worker(slot: Slot, datas: list, jobs: list[Job], select: str, compile: bool, tasks, events) -> None:
+    """Worker process: train (job, subject) tasks from the queue until a None, reporting epochs and results."""
     from mertool.runs import FINAL, final_path, fold_path
     from mertool.train import FoldDiverged, run_fold, setup_device
 
     torch.set_num_threads(slot.threads)
     device = torch.device(slot.device)
     setup_device(device)  # this worker's GPU is its current device before the data is copied there
-    subject = None
+    job = subject = None
+    on_device: dict[int, object] = {}
     try:
-        data = data.to(device)
-        while (subject := tasks.get()) is not None:
+        while (task := tasks.get()) is not None:
+            j, subject = task
+            job = jobs[j]
+            if job.data not in on_device:  # each distinct data set is moved once
+                on_device[job.data] = datas[job.data].to(device)
             final = subject == FINAL
-            fdir = final_path(out) if final else fold_path(out, fold_dirs[subject])
-            events.put(("start", slot.index, subject, int(recipe["train"]["epochs"])))
+            fdir = final_path(job.out) if final else fold_path(job.out, job.fold_dirs[subject])
+            events.put(("start", slot.index, (j, subject), int(job.recipe["train"]["epochs"])))
 
-            def on_epoch(epoch, epochs, rec, _s=subject):
-                events.put(("epoch", slot.index, _s, epoch, epochs, rec))
+            def on_epoch(epoch, epochs, rec, _t=(j, subject)):
+                events.put(("epoch", slot.index, _t, epoch, epochs, rec))
 
             try:
-                r = run_fold(data, recipe, None if final else subject, fdir, device=device, select=select,
-                             compile=compile, on_epoch=on_epoch)
+                r = run_fold(on_device[job.data], job.recipe, None if final else subject, fdir, device=device,
+                             select=select, compile=compile, on_epoch=on_epoch)
             except FoldDiverged as exc:  # this fold only: the worker goes on with the next
-                events.put(("diverged", slot.index, subject, str(exc)))
+                events.put(("diverged", slot.index, (j, subject), str(exc)))
                 continue
-            events.put(("done", slot.index, subject, {"accuracy": r.accuracy, "n_test": r.n_test,
-                                                      "seconds": r.seconds, "loss": r.log[-1]["loss"]}))
+            events.put(("done", slot.index, (j, subject), {"accuracy": r.accuracy, "n_test": r.n_test,
+                                                           "seconds": r.seconds, "loss": r.log[-1]["loss"]}))
             del r  # the fold's model: released before the next fold builds its own
     except BaseException as exc:  # report everything: the parent decides, and the fold's files stay consistent
         user = isinstance(exc, MertoolError)
-        events.put(("error", slot.index, subject, str(exc) if user else traceback.format_exc(), user))
+        events.put(("error", slot.index, None if job is None else (j, subject), str(exc) if user else traceback.format_exc(), user))
     finally:
         events.put(("exit", slot.index, None))
+
+
+def _task_name(jobs: list[Job], task) -> str:
+    """'fold 03' or 'final model', prefixed with the run's name when the pool trains several runs."""
+    from mertool.runs import FINAL
+
+    j, subject = task
+    name = "final model" if subject == FINAL else f"fold {subject}"
+    return f"{jobs[j].name} {name}" if len(jobs) > 1 and jobs[j].name else name
 
 
 class _Display:
@@ -150,10 +173,7 @@ class _Display:
     def __exit__(self, *exc):
         return self.progress.__exit__(*exc)
 
-    def event(self, kind: str, slot: int, subject, *rest) -> None:
-        from mertool.runs import FINAL
-
-        name = "final (all subjects)" if subject == FINAL else f"fold {subject}"
+    def event(self, kind: str, slot: int, name: str, final: bool, *rest) -> None:
         task = self.lines.get(slot)
         if kind == "start":
             self.progress.reset(task, total=rest[0], completed=0, info=name)
@@ -163,8 +183,8 @@ class _Display:
                                  info=f"{name}: loss {rec['loss']:.3f}  train acc {rec['train_acc']:.3f}")
         elif kind == "done":
             r = rest[0]
-            line = ("final model saved" if subject == FINAL else
-                    f"fold {subject}: accuracy {r['accuracy']:.3f} on {r['n_test']} samples, final train loss "
+            line = (f"{name} saved" if final else
+                    f"{name}: accuracy {r['accuracy']:.3f} on {r['n_test']} samples, final train loss "
                     f"{r['loss']:.3f}, {r['seconds']:.1f} s (worker {slot})")
             self.progress.update(self.folds, advance=1, info=line)
             self.progress.update(task, info="idle")
@@ -179,9 +199,10 @@ class _Display:
         self.progress.console.print(line)
 
 
-def run_parallel(data, recipe: dict, out: Path, tasks: list[str], fold_dirs: dict, slots: list[Slot], *,
-                 select: str = "last", compile: bool = False, display: _Display | None = None) -> dict[str, dict]:
-    """Train `tasks` (subjects, or FINAL) on worker processes; returns subject -> result summary
+def run_parallel(datas: list, jobs: list[Job], tasks: list[tuple[int, str]], slots: list[Slot], *,
+                 select: str = "last", compile: bool = False,
+                 display: _Display | None = None) -> dict[tuple[int, str], dict]:
+    """Train `tasks` ((job, subject or FINAL) pairs) on worker processes; returns task -> result summary
     ({"diverged": message} for a fold whose loss became NaN: it has no predictions, the other folds go on).
 
     A worker's error stops the others (their unfinished folds are lost, finished folds stay: resume re-runs the
@@ -198,13 +219,13 @@ def run_parallel(data, recipe: dict, out: Path, tasks: list[str], fold_dirs: dic
         task_q.put(t)
     for _ in slots:
         task_q.put(None)
-    data = data.to("cpu")  # sent once through shared memory; each worker moves it to its own device
+    datas = [d.to("cpu") for d in datas]  # sent once through shared memory; each worker moves it to its device
     procs = {s.index: ctx.Process(target=_worker, name=f"mertool-fold-worker-{s.index}", daemon=True,
-                                  args=(s, data, recipe, str(out), fold_dirs, select, compile, task_q, events))
+                                  args=(s, datas, jobs, select, compile, task_q, events))
              for s in slots}
     for p in procs.values():
         p.start()
-    results: dict[str, dict] = {}
+    results: dict[tuple[int, str], dict] = {}
     running = set(procs)
     failure = None
     finished = False
@@ -221,19 +242,21 @@ def run_parallel(data, recipe: dict, out: Path, tasks: list[str], fold_dirs: dic
                                f"kept, re-run the same command to resume", True)
             if ev is None:
                 continue
-            kind, slot, subject = ev[:3]
+            kind, slot, task = ev[:3]
             if kind == "exit":
                 running.discard(slot)
             elif kind == "error":
-                what = "" if subject is None else (", final model" if subject == FINAL else f", fold {subject}")
+                what = ""
+                if task is not None:
+                    what = f", {_task_name(jobs, task)}"
                 failure = (f"worker {slot} ({slots[slot].device}){what}: {ev[3]}", ev[4])
             else:
                 if kind == "done":
-                    results[subject] = ev[3]
+                    results[task] = ev[3]
                 elif kind == "diverged":
-                    results[subject] = {"diverged": ev[3]}
+                    results[task] = {"diverged": ev[3]}
                 if display is not None:
-                    display.event(kind, slot, subject, *ev[3:])
+                    display.event(kind, slot, _task_name(jobs, task), task[1] == FINAL, *ev[3:])
         finished = failure is None
     finally:
         for p in procs.values():
@@ -246,6 +269,16 @@ def run_parallel(data, recipe: dict, out: Path, tasks: list[str], fold_dirs: dic
     return results
 
 
+def _run_names(outs: list) -> list[str]:
+    """Runs' names in progress lines: their folders' names, with as many parent folders as tell them apart."""
+    parts = [Path(o).resolve().parts for o in outs]
+    for k in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-k:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(o) for o in outs]
+
+
 def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, devices="auto",
                         folds_per_device: int = 1, threads: int | None = None, select: str = "last",
                         final: bool = False, compile: bool = False, console=None, progress: bool = True) -> dict:
@@ -255,9 +288,25 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
     exactly as `train_loso` does, finished folds are skipped, the rest go to the workers, and the same summary is
     printed and returned. `threads` is each worker's CPU thread count (default: the cores shared evenly).
     """
+    return train_runs_parallel([(recipe, out, final)], cache, subjects=subjects, devices=devices,
+                               folds_per_device=folds_per_device, threads=threads, select=select, compile=compile,
+                               console=console, progress=progress)[0]
+
+
+def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, subjects=None, devices="auto",
+                        folds_per_device: int = 1, threads: int | None = None, select: str = "last",
+                        compile: bool = False, console=None, progress: bool = True) -> list[dict]:
+    """Several LOSO runs ((recipe, run folder, train the final model) each, e.g. the variants of an ablation) on
+    one cache through one pool of workers; returns each run's summary, in order.
+
+    One pool for all: no worker starts per run, and no slot idles at the end of one run while the next waits.
+    The final models go first (the longest tasks), then the runs' folds in order. Each run folder ends up with
+    the same files as its own `train_loso_parallel` would write.
+    """
     from rich.console import Console
 
-    from mertool.runs import FINAL, final_done, fold_done, open_run
+    from mertool.cache import CacheData, load_cache
+    from mertool.runs import FINAL, data_fingerprint, final_done, fold_done, open_run
     from mertool.train import print_run_summary, raise_diverged, train_loso
 
     console = console or Console(markup=False)
@@ -268,31 +317,45 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
     if len(slots) == 1:
         if threads is not None:
             torch.set_num_threads(threads)
-        return train_loso(recipe, cache, out, subjects=subjects, device=devs[0], select=select, final=final,
-                          compile=compile, console=console, progress=progress)
+        return [train_loso(recipe, cache, out, subjects=subjects, device=devs[0], select=select, final=final,
+                           compile=compile, console=console, progress=progress) for recipe, out, final in runs]
     warning = time_slicing_warning(devs, folds_per_device)
     if warning:
         console.print(warning, soft_wrap=True)
-    out = Path(out)
-    data, plan, todo = open_run(recipe, cache, out, subjects, devs[0], console)
-    tasks = [s for s in todo if not fold_done(out, plan.fold_dirs[s])]
-    if final and not final_done(out):
-        tasks.append(FINAL)
+    cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)  # read once for every run
+    datas, keys, jobs, folds, finals, done, total = [], {}, [], [], [], [], 0
+    names = _run_names([out for _recipe, out, _final in runs])
+    if len({Path(out).resolve() for _recipe, out, _final in runs}) < len(runs):
+        raise MertoolError(f"runs {', '.join(names)}: the same run folder twice (each run needs its own)")
+    for recipe, out, final in runs:
+        out = Path(out)
+        data, plan, todo = open_run(recipe, cache_data, out, subjects, devs[0], console)
+        key = data_fingerprint(data)  # variants that read the same samples share one copy
+        if key not in keys:
+            keys[key] = len(datas)
+            datas.append(data)
+        j = len(jobs)
+        jobs.append(Job(recipe, str(out), plan.fold_dirs, keys[key], names[j]))
+        mine = [(j, s) for s in todo if not fold_done(out, plan.fold_dirs[s])]
+        done += [(j, s) for s in todo if (j, s) not in mine]
+        if final:
+            (done if final_done(out) else finals).append((j, FINAL))
+        folds += mine
+        total += len(todo) + int(final)
+        console.print(f"{len(data)} samples, {len(plan.folds)} folds ({len(todo)} here, {len(mine)} to train"
+                      f"{', and the final model' if (j, FINAL) in finals else ''}), run folder {out}")
+    tasks = finals + folds  # the longest first
     n_workers = min(len(slots), len(tasks))
-    console.print(f"{len(data)} samples, {len(plan.folds)} folds ({len(todo)} here, {len(tasks)} to train), "
-                  f"{n_workers} workers on {', '.join(sorted({s.device for s in slots}))} "
-                  f"({slots[0].threads} CPU thread(s) each), run folder {out}")
+    console.print(f"{len(tasks)} trainings on {n_workers} workers on {', '.join(sorted({s.device for s in slots}))} "
+                  f"({slots[0].threads} CPU thread(s) each)")
     t0 = time.perf_counter()
-    with _Display(console, len(todo) + int(final), slots[:max(1, n_workers)], progress) as display:
-        for s in todo:
-            if s not in tasks:
-                display.skipped(f"fold {s}: done earlier, skipped")
-        if final and FINAL not in tasks:
-            display.skipped("final model: done earlier, skipped")
-        results = run_parallel(data, recipe, out, tasks, plan.fold_dirs, slots, select=select, compile=compile,
+    with _Display(console, total, slots[:max(1, n_workers)], progress) as display:
+        for t in done:
+            display.skipped(f"{_task_name(jobs, t)}: done earlier, skipped")
+        results = run_parallel(datas, jobs, tasks, slots, select=select, compile=compile,
                                display=display) if tasks else {}
     if tasks:
         console.print(f"{len(tasks)} fold(s) trained in {time.perf_counter() - t0:.1f} s on {n_workers} workers")
-    report = print_run_summary(out, console)
-    raise_diverged(["final model" if s == FINAL else s for s, r in results.items() if "diverged" in r])
-    return report
+    reports = [print_run_summary(Path(job.out), console) for job in jobs]
+    raise_diverged([_task_name(jobs, t).removeprefix("fold ") for t, r in results.items() if "diverged" in r])
+    return reports

@@ -217,6 +217,18 @@ def test_swin_position_stream_shape_at_small_sizes():
         assert m(torch.rand(1, 3, size, size)).shape == (1, int(512 * width), size // 16, size // 16)
 
 
+def test_swin_heads_option_sets_each_stage_and_checks_the_channels():
+    model = build_model({**SMALL, "image_size": 48, "window": 6, "swin_heads": [1, 2, 4]})
+    stages = model.fpf.backbone.model.layers
+    assert [s.blocks[0].attn.num_heads for s in stages] == [1, 2, 4]  # 32 channels a head at width 0.25
+    assert [s.blocks[0].attn.qkv.in_features // s.blocks[0].attn.num_heads for s in stages] == [32, 32, 32]
+    assert model(torch.rand(2, 3, 48, 48), torch.rand(2, 3, 48, 48), torch.zeros(2, 21)).shape == (2, 5)
+    assert [s.blocks[0].attn.num_heads for s in build_model(SMALL).fpf.backbone.model.layers] == [4, 8, 16]
+    with pytest.raises(MertoolError, match=r"model.swin_heads = \[3, 2, 4\]: the Swin stages have 32, 64, 128 "
+                                           r"channels at this width; each stage's heads must divide"):
+        build_model({**SMALL, "swin_heads": [3, 2, 4]})
+
+
 VARIANTS = list_variants()
 
 
@@ -332,10 +344,10 @@ def test_bf16_autocast_and_channels_last():
 # ------------------------------------------------------------------------------------------- config & errors
 
 def test_config_round_trip_and_yaml_lists():
-    cfg = ModelConfig.from_dict({"mlp_hidden": [256], "width": 1, "direction": "both"})
-    assert cfg.mlp_hidden == (256,) and isinstance(cfg.width, float)
+    cfg = ModelConfig.from_dict({"mlp_hidden": [256], "width": 1, "direction": "both", "swin_heads": [2, 4, 8]})
+    assert cfg.mlp_hidden == (256,) and isinstance(cfg.width, float) and cfg.swin_heads == (2, 4, 8)
     d = cfg.to_dict()
-    assert d["mlp_hidden"] == [256] and ModelConfig.from_dict(d) == cfg
+    assert d["mlp_hidden"] == [256] and d["swin_heads"] == [2, 4, 8] and ModelConfig.from_dict(d) == cfg
     assert model_config_dict(None) == ModelConfig().to_dict()
     assert build_model(cfg).config == cfg
 
@@ -356,6 +368,8 @@ def test_unknown_key_error_names_key_and_valid_keys():
     ("width", 0, r"\(0, 8\]"),
     ("dropout", 1.0, r"\[0, 1\)"),
     ("mlp_hidden", [512, -1], "positive integers"),
+    ("swin_heads", [4, 8], "three positive integers, one per Swin stage"),
+    ("swin_heads", [4, 0, 16], "three positive integers"),
 ])
 def test_bad_value_errors(key, value, expect):
     with pytest.raises(MertoolError, match=expect):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mertool.errors import MertoolError
-from mertool.parallel import parse_devices, plan_slots, train_loso_parallel
+from mertool.parallel import parse_devices, plan_slots, train_loso_parallel, train_runs_parallel
 from mertool.recipe import load_recipe
 from mertool.train import train_loso
 
@@ -95,3 +95,38 @@ def test_a_failing_worker_stops_the_run_with_a_clear_error(tmp_path, synthetic_c
         train_loso_parallel(recipe, synthetic_cache, tmp_path / "r", devices="cpu", folds_per_device=2, threads=1,
                             progress=False)
     assert not list((tmp_path / "r" / "folds").glob("*/predictions.csv"))
+
+
+@pytest.mark.slow
+def test_several_runs_share_one_pool_and_equal_their_own_runs(tmp_path, synthetic_cache, capsys):
+    oracle = small_recipe()
+    none = load_recipe(ROOT / "recipes" / "casme2.yaml", SMALL + ["model.aus=none"])
+    runs = [(oracle, tmp_path / "pool" / "oracle", True), (none, tmp_path / "pool" / "none", False)]
+    reports = train_runs_parallel(runs, synthetic_cache, subjects="01,03", devices="cpu", folds_per_device=2,
+                                  threads=1, progress=False)
+    out = capsys.readouterr().out
+    assert "5 trainings on 2 workers" in out  # two folds of each run and the final model, in one pool
+    for recipe, run, final in runs:
+        alone = train_loso(recipe, synthetic_cache, tmp_path / "alone" / run.name, subjects="01,03", final=final,
+                           progress=False)
+        expected = fold_files(tmp_path / "alone" / run.name, "predictions.csv")
+        assert sorted(expected) == ["01", "03"]
+        assert fold_files(run, "predictions.csv") == expected  # byte for byte
+        assert (run / "recipe.yaml").read_text() == (tmp_path / "alone" / run.name / "recipe.yaml").read_text()
+    assert (tmp_path / "pool" / "oracle" / "final" / "model.pt").is_file()
+    assert not (tmp_path / "pool" / "none" / "final").exists()
+    assert [sorted(r["missing"]) for r in reports] == [["02", "04"]] * 2  # each run's own summary, in order
+    # resumed: what is done is skipped, per run
+    train_runs_parallel(runs, synthetic_cache, subjects="01,03", devices="cpu", folds_per_device=2, threads=1,
+                        progress=False)
+    assert "0 trainings" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_a_failing_worker_in_a_pool_names_its_run(tmp_path, synthetic_cache):
+    bad = load_recipe(ROOT / "recipes" / "casme2.yaml", SMALL + [f"model.pretrained={tmp_path / 'none.pt'}"])
+    runs = [(small_recipe(), tmp_path / "good", False), (bad, tmp_path / "bad", False)]
+    with pytest.raises(MertoolError, match=r"worker \d \(cpu\), bad fold 0\d: .*none.pt: pretrained file not found"):
+        train_runs_parallel(runs, synthetic_cache, subjects="02", devices="cpu", folds_per_device=2, threads=1,
+                            progress=False)
+    assert not list((tmp_path / "bad" / "folds").glob("*/predictions.csv"))

@@ -261,7 +261,7 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     recipe.write_text(f"extends: {demo_yaml}\nname: tiny\ntrain:\n  epochs: 1\n  decay_epochs: 1\n")
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--subjects", "3", "--per-subject", "5", "--recipe", str(recipe),
-            "--device", "cpu", "--workers", "1", "--quiet"]
+            "--device", "cpu", "--workers", "2", "--quiet"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "demo.json").read_text())
@@ -273,7 +273,11 @@ def test_demo_end_to_end_small(tmp_path, capsys):
         assert (out / "runs" / name / "folds" / "03" / "predictions.csv").is_file()
         assert f"aus: {name}" in (out / "runs" / name / "recipe.yaml").read_text()
         assert str(out / "runs" / name) in printed
-    assert summary["machine"]["matmul_gflops"] > 0 and "GFLOP/s" in printed
+    assert summary["machine"]["matmul_gflops"] > 0 and summary["machine"]["matmul_gflops_end"] > 0
+    assert "GFLOP/s" in printed and "at the end" in printed
+    assert "10 trainings on 2 workers" in printed  # one pool: 3 folds of each AU source, and the final model
+    assert set(summary["seconds"]) == {"synth", "preprocess", "train", "evaluate"}
+    assert all(r["train_seconds"] > 0 for r in summary["results"].values())
     assert (out / "runs" / "estimated" / "final" / "model.pt").is_file()
     assert len(summary["next"]) == 2 and all(c.startswith("mertool predict ") for c in summary["next"])
     for command in summary["next"]:  # what a new user runs next works as printed

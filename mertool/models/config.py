@@ -38,7 +38,8 @@ class ModelConfig:
     (off only for checkpoints written before it existed); au_detach: in 'estimated' mode stop the classifier's
     gradient at the AU head's output, so the head learns from the AU labels alone (default: it flows);
     width: channel multiplier (motion stream and FPF) for small models; window: Swin window (timm clips it to a
-    stage's resolution); pretrained / fpf_pretrained: local files only.
+    stage's resolution); swin_heads: attention heads of the Swin's three stages (the paper's 4, 8, 16 are 32
+    channels a head at width 1); pretrained / fpf_pretrained: local files only.
     The baseline uses num_classes, aus, num_aus and pretrained; its trunk is a plain ResNet-18 whatever the others say.
     """
 
@@ -57,6 +58,7 @@ class ModelConfig:
     mlp_hidden: tuple = (512, 128)
     dropout: float = 0.5
     window: int = 7
+    swin_heads: tuple = (4, 8, 16)
     pretrained: str | None = None
     fpf_pretrained: str | None = None
 
@@ -90,6 +92,12 @@ class ModelConfig:
             raise MertoolError(f"model.mlp_hidden = {self.mlp_hidden!r}: expected a list of positive integers "
                                f"(e.g. [512, 128]; [] for a single linear layer)")
         self.mlp_hidden = tuple(hidden)
+        heads = self.swin_heads
+        if not isinstance(heads, (list, tuple)) or len(heads) != 3 or not all(
+                isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in heads):
+            raise MertoolError(f"model.swin_heads = {self.swin_heads!r}: expected three positive integers, one per "
+                               f"Swin stage (the paper's [4, 8, 16])")
+        self.swin_heads = tuple(heads)
         if self.aus == "estimated" and not self.au_head:
             raise MertoolError("model.aus = 'estimated' needs model.au_head = true (the AU estimate comes from it)")
         for key in ("pretrained", "fpf_pretrained"):
@@ -126,6 +134,7 @@ class ModelConfig:
         """Plain dict (lists, not tuples) that from_dict reads back: for checkpoints and recipes."""
         d = dataclasses.asdict(self)
         d["mlp_hidden"] = list(self.mlp_hidden)
+        d["swin_heads"] = list(self.swin_heads)
         return d
 
 

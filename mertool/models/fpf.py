@@ -3,7 +3,8 @@
 Swin (the paper): timm's SwinTransformer with patch 4, embed 128, depths (2, 2, 6), heads (4, 8, 16), window 7;
 its last stage at 224 px is 14 x 14 x 512 (NHWC in timm, permuted to NCHW here). ViT (Table 5): a timm ViT-S/16
 (embed 384, depth 12, about the Swin's parameter count) whose 14 x 14 patch tokens are projected to 512 channels.
-Both scale with `width` (channels / 4 of the motion stream's output for the Swin embed, 384 * width for the ViT).
+Both scale with `width` (channels / 4 of the motion stream's output for the Swin embed, 384 * width for the ViT);
+the Swin's heads are an option (`swin_heads`): a narrow model keeps the paper's 32 channels a head with fewer heads.
 
 The two frames go through one shared backbone (a siamese FPF), in one batch, and the maps are summed: the paper
 applies "a" Swin to each frame; both frames are the same face, so the position cue is the same kind for each and
@@ -16,6 +17,7 @@ import torch.nn as nn
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 
+from mertool.errors import MertoolError
 from mertool.models.config import channels
 
 FRAMES = ("dual", "onset", "apex")
@@ -27,11 +29,14 @@ class SwinBackbone(nn.Module):
     def __init__(self, image_size: int = 224, out_channels: int = 512, window: int = 7,
                  depths=(2, 2, 6), num_heads=(4, 8, 16), drop_path_rate: float = 0.1):
         super().__init__()
-        if out_channels % 16:
-            raise ValueError(f"out_channels {out_channels}: expected a multiple of 16 (heads 4, 8, 16 must divide)")
+        embed = out_channels // 4
+        dims = (embed, 2 * embed, 4 * embed)
+        if out_channels % 4 or any(d % h for d, h in zip(dims, num_heads)):
+            raise MertoolError(f"model.swin_heads = {list(num_heads)}: the Swin stages have {', '.join(map(str, dims))} "
+                               f"channels at this width; each stage's heads must divide its channels")
         # timm clips a window larger than a stage to the stage (no shift there) and pads a stage the window does
         # not divide, so window 7 also works at 64-112 px
-        self.model = SwinTransformer(img_size=image_size, patch_size=4, embed_dim=out_channels // 4, depths=depths,
+        self.model = SwinTransformer(img_size=image_size, patch_size=4, embed_dim=embed, depths=depths,
                                      num_heads=num_heads, window_size=window, num_classes=0,
                                      drop_path_rate=drop_path_rate)
         self.out_channels = out_channels
@@ -65,13 +70,13 @@ class FPF(nn.Module):
     """Position map of the chosen frames: backbone(onset) + backbone(apex), or one of them."""
 
     def __init__(self, kind: str = "swin", frames: str = "dual", image_size: int = 224, out_channels: int = 512,
-                 width: float = 1.0, window: int = 7):
+                 width: float = 1.0, window: int = 7, swin_heads=(4, 8, 16)):
         super().__init__()
         if frames not in FRAMES:
             raise ValueError(f"frames {frames!r}: expected one of {FRAMES}")
         self.frames = frames
         if kind == "swin":
-            self.backbone = SwinBackbone(image_size, out_channels, window)
+            self.backbone = SwinBackbone(image_size, out_channels, window, num_heads=tuple(swin_heads))
         elif kind == "vit":
             self.backbone = ViTBackbone(image_size, out_channels, width)
         else:

@@ -92,7 +92,8 @@ class MERNet(nn.Module):
         self.normalize = Normalize()
         self.motion = MotionStream(cfg.width, cfg.direction, cfg.continuous)
         c = self.motion.out_channels
-        self.fpf = None if cfg.fpf == "none" else FPF(cfg.fpf, cfg.frames, cfg.image_size, c, cfg.width, cfg.window)
+        self.fpf = None if cfg.fpf == "none" else FPF(cfg.fpf, cfg.frames, cfg.image_size, c, cfg.width,
+                                                      cfg.window, cfg.swin_heads)
         grid = cfg.image_size // 16
         self.head = mlp_head(c * grid * grid + (cfg.num_aus if cfg.reads_aus else 0), cfg.mlp_hidden,
                              cfg.num_classes, cfg.dropout)
