@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -55,12 +54,14 @@ def _remove_runs(runs: Path) -> None:
 
 
 def _slots(device: str, workers: int) -> tuple[int, int | None]:
-    """(folds at a time, CPU threads each): on CPU the cores are split between folds; one fold at a time on a GPU."""
+    """(folds at a time, CPU threads each): on CPU the cores this process may use are split between folds; one fold
+    at a time on a GPU."""
+    from mertool.parallel import usable_cpus
     from mertool.train import resolve_device
 
     if resolve_device(device).type != "cpu":
         return 1, None
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     folds = max(1, min(workers, cores))
     return folds, max(1, cores // folds)
 
