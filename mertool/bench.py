@@ -263,7 +263,7 @@ def bench_predict(model: torch.nn.Module, recipe: dict, classes: list[str], devi
     from PIL import Image
 
     from mertool.predict import Predictor
-    from mertool.train import make_checkpoint, save_checkpoint
+    from mertool.runs import make_checkpoint, save_checkpoint
 
     path = save_checkpoint(make_checkpoint(model, recipe, classes), Path(workdir) / "bench-model.pt")
     files = []
@@ -405,7 +405,8 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
     on CPU batch 4, 2 batches per epoch (a paper-size step takes seconds there), 1 optimizer step of warm-up, best
     of 3. The two ways of feeding an epoch alternate in order, so a slow drift in background load hits both.
     """
-    from mertool.train import device_info, resolve_device
+    from mertool.runs import device_info
+    from mertool.train import resolve_device
 
     log = log or (lambda msg: None)
     dev = resolve_device(device)

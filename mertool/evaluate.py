@@ -250,8 +250,14 @@ def save_figure(fig, path: str | Path) -> Path:
 
 
 def au_f1_png(report: dict, path: str | Path) -> Path | None:
-    """Bar chart of per-AU F1 (one bar group per run; AUs below the support threshold hatched), atomic; None when no
-    run has an AU head."""
+    """au_f1_figure() written to `path` (atomic); None when no run has an AU head."""
+    fig = au_f1_figure(report)
+    return None if fig is None else save_figure(fig, Path(path))
+
+
+def au_f1_figure(report: dict):
+    """Bar chart of per-AU F1, one bar group per run; AUs below the support threshold hatched and labelled with
+    their support (an F1 of 0 has no bar to hatch); None when no run has an AU head."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -260,7 +266,6 @@ def au_f1_png(report: dict, path: str | Path) -> Path | None:
     runs = [r for r in report["runs"] if (r.get("metrics") and r.get("au_detection") or {}).get("per_au")]
     if not runs:
         return None
-    path = Path(path)
     aus = [row["au"] for row in runs[0]["au_detection"]["per_au"]]
     x = np.arange(len(aus))
     width = 0.8 / len(runs)
@@ -275,14 +280,16 @@ def au_f1_png(report: dict, path: str | Path) -> Path | None:
             if row["support"] < det["min_support"]:
                 bar.set_hatch("//")
                 bar.set_alpha(0.45)
+                ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 0.02, f"n={row['support']}",
+                        ha="center", va="bottom", rotation=90, fontsize=6, color="0.35")
     ax.set_xticks(x, [f"AU{a}" for a in aus], rotation=60, fontsize=8)
     ax.set_ylim(0, 1)
     ax.set_ylabel("F1")
     det = runs[0]["au_detection"]
-    ax.set_title(f"AU detection, pooled LOSO (threshold {det['threshold']}; hatched: < {det['min_support']} "
+    ax.set_title(f"AU detection, pooled LOSO (threshold {det['threshold']}; hatched, with n: < {det['min_support']} "
                  f"positives)", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")
-    return save_figure(fig, path)
+    return fig
 
 
 def render_au_detection(scored: list[dict], console) -> None:

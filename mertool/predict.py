@@ -129,7 +129,8 @@ class Predictor:
     """A trained mertool model plus the alignment `preprocess` uses; predicts pairs, CSV batches and clips."""
 
     def __init__(self, model: str | Path, device: str | torch.device = "cpu", aligner=None):
-        from mertool.train import load_checkpoint, resolve_device, resolve_model_path
+        from mertool.runs import load_checkpoint, resolve_model_path
+        from mertool.train import resolve_device
 
         self.device = resolve_device(device)
         self.model_path = resolve_model_path(model)

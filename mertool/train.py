@@ -27,10 +27,7 @@ from mertool import runs
 from mertool.data import MERData, augment_pair, make_batches, to_float
 from mertool.errors import MertoolError
 from mertool.evaluate import ORACLE_LABEL
-# Run-folder names other modules and tests import from here: their home is mertool.runs.
-from mertool.runs import (FINAL, device_info, fold_done, load_checkpoint, make_checkpoint,  # noqa: F401
-                          open_run, plan_folds, resolve_model_path, save_checkpoint, select_subjects,
-                          write_predictions)
+from mertool.runs import FINAL, device_info, fold_done, make_checkpoint, open_run
 
 
 # ----------------------------------------------------------------------------------------------- device and seeds

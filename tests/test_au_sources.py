@@ -106,6 +106,9 @@ def test_predictions_carry_au_columns_and_evaluate_reports_au_detection(tmp_path
     assert by_au[4]["support"] == 8 and by_au[6]["support"] == 4  # disgust + others carry AU4 in this cache
     assert det["aus_counted"] == [a for a in AU_VOCAB if by_au[a]["support"] >= 10]
     assert (out / "au_f1.png").is_file() and report["au_png"].endswith("au_f1.png")
+    from mertool.evaluate import au_f1_figure
+    labels = {t.get_text() for t in au_f1_figure(report).axes[0].texts}  # rare AUs, an F1 of 0 included, say so
+    assert labels == {f"n={row['support']}" for row in det["per_au"] if row["support"] < 10} and "n=0" in labels
     code = main(["evaluate", str(out), "--partial"])
     text = capsys.readouterr().out
     assert code == 0 and "AU detection by the AU head" in text and "mean AU F1 over the" in text

@@ -148,6 +148,9 @@ def test_usage_errors(tmp_path, synthetic_cache, capsys, monkeypatch):
     assert "--dry-run prints Slurm scripts" in capsys.readouterr().err
     assert main(base + ["--executor", "slurm", "--slurm-opt", "account"]) != 0
     assert "expected KEY=VALUE" in capsys.readouterr().err
+    assert main(base + ["--executor", "slurm", "--devices", "cuda:0,cuda:1"]) == 2  # not silently ignored
+    assert "--devices cuda:0,cuda:1: with --executor slurm each job uses the GPUs Slurm gives it" in \
+        capsys.readouterr().err
     monkeypatch.setitem(__import__("sys").modules, "submitit", None)
     assert main(base + ["--executor", "slurm"]) != 0
     assert "pip install -e '.[slurm]'" in capsys.readouterr().err

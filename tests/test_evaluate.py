@@ -10,7 +10,7 @@ from mertool.ablate import NOT_IN_PAPER, load_table, variant_recipe
 from mertool.cli import main
 from mertool.errors import MertoolError
 from mertool.evaluate import ORACLE_LABEL, evaluate_run, evaluate_runs
-from mertool.train import write_predictions
+from mertool.runs import write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["a", "b", "c"]

@@ -22,7 +22,7 @@ def save_model(path, *overrides):
     """A small untrained model saved in the checkpoint format `train-loso` writes (nothing heavy to train)."""
     from mertool.models import build_model
     from mertool.recipe import load_recipe
-    from mertool.train import make_checkpoint, save_checkpoint
+    from mertool.runs import make_checkpoint, save_checkpoint
 
     recipe = load_recipe("casme2", SMALL + list(overrides))
     torch.manual_seed(0)
@@ -88,7 +88,8 @@ def test_prediction_equals_the_cached_pipeline(files, tmp_path):
     cache entry of the same pair."""
     from mertool.data import load_dataset
     from mertool.preprocess import preprocess
-    from mertool.train import load_checkpoint, predict_probs
+    from mertool.runs import load_checkpoint
+    from mertool.train import predict_probs
 
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("subject,sample_id,onset_path,apex_path,emotion,aus\n"

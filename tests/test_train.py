@@ -16,8 +16,8 @@ from mertool.cli import main
 from mertool.data import augment_pair, make_batches
 from mertool.errors import MertoolError
 from mertool.recipe import load_recipe
-from mertool.train import (FINAL, fold_seed, load_checkpoint, lr_factor, plan_folds, predict_probs, run_fold,
-                           split_fold, train_loso)
+from mertool.runs import FINAL, load_checkpoint, plan_folds
+from mertool.train import fold_seed, lr_factor, predict_probs, run_fold, split_fold, train_loso
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small but complete model (CVA + Swin FPF + AU) at 64 px, for the end-to-end test.

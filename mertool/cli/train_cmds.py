@@ -37,7 +37,7 @@ _DRY = typer.Option(False, "--dry-run", help="With --executor slurm: print the s
 
 
 def _slurm_options(executor, dry_run, partition, gpus, time_min, folds_per_job, opts, retries, logs,
-                   folds_per_device, poll_s):
+                   folds_per_device, poll_s, devices=None):
     """SlurmOptions for --executor slurm, None for local (and --dry-run without slurm is a usage error)."""
     if executor not in ("local", "slurm"):
         raise MertoolError(f"--executor {executor!r}: expected local or slurm")
@@ -45,6 +45,9 @@ def _slurm_options(executor, dry_run, partition, gpus, time_min, folds_per_job, 
         if dry_run:
             raise MertoolError("--dry-run prints Slurm scripts: use it with --executor slurm")
         return None
+    if devices:  # this machine's devices mean nothing on the nodes Slurm picks
+        raise MertoolError(f"--devices {devices}: with --executor slurm each job uses the GPUs Slurm gives it; set "
+                           f"how many with --slurm-gpus-per-job N (and --folds-per-device K for folds on each)")
     from mertool.cluster import SlurmOptions, parse_slurm_opts
 
     return SlurmOptions(partition=partition, gpus_per_job=gpus, time_min=time_min, folds_per_job=folds_per_job,
@@ -102,7 +105,7 @@ def train_loso_cmd(
     from mertool.recipe import find_recipe, load_recipe
 
     slurm = _slurm_options(executor, dry_run, slurm_partition, slurm_gpus_per_job, slurm_time, folds_per_job,
-                           slurm_opt, max_retries, slurm_logs, folds_per_device, slurm_poll)
+                           slurm_opt, max_retries, slurm_logs, folds_per_device, slurm_poll, devices)
     recipe, cache, note = resolve_short_form(recipe, cache)
     if note:
         _console().print(note, soft_wrap=True)
@@ -206,7 +209,7 @@ def ablate_cmd(
     from mertool.ablate import collect_table, list_variants, parse_seeds, run_table
 
     slurm = _slurm_options(executor, dry_run, slurm_partition, slurm_gpus_per_job, slurm_time, folds_per_job,
-                           slurm_opt, max_retries, slurm_logs, folds_per_device, slurm_poll)
+                           slurm_opt, max_retries, slurm_logs, folds_per_device, slurm_poll, devices)
     seed_list = parse_seeds(seeds)
     if seed_list and seed is not None:
         raise MertoolError("ablate: use --seed or --seeds, not both")
