@@ -192,7 +192,14 @@ def run_on_slurm(specs: list[RunSpec], options: SlurmOptions, *, console, dry_ru
         submitted += ids
         console.print(f"try {attempt + 1}: submitted {len(jobs)} job(s) ({_id_range(ids)}) for {len(todo)} fold(s); "
                       f"logs in {logs}")
-        states = wait_for(jobs, options, console)
+        try:
+            states = wait_for(jobs, options, console)
+        except KeyboardInterrupt:  # jobs left running would race the next command's jobs for the same folds
+            for job in jobs:
+                job.cancel(check=False)
+            console.print(f"interrupted: cancelled job(s) {_id_range(ids)}; finished folds are kept, re-run the same "
+                          f"command to go on")
+            raise
         for job, chunk in zip(jobs, chunks):
             for u in chunk:
                 last_job[u] = (str(job.job_id), states.get(str(job.job_id), "?"), _log_path(job))

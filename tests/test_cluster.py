@@ -102,6 +102,22 @@ def test_a_fold_failing_every_try_is_named_with_its_log(tmp_path, synthetic_cach
     assert runs.fold_done(tmp_path / "run", "04") and not runs.fold_done(tmp_path / "run", "03")
 
 
+def test_interrupting_the_wait_cancels_the_submitted_jobs(tmp_path, synthetic_cache, fake, monkeypatch):
+    from submitit.local.debug import DebugJob
+
+    cancelled = []
+    monkeypatch.setattr(DebugJob, "cancel", lambda self, check=True: cancelled.append(str(self.job_id)))
+
+    def interrupted(jobs, options, console):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("mertool.cluster.wait_for", interrupted)
+    spec = RunSpec(recipe(), str(synthetic_cache), str(tmp_path / "run"))
+    with pytest.raises(KeyboardInterrupt):
+        run_on_slurm([spec], options(tmp_path, folds_per_job=2), console=console())
+    assert len(cancelled) == 2 and fake.calls == []  # both jobs of the array, none of them run
+
+
 def test_checkpoint_requeues_the_same_chunk(tmp_path):
     chunk = FoldChunk([RunSpec({}, "c.h5", "run")], [], folds_per_device=2)
     delayed = chunk.checkpoint()
