@@ -88,7 +88,7 @@ def _train_seconds(run: dict, run_dir: Path) -> float:
     return sum(f.get("seconds") or 0.0 for f in run["folds"]) + final
 
 
-def evaluate_run(recipe: dict, run_dir: Path, console) -> dict:
+def report_run(recipe: dict, run_dir: Path, console) -> dict:
     """A run's evaluation report, confusion picture and AU F1 chart (report.json in the run folder)."""
     from mertool.evaluate import au_f1_png, confusion_png, evaluate_runs, render, summed_confusion
 
@@ -166,7 +166,7 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
     results = {}
     for name, title, _extra, _final in VARIANTS:
         run_dir = runs / name
-        report = evaluate_run(recipes[name], run_dir, console)
+        report = report_run(recipes[name], run_dir, console)
         run = report["runs"][0]
         m, det = run["metrics"], run.get("au_detection") or {}
         results[name] = {"title": title, "run": str(run_dir), "confusion_png": report["png"],
