@@ -369,10 +369,10 @@ def recipe_diff(a: dict, b: dict) -> list[str]:
     """Dotted keys whose values differ between two resolved recipes ('train.epochs: 75 != 5').
 
     A key that one recipe lacks and the other holds at its default is no difference: a run folder saved before the
-    key existed (say data.include) still resumes.
+    key existed (say data.include, model.swin_heads) still resumes.
     """
     fa, fb = flat_recipe(a), flat_recipe(b)
-    defaults = flat_recipe({k: v for k, v in DEFAULTS.items() if k != "model"})
+    defaults = flat_recipe({**DEFAULTS, "model": _model_fields()})
     missing = object()
 
     def same(k: str) -> bool:

@@ -35,6 +35,17 @@ def test_every_key_has_a_default_and_resolved_recipe_round_trips():
     assert again == r and recipe_diff(again, r) == []
 
 
+def test_run_folder_saved_before_new_model_keys_still_matches():
+    new = load_recipe(RECIPES / "casme2.yaml")
+    old = yaml.safe_load(dump_recipe(new))
+    for key in ("swin_heads", "au_detach"):  # model options added after run folders were written
+        del old["model"][key]
+    assert recipe_diff(old, new) == []
+    old["model"]["window"] = 8
+    assert recipe_diff(old, new) == ["model.window: 8 != 7"]
+    assert recipe_diff(old, load_recipe(RECIPES / "demo.yaml"))  # the demo's heads differ from the default
+
+
 def test_overrides_are_yaml_values():
     r = load_recipe(RECIPES / "casme2.yaml", ["train.epochs=5", "train.lr=1e-3", "augment.hflip=0",
                                               "model.width=0.5", "data.classes={a: [happiness], b: [Disgust]}"])
