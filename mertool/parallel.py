@@ -113,7 +113,7 @@ def _worker(slot: Slot, datas: list, jobs: list[Job], select: str, compile: bool
     torch.set_num_threads(slot.threads)
     device = torch.device(slot.device)
     setup_device(device)  # this worker's GPU is its current device before the data is copied there
-    job = subject = None
+    task = None
     on_device: dict[int, object] = {}
     try:
         while (task := tasks.get()) is not None:
@@ -139,7 +139,7 @@ def _worker(slot: Slot, datas: list, jobs: list[Job], select: str, compile: bool
             del r  # the fold's model: released before the next fold builds its own
     except BaseException as exc:  # report everything: the parent decides, and the fold's files stay consistent
         user = isinstance(exc, MertoolError)
-        events.put(("error", slot.index, None if job is None else (j, subject), str(exc) if user else traceback.format_exc(), user))
+        events.put(("error", slot.index, task, str(exc) if user else traceback.format_exc(), user))
     finally:
         events.put(("exit", slot.index, None))
 
@@ -246,9 +246,7 @@ def run_parallel(datas: list, jobs: list[Job], tasks: list[tuple[int, str]], slo
             if kind == "exit":
                 running.discard(slot)
             elif kind == "error":
-                what = ""
-                if task is not None:
-                    what = f", {_task_name(jobs, task)}"
+                what = "" if task is None else f", {_task_name(jobs, task)}"
                 failure = (f"worker {slot} ({slots[slot].device}){what}: {ev[3]}", ev[4])
             else:
                 if kind == "done":
@@ -314,19 +312,19 @@ def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, sub
         raise MertoolError(f"--select {select!r}: expected last or oracle")
     devs = parse_devices(devices)
     slots = plan_slots(devs, folds_per_device, threads)
+    names = _run_names([out for _recipe, out, _final in runs])
+    if len({Path(out).resolve() for _recipe, out, _final in runs}) < len(runs):
+        raise MertoolError(f"runs {', '.join(names)}: the same run folder twice (each run needs its own)")
+    cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)  # read once for every run
     if len(slots) == 1:
         if threads is not None:
             torch.set_num_threads(threads)
-        return [train_loso(recipe, cache, out, subjects=subjects, device=devs[0], select=select, final=final,
+        return [train_loso(recipe, cache_data, out, subjects=subjects, device=devs[0], select=select, final=final,
                            compile=compile, console=console, progress=progress) for recipe, out, final in runs]
     warning = time_slicing_warning(devs, folds_per_device)
     if warning:
         console.print(warning, soft_wrap=True)
-    cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)  # read once for every run
     datas, keys, jobs, folds, finals, done, total = [], {}, [], [], [], [], 0
-    names = _run_names([out for _recipe, out, _final in runs])
-    if len({Path(out).resolve() for _recipe, out, _final in runs}) < len(runs):
-        raise MertoolError(f"runs {', '.join(names)}: the same run folder twice (each run needs its own)")
     for recipe, out, final in runs:
         out = Path(out)
         data, plan, todo = open_run(recipe, cache_data, out, subjects, devs[0], console)

@@ -26,6 +26,12 @@ def au_source(value) -> str:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+def _positive_ints(value) -> bool:
+    """A list or tuple of positive integers (booleans are not integers here)."""
+    return isinstance(value, (list, tuple)) and all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+
+
 @dataclass
 class ModelConfig:
     """Options of the MER network (arch 'mer') and the ResNet-18 baseline (arch 'resnet18').
@@ -87,14 +93,12 @@ class ModelConfig:
         hidden = self.mlp_hidden
         if isinstance(hidden, int) and not isinstance(hidden, bool):
             hidden = (hidden,)
-        if not isinstance(hidden, (list, tuple)) or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
+        if not _positive_ints(hidden):
             raise MertoolError(f"model.mlp_hidden = {self.mlp_hidden!r}: expected a list of positive integers "
                                f"(e.g. [512, 128]; [] for a single linear layer)")
         self.mlp_hidden = tuple(hidden)
         heads = self.swin_heads
-        if not isinstance(heads, (list, tuple)) or len(heads) != 3 or not all(
-                isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in heads):
+        if not _positive_ints(heads) or len(heads) != 3:
             raise MertoolError(f"model.swin_heads = {self.swin_heads!r}: expected three positive integers, one per "
                                f"Swin stage (the paper's [4, 8, 16])")
         self.swin_heads = tuple(heads)

@@ -32,8 +32,9 @@ class SwinBackbone(nn.Module):
         embed = out_channels // 4
         dims = (embed, 2 * embed, 4 * embed)
         if out_channels % 4 or any(d % h for d, h in zip(dims, num_heads)):
-            raise MertoolError(f"model.swin_heads = {list(num_heads)}: the Swin stages have {', '.join(map(str, dims))} "
-                               f"channels at this width; each stage's heads must divide its channels")
+            raise MertoolError(f"model.swin_heads = {list(num_heads)}: the Swin stages have "
+                               f"{', '.join(map(str, dims))} channels at this width; each stage's heads must divide "
+                               f"its channels")
         # timm clips a window larger than a stage to the stage (no shift there) and pads a stage the window does
         # not divide, so window 7 also works at 64-112 px
         self.model = SwinTransformer(img_size=image_size, patch_size=4, embed_dim=embed, depths=depths,
