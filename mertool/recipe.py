@@ -104,6 +104,8 @@ def read_yaml(path: str | Path) -> dict:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise MertoolError(f"{path}: cannot read ({exc.strerror})") from None
+    except UnicodeDecodeError:  # as openface.read_openface_csv: a binary file is a user error, not a traceback
+        raise MertoolError(f"{path}: not a text file (expected a YAML recipe)") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

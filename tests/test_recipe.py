@@ -91,6 +91,9 @@ def test_bad_recipe_files(tmp_path):
     bad.write_text("train: [1, 2\n")
     with pytest.raises(MertoolError, match=r"bad\.yaml: not valid YAML"):
         load_recipe(bad)
+    bad.write_bytes(b"\x94\xff\x00binary")
+    with pytest.raises(MertoolError, match=r"bad\.yaml: not a text file \(expected a YAML recipe\)"):
+        load_recipe(bad)
     a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
     a.write_text("extends: b.yaml\n")
     b.write_text("extends: a.yaml\n")
