@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from mertool.errors import MertoolError
-from mertool.preprocess import write_json
+from mertool.files import write_json
 
 SUBJECTS = 8
 PER_SUBJECT = 20

@@ -24,7 +24,7 @@ from mertool.align import MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, Fac
 from mertool.aus import au_bits
 from mertool.cache import CachedSample, CacheWriter, open_cache, read_registration, registration_summary
 from mertool.errors import MertoolError
-from mertool.files import write_json  # noqa: F401  (demo and older code import it from here)
+from mertool.files import write_json
 
 DUPLICATE = "duplicate sample id"
 FAILED = "alignment failed"
