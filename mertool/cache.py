@@ -283,6 +283,31 @@ def sample_fields(attrs_dataset: str, meta: dict) -> tuple[np.ndarray, np.ndarra
     return np.asarray(datasets, dtype=object), np.asarray(known, dtype=bool)
 
 
+def pair_settings(attrs: dict) -> dict:
+    """How a cache made its pairs, as a checkpoint records it: the `alignment` attribute (method, size, padding,
+    detector, registration and any setting added to it later), plus every other attribute that names alignment or
+    registration settings, copied as they are, and the cache's image size and dataset."""
+    def parsed(value):
+        if isinstance(value, bytes):
+            value = value.decode()
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+        return value.tolist() if isinstance(value, np.ndarray) else value
+
+    alignment = parsed(attrs.get("alignment"))
+    out = dict(alignment) if isinstance(alignment, dict) else {"method": str(alignment or "unknown")}
+    for key, value in attrs.items():
+        if key != "alignment" and ("align" in key or "regist" in key) and key not in out:
+            out[key] = parsed(value)
+    out.setdefault("size", int(attrs.get("image_size", 0) or 0))
+    out["cache_image_size"] = int(attrs.get("image_size", 0) or 0)
+    out["cache_dataset"] = str(attrs.get("dataset", ""))
+    return out
+
+
 def _readable(path: Path) -> bool:
     try:
         with h5py.File(path, "r") as f:

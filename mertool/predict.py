@@ -40,41 +40,68 @@ class AUInput:
     source: str = ""           # where given codes came from ('--aus', an OpenFace CSV and its frames)
     origin: str = ""           # 'given' (typed / CSV aus column) or 'openface'; '' when no codes were read
     not_coded: tuple[int, ...] = ()  # vocabulary AUs the source cannot code (OpenFace: 16, 18, 24)
+    thresholded: bool = False  # with auto: the head's estimate thresholded at 0.5 (0/1, like the hand codes an
+    #                            oracle-trained model learnt from)
+    warning: str = ""          # the AUs are not the kind the model learnt from (said, not refused)
 
 
-def parse_aus_input(text: str | None, uses_aus: bool, where: str = "--aus", has_head: bool = False) -> AUInput:
-    """'1,2' / 'AU1+R2' / '4+L10' / 'none' / 'auto' / None -> AUInput.
+AU_THRESHOLD = 0.5
 
-    Not given: the model's AU head estimates them when it has one; a model trained with hand-coded AUs and no head
-    needs them or an explicit 'none'. uses_aus: the classifier reads an AU vector (oracle or estimated model).
+
+def _oracle_without_aus(where: str, has_head: bool) -> MertoolError:
+    if where == "--aus":
+        auto = ", --aus auto feeds its AU head's estimate thresholded at 0.5" if has_head else ""
+        return MertoolError(f"this model was trained on hand-coded AUs (model.aus oracle): give them with --aus "
+                            f"(e.g. --aus 6+12) or --aus-from OPENFACE.csv{auto}; --aus none runs it with an empty "
+                            f"AU vector")
+    auto = ", 'auto' for its AU head's estimate thresholded at 0.5" if has_head else ""
+    return MertoolError(f"{where}: empty; this model was trained on hand-coded AUs (model.aus oracle): write the AUs "
+                        f"(e.g. 6+12), give an aus_from OpenFace CSV{auto}, or 'none' for an empty AU vector")
+
+
+def parse_aus_input(text: str | None, uses_aus: bool, where: str = "--aus", has_head: bool = False,
+                    source: str | None = None) -> AUInput:
+    """'1,2' / 'AU1+R2' / '4+L10' / 'none' / 'auto' / None -> AUInput, by what the model learnt from (`source`,
+    model.aus: oracle | estimated | none; by default oracle when it reads AUs, none otherwise).
+
+    Not given: an `estimated` model uses its AU head; an `oracle` model (trained on 0/1 hand codes) stops, naming
+    --aus and --aus-from. 'auto' on an oracle model feeds its head's estimate thresholded at 0.5, the 0/1 kind of
+    vector it learnt from. Hand codes given to an estimated model (which learnt from its head's probabilities) are
+    used, with a warning naming the mismatch.
     """
+    source = source or ("oracle" if uses_aus else "none")
     given = text is not None and str(text).strip() != ""
     if given and str(text).strip().lower() == NO_AUS:
         return AUInput((), empty=uses_aus)
-    if (given and str(text).strip().lower() == AUTO) or (not given and has_head):
+    auto = given and str(text).strip().lower() == AUTO
+    if auto or (not given and source in ("estimated", "none") and has_head):
         if not has_head:
             raise MertoolError(f"{where} auto: this model has no AU head (trained before mertool estimated AUs); "
                                f"give the AUs (e.g. 6+12) or 'none'")
         if not uses_aus:
             return AUInput(())  # the classifier reads no AU vector; the head's estimate is still reported
-        return AUInput((), auto=True)
+        return AUInput((), auto=True, thresholded=source == "oracle")
     try:
         codes = parse_au_argument(str(text)) if given else ()
     except MertoolError as exc:  # parse_au_argument names '--aus'; a CSV row names itself instead
         raise MertoolError(str(exc).replace("--aus", where, 1) if where != "--aus" else str(exc)) from None
     if not uses_aus:
         return AUInput(codes, ignored=bool(codes), source=where, origin="given")
-    if not given and where == "--aus":
-        raise MertoolError("--aus: this model was trained with AU input; give the AUs (e.g. --aus 6+12) or "
-                           "--aus none to run it with an empty AU vector")
     if not given:
-        raise MertoolError(f"{where}: empty; this model was trained with AU input: write the AUs (e.g. 6+12) or "
-                           f"'none' for an empty AU vector")
-    return AUInput(codes, source=where, origin="given")
+        raise _oracle_without_aus(where, has_head)
+    return AUInput(codes, source=where, origin="given", warning=_mismatch(source, "hand-coded AUs"))
+
+
+def _mismatch(source: str, what: str) -> str:
+    """The warning for 0/1 codes given to a model that learnt from its AU head's probabilities."""
+    if source != "estimated":
+        return ""
+    return (f"{what} (0/1) given to a model trained on its AU head's estimates (model.aus estimated): it never saw "
+            f"this kind of AU input, so no LOSO figure measures it; leave the AUs out to use its own estimate")
 
 
 def openface_input(path: str | Path, uses_aus: bool, onset: int | None = None, apex: int | None = None,
-                   where: str = "--aus-from") -> AUInput:
+                   where: str = "--aus-from", source: str | None = None) -> AUInput:
     """AUs read from an OpenFace 2.x CSV (mertool.openface): active from onset to apex, or in the apex row."""
     from mertool.openface import read_openface_csv
 
@@ -83,7 +110,9 @@ def openface_input(path: str | Path, uses_aus: bool, onset: int | None = None, a
     frames = f"frames {onset}..{apex}" if onset is not None else (f"frame {apex}" if apex is not None else
                                                                     f"last frame {int(of.frames[-1])}")
     return AUInput(codes, ignored=not uses_aus and bool(codes), source=f"{path} ({frames})",
-                   origin="openface", not_coded=of.not_coded)
+                   origin="openface", not_coded=of.not_coded,
+                   warning=_mismatch(source or ("oracle" if uses_aus else "none"), "OpenFace AU codes") if uses_aus
+                   else "")
 
 
 @dataclass
@@ -101,32 +130,116 @@ class Prediction:
     apex_crop: np.ndarray | None = field(default=None, repr=False)
     cva_maps: list | None = field(default=None, repr=False)            # one sample's CVA maps, C x H x W each
     aus_estimated: dict[int, float] | None = None   # the AU head's probability per AU (models with an AU head)
+    au_vector: np.ndarray | None = field(default=None, repr=False)  # the 21 values the classifier read (float32)
+    model_au_source: str = ""                        # what the model learnt from: oracle | estimated | none
+
+    def save_inputs(self, path: str | Path) -> Path:
+        """What the model was given, as `--save-inputs` writes it: onset and apex as the cache would store them
+        (uint8 RGB at the cache's size, before any resizing for the model) and the AU vector (float32, 21)."""
+        from mertool.files import write_bytes
+
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise MertoolError(f"--save-inputs {path}: expected a file name ending in .npz")
+        aus = np.zeros(21, np.float32) if self.au_vector is None else np.asarray(self.au_vector, np.float32)
+        buf = io.BytesIO()
+        np.savez(buf, onset=np.asarray(self.onset_crop, np.uint8), apex=np.asarray(self.apex_crop, np.uint8), aus=aus)
+        return write_bytes(path, buf.getvalue())
 
     def to_dict(self) -> dict:
         """JSON-ready fields (no pixels)."""
         out = {"onset": self.onset, "apex": self.apex, "emotion": self.emotion,
                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
                "aus": list(self.aus.codes), "aus_text": format_aus(self.aus.codes) if self.aus.codes else "",
-               "aus_source": au_source_name(self.aus), "au_vector_empty": self.aus.empty,
+               "aus_source": au_source_name(self.aus), "aus_source_text": au_input_words(self.aus),
+               "model_au_source": self.model_au_source, "au_vector_empty": self.aus.empty,
                "aus_ignored": self.aus.ignored, "faces_found": self.n_faces, "registration": self.registration}
         if self.aus.not_coded:
             out["aus_not_coded"] = list(self.aus.not_coded)
+        if self.aus.warning:
+            out["aus_warning"] = self.aus.warning
         if self.aus_estimated is not None:
             out["aus_estimated"] = {f"AU{au}": round(p, 4) for au, p in self.aus_estimated.items()}
         return out
 
 
-def au_source_name(aus: AUInput) -> str:
-    """What the classifier read as its AU vector: estimated, none, or the given codes' origin."""
+def au_input_words(aus: AUInput) -> str:
+    """What the classifier read, in words (predict's JSON and table)."""
     if aus.auto:
-        return "estimated"
+        return ("AUs estimated by the model, thresholded at 0.5" if aus.thresholded else
+                "AUs estimated by the model")
+    if aus.empty:
+        return "an empty AU vector (--aus none)"
+    if aus.ignored or not aus.origin:
+        return "images only"
+    return ("AUs coded by OpenFace" if aus.origin == "openface" else "hand-coded AUs given") + f" ({aus.source})"
+
+
+def au_source_name(aus: AUInput) -> str:
+    """What the classifier read as its AU vector: estimated, estimated-thresholded, none, or the given codes'
+    origin."""
+    if aus.auto:
+        return "estimated-thresholded" if aus.thresholded else "estimated"
     if aus.empty or aus.ignored or not aus.origin:
         return "none"
     return aus.origin
 
 
+DEFAULTS_NOTE = ("this checkpoint records no alignment (written before checkpoints did): pairs are made with "
+                 "preprocess's defaults (dlib chip 224 px, padding 0.25, detector upsample 0 then 1, ECC registration)")
+
+
+class ResizePairs:
+    """The pairs of a --no-align cache: both frames resized to the cache's size as they are, no face alignment."""
+
+    register_mode = "none"
+
+    def __init__(self, size: int = 224):
+        self.size = int(size)
+
+    def settings(self) -> dict:
+        return {"method": "resize", "size": self.size}
+
+    def align_pair(self, onset: np.ndarray, apex: np.ndarray, name: str = ""):
+        from mertool.align import SIZE_MISMATCH, AlignedPair, AlignSkip, resize_square
+
+        if onset.shape != apex.shape:  # resizing frames of different sizes would add motion between them
+            raise AlignSkip(SIZE_MISMATCH, f"{name or 'pair'}: onset {onset.shape[:2]} and apex {apex.shape[:2]} "
+                                           f"frames differ in size")
+        return AlignedPair(resize_square(onset, self.size), resize_square(apex, self.size), None, 0, None, None, -1)
+
+
+def pair_maker(settings) -> tuple[object, str]:
+    """(what makes a model's pairs, a note when that is not exactly how its training cache made them).
+
+    The checkpoint's record (cache.pair_settings) names the method: 'dlib-chip' builds a FaceAligner from every
+    recorded setting its constructor takes (size, padding, detector, registration, and any added later), 'resize'
+    (a --no-align cache) resizes the frames as they are. No record (an older checkpoint): preprocess's defaults.
+    """
+    import inspect
+
+    from mertool.align import FaceAligner
+
+    if not isinstance(settings, dict):
+        return FaceAligner(), DEFAULTS_NOTE
+    method = settings.get("method")
+    if method == "resize":
+        size = int(settings.get("size") or settings.get("cache_image_size") or 224)
+        return ResizePairs(size), (f"this model's cache was made with --no-align (frames cached as found, resized to "
+                                   f"{size} px): the frames given are resized the same way, not aligned; give face "
+                                   f"crops like its training frames")
+    if method != "dlib-chip":
+        what = "caches aligned in different ways" if "merged" in settings else f"alignment {method!r}"
+        return FaceAligner(), (f"this model's cache was made by {what}, which predict cannot repeat: pairs are made "
+                               f"with preprocess's defaults (dlib chip 224 px, padding 0.25, ECC registration)")
+    settings = dict(settings)
+    settings.setdefault("register", "none")  # a cache made before registration existed did not register its apex
+    accepted = set(inspect.signature(FaceAligner.__init__).parameters) - {"self", "predictor"}
+    return FaceAligner(**{k: v for k, v in settings.items() if k in accepted}), ""
+
+
 class Predictor:
-    """A trained mertool model plus the alignment `preprocess` uses; predicts pairs, CSV batches and clips."""
+    """A trained mertool model plus the pair-making its training cache used; predicts pairs, CSV batches and clips."""
 
     def __init__(self, model: str | Path, device: str | torch.device = "cpu", aligner=None):
         from mertool.runs import load_checkpoint, resolve_model_path
@@ -139,58 +252,70 @@ class Predictor:
         cfg = self.model.config
         self.uses_aus: bool = cfg.reads_aus        # the classifier reads an AU vector (hand-coded or estimated)
         self.has_au_head: bool = cfg.au_head
+        self.au_source: str = cfg.aus              # oracle | estimated | none: what it learnt from
         self.image_size: int = int(self.ckpt.get("image_size", 224))
-        self.aligner = aligner if aligner is not None else self._aligner(self.ckpt.get("alignment"))
+        self.notes: list[str] = []                 # how pairs are made, where that is not the training cache's way
+        if aligner is not None:
+            self.aligner = aligner
+        else:
+            self.aligner, note = pair_maker(self.ckpt.get("alignment"))
+            if note:
+                self.notes.append(note)
 
     @staticmethod
     def _aligner(settings):
-        """The training cache's alignment when the checkpoint records it, else preprocess's defaults (224 px chip,
-        padding 0.25, upsample 0 then 1, apex registered by ECC). A cache made before registration existed
-        recorded no `register`: its pairs were not registered, and neither are the ones predicted with its model."""
-        from mertool.align import FaceAligner
-
-        keys = ("size", "padding", "upsample", "detect_max_side", "register")
-        settings = dict(settings) if isinstance(settings, dict) else {}
-        if settings.get("method", "dlib-chip") != "dlib-chip":  # e.g. a --no-align cache: nothing to mirror
-            settings = {}
-        elif settings:
-            settings.setdefault("register", "none")
-        return FaceAligner(**{k: settings[k] for k in keys if k in settings})
+        """The pair maker for a checkpoint's alignment record (see pair_maker)."""
+        return pair_maker(settings)[0]
 
     def aus(self, text: str | None, where: str = "--aus") -> AUInput:
         """Parse AUs for this model (see parse_aus_input)."""
-        return parse_aus_input(text, self.uses_aus, where, self.has_au_head)
+        return parse_aus_input(text, self.uses_aus, where, self.has_au_head, self.au_source)
 
-    @torch.no_grad()
     def classify(self, onset: np.ndarray, apex: np.ndarray,
                  aus: AUInput) -> tuple[np.ndarray, list | None, np.ndarray | None]:
-        """Aligned uint8 crops -> (class probabilities, CVA maps of this sample or None, AU probabilities or None),
-        one forward pass."""
+        """Aligned uint8 crops -> (class probabilities, CVA maps of this sample or None, AU probabilities or None)."""
+        probs, maps, au_probs, _feed = self._forward(onset, apex, aus)
+        return probs, maps, au_probs
+
+    @torch.no_grad()
+    def _forward(self, onset: np.ndarray, apex: np.ndarray, aus: AUInput):
+        """classify() plus the 21 values the classifier read as its AU vector (zeros when it reads none): one
+        forward pass, two for a thresholded estimate (the head's output first, then the classifier on it)."""
         from mertool.data import resize_frames, to_float
 
         frames = torch.from_numpy(np.stack([onset, apex])).permute(0, 3, 1, 2).contiguous()
         frames = to_float(resize_frames(frames, self.image_size)).to(self.device)
         bits = torch.from_numpy(au_bits(aus.codes).astype(np.float32))[None].to(self.device)
-        logits, maps = self.model(frames[:1], frames[1:], None if aus.auto else bits, return_maps=True,
-                                  estimate_aus=aus.auto)
+        if aus.auto and aus.thresholded:
+            _, au_logits = self.model(frames[:1], frames[1:], None, return_aus=True, estimate_aus=True)
+            bits = (torch.sigmoid(au_logits.float()) >= AU_THRESHOLD).float()
+        logits, maps = self.model(frames[:1], frames[1:], bits, return_maps=True,
+                                  estimate_aus=aus.auto and not aus.thresholded)
         probs = torch.softmax(logits.float(), 1)[0].cpu().numpy()
         cva = maps.get("cva") if isinstance(maps, dict) else None
         au_logits = maps.get("au_logits") if isinstance(maps, dict) else None
         au_probs = None if au_logits is None else torch.sigmoid(au_logits.float())[0].cpu().numpy()
-        return probs, ([m[0].float().cpu() for m in cva] if cva else None), au_probs
+        if not self.uses_aus or aus.empty:
+            feed = np.zeros(bits.shape[1], np.float32)
+        elif aus.auto and not aus.thresholded:
+            feed = au_probs.astype(np.float32)
+        else:
+            feed = bits[0].cpu().numpy().astype(np.float32)
+        return probs, ([m[0].float().cpu() for m in cva] if cva else None), au_probs, feed
 
     def _predict(self, onset_rgb, apex_rgb, aus: AUInput, onset_name: str, apex_name: str) -> Prediction:
         from mertool.aus import AU_VOCAB
 
         pair = self.aligner.align_pair(onset_rgb, apex_rgb, name=onset_name)
-        probs, maps, au_probs = self.classify(pair.onset, pair.apex, aus)
+        probs, maps, au_probs, feed = self._forward(pair.onset, pair.apex, aus)
         return Prediction(emotion=self.classes[int(probs.argmax())],
                           probabilities={c: float(p) for c, p in zip(self.classes, probs)}, aus=aus,
                           onset=onset_name, apex=apex_name, n_faces=pair.n_faces,
                           registration=pair.registration.to_dict() if pair.registration is not None else None,
                           onset_crop=pair.onset, apex_crop=pair.apex, cva_maps=maps,
                           aus_estimated=None if au_probs is None else
-                          {au: float(p) for au, p in zip(AU_VOCAB, au_probs)})
+                          {au: float(p) for au, p in zip(AU_VOCAB, au_probs)}, au_vector=feed,
+                          model_au_source=self.au_source)
 
     def predict_pair(self, onset: str | Path, apex: str | Path, aus: str | AUInput | None = None,
                      aus_from: str | Path | None = None, apex_frame: int | None = None) -> Prediction:
@@ -200,7 +325,7 @@ class Predictor:
 
         if aus_from is not None:
             _one_au_source(aus, aus_from)
-            aus = openface_input(aus_from, self.uses_aus, None, apex_frame)
+            aus = openface_input(aus_from, self.uses_aus, None, apex_frame, source=self.au_source)
         aus = aus if isinstance(aus, AUInput) else self.aus(aus)
         return self._predict(read_rgb(onset), read_rgb(apex), aus, str(onset), str(apex))
 
@@ -227,13 +352,15 @@ class Predictor:
             if n is not None:
                 source.index(n)  # a frame outside the clip fails now, not after spotting
         if onset is None or apex is None:
-            spot = (spotter or Spotter(self.aligner)).spot(source, progress)
+            # a --no-align model's pairs are not aligned, but spotting measures motion on an aligned face
+            spot = (spotter or Spotter(None if isinstance(self.aligner, ResizePairs) else self.aligner)).spot(
+                source, progress)
             onset = spot.onset if onset is None else onset
             apex = spot.apex if apex is None else apex
         if onset == apex:
             raise MertoolError(f"{path}: onset and apex are the same frame ({onset}); give --onset and --apex")
         if openface is not None:
-            aus = openface_input(aus_from, self.uses_aus, onset, apex)
+            aus = openface_input(aus_from, self.uses_aus, onset, apex, source=self.au_source)
         pred = self._predict(source.read(onset), source.read(apex), aus, source.describe(onset),
                              source.describe(apex))
         return pred, spot
@@ -250,7 +377,7 @@ class Predictor:
                 if aus_from is not None:
                     if aus_text:
                         raise MertoolError(f"{where}: give aus or aus_from, not both")
-                    aus = openface_input(aus_from, self.uses_aus, None, apex_frame)
+                    aus = openface_input(aus_from, self.uses_aus, None, apex_frame, source=self.au_source)
                 else:
                     aus = self.aus(aus_text, f"{where}: aus")
                 p = self.predict_pair(onset, apex, aus)
@@ -371,12 +498,18 @@ def render_prediction(pred: Prediction, console, model_path: str | Path = "") ->
         console.print("AU vector: empty (--aus none): the model saw no AU input")
     elif pred.aus.ignored:
         console.print(f"AUs {format_aus(pred.aus.codes)} ignored: the model was trained without AU input")
+    elif pred.aus.auto and pred.aus.thresholded:
+        on = [au for au, p in (pred.aus_estimated or {}).items() if p >= AU_THRESHOLD]
+        console.print(f"AUs: estimated by the model's AU head, thresholded at {AU_THRESHOLD} (0/1, like the hand "
+                      f"codes it was trained on): {format_aus(on) if on else 'none active'}", soft_wrap=True)
     elif pred.aus.auto:
         console.print("AUs: estimated by the model's AU head (no FACS coding given)")
     elif pred.aus.source:
         codes = format_aus(pred.aus.codes) if pred.aus.codes else "none active"
         console.print(f"AUs: {codes}" + (f"  (from {escape(pred.aus.source)})" if pred.aus.source != "--aus" else ""),
                       soft_wrap=True)
+    if pred.aus.warning:
+        console.print(f"[yellow]warning:[/] {escape(pred.aus.warning)}", soft_wrap=True)
     if pred.aus.not_coded:
         console.print("not coded by the source (left inactive): "
                       + ", ".join(f"AU{a}" for a in pred.aus.not_coded))

@@ -19,7 +19,10 @@ Checkpoint format (`checkpoint.pt`, `model.pt`): a dict of tensors and plain val
   classes        class names in output order,        recipe      the resolved recipe of the run,
   state_dict     the weights (on the CPU),           image_size  the input size in pixels,
   uses_aus       whether the model reads a given AU vector (model.aus = oracle),
-  au_source      model.aus: oracle (AU codes are an input), estimated (its AU head predicts them) or none.
+  au_source      model.aus: oracle (AU codes are an input), estimated (its AU head predicts them) or none,
+  alignment      how the training cache made its pairs (cache.pair_settings: method, size, padding, detector and
+                 registration settings, every alignment attribute of the cache as it is) and the cache's
+                 fingerprint; `predict` makes its pairs the same way. Checkpoints written before it have none.
 
 Predictions CSV: sample_id, subject, true, predicted, p_<class> (one probability column per class, 6 decimals);
 a model with an AU head adds aus_true (the coded AUs, '?' where the dataset codes none) and au<N> (the head's
@@ -188,7 +191,7 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
     run_info = {"format": RUN_FORMAT, "version": 1, "classes": data.classes, "folds": plan.folds,
                 "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
                 "class_counts": data.class_counts(), "n_samples": len(data),
-                "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
+                "cache": {"path": str(Path(data.source).resolve()), "fingerprint": _fingerprint(data),
                           "dataset": data.dataset},
                 "subject_datasets": {str(s): str(d) for s, d in zip(data.subjects, data.datasets)},
                 "excluded": data.excluded}
@@ -364,8 +367,8 @@ def _au_truth(text: str, path: Path, row: int) -> list[float]:
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 
-def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str]) -> dict:
-    """The checkpoint dict described in this module's docstring."""
+def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str], pairs: dict | None = None) -> dict:
+    """The checkpoint dict described in this module's docstring; `pairs` is the training data's MERData.pairs."""
     from mertool.models import model_config_dict
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
@@ -373,7 +376,7 @@ def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str]) ->
     return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": cfg,
             "classes": list(classes), "recipe": recipe, "state_dict": state,
             "image_size": int(recipe["data"]["image_size"]), "uses_aus": cfg["aus"] == "oracle",
-            "au_source": cfg["aus"]}
+            "au_source": cfg["aus"], **({"alignment": dict(pairs)} if pairs else {})}
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:
@@ -463,6 +466,14 @@ def env_info(device: torch.device, seed: int) -> dict:
             "timm": timm.__version__, "numpy": np.__version__, "sklearn": sklearn.__version__,
             "device": device_info(device), "seed": seed, "git_commit": git_commit(), "argv": sys.argv,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _fingerprint(data) -> str:
+    """data_fingerprint, kept with the data's pair record so that each fold's checkpoint records it uncomputed."""
+    fp = data_fingerprint(data)
+    if isinstance(getattr(data, "pairs", None), dict):
+        data.pairs["cache_fingerprint"] = fp
+    return fp
 
 
 def data_fingerprint(data) -> str:

@@ -338,7 +338,10 @@ def _write_fold(fold_dir: Path, r: FoldResult, data: MERData, train_np: np.ndarr
                "accuracy_last_epoch": r.accuracy, "final_train_loss": r.log[-1]["loss"] if r.log else None,
                "device": device_info(device), "host": platform.node(),
                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "oracle": r.oracle}
-    runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes), summary,
+    pairs = dict(data.pairs)
+    if pairs and "cache_fingerprint" not in pairs:  # run_fold called without open_run (benchmarks, tests)
+        pairs["cache_fingerprint"] = runs.data_fingerprint(data)
+    runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes, pairs), summary,
                     sample_ids=data.sample_ids[test_np], subjects=data.subjects[test_np], labels=r.labels,
                     probs=r.probs, oracle_probs=None if oracle is None else oracle["probs"], classes=data.classes,
                     final=final, au_probs=r.au_probs,

@@ -24,10 +24,13 @@ def save_model(path, *overrides):
     from mertool.recipe import load_recipe
     from mertool.runs import make_checkpoint, save_checkpoint
 
+    from mertool.align import describe
+
     recipe = load_recipe("casme2", SMALL + list(overrides))
     torch.manual_seed(0)
     model = build_model(recipe["model"]).eval()
-    return save_checkpoint(make_checkpoint(model, recipe, list(recipe["data"]["classes"])), path)
+    pairs = describe(224, 0.25, 1, 640, "ecc")  # what preprocess's defaults record
+    return save_checkpoint(make_checkpoint(model, recipe, list(recipe["data"]["classes"]), pairs), path)
 
 
 @pytest.fixture(scope="module")
@@ -109,13 +112,28 @@ def test_au_forms_and_rules():
     assert parse_aus_input("none", True).empty and parse_aus_input("None", True).codes == ()
     with pytest.raises(MertoolError, match=r"--aus '4\+3': 3 not in the AU vocabulary"):
         parse_aus_input("4+3", True)
-    with pytest.raises(MertoolError, match="trained with AU input.*--aus none"):
+    with pytest.raises(MertoolError, match="trained on hand-coded AUs.*--aus-from.*--aus none") as exc:
         parse_aus_input(None, True)  # a model with hand-coded AU input and no AU head (an old checkpoint)
+    assert "auto" not in str(exc.value)  # it has no head to estimate them with
     no_au = parse_aus_input(None, False)
     assert no_au.codes == () and not no_au.empty and parse_aus_input("6+12", False).ignored
-    # a model with an AU head estimates them when none are given, or with 'auto'
-    assert parse_aus_input(None, True, has_head=True).auto and parse_aus_input("auto", True, has_head=True).auto
-    assert parse_aus_input("6+12", True, has_head=True).codes == (6, 12)
+    # an estimated model's AU head estimates them when none are given, or with 'auto'
+    for text in (None, "auto"):
+        est = parse_aus_input(text, True, has_head=True, source="estimated")
+        assert est.auto and not est.thresholded and not est.warning
+    # an oracle model learnt from 0/1 hand codes: none given is an error naming --aus and --aus-from; 'auto' feeds
+    # the head's estimate thresholded at 0.5
+    with pytest.raises(MertoolError, match="--aus .*--aus-from.*--aus auto"):
+        parse_aus_input(None, True, has_head=True, source="oracle")
+    with pytest.raises(MertoolError, match="row 3: aus: empty.*aus_from.*'auto'"):
+        parse_aus_input("", True, "pairs.csv: row 3: aus", has_head=True, source="oracle")
+    thr = parse_aus_input("auto", True, has_head=True, source="oracle")
+    assert thr.auto and thr.thresholded
+    assert parse_aus_input("6+12", True, has_head=True, source="oracle").codes == (6, 12)
+    assert not parse_aus_input("6+12", True, has_head=True, source="oracle").warning
+    # hand codes into a model that learnt from its head's probabilities: used, with a warning naming the mismatch
+    warned = parse_aus_input("6+12", True, has_head=True, source="estimated")
+    assert warned.codes == (6, 12) and "hand-coded AUs (0/1)" in warned.warning and "estimated" in warned.warning
     with pytest.raises(MertoolError, match="--aus auto: this model has no AU head"):
         parse_aus_input("auto", True)
     only_images = parse_aus_input(None, False, has_head=True)  # aus: none, with an AU head
@@ -168,9 +186,9 @@ def test_pairs_csv_to_csv_and_jsonl(files, capsys, tmp_path):
     assert rows[1]["emotion"] and rows[1]["error"] == ""
     assert rows[2]["emotion"] == "" and "missing.png: no such file" in rows[2]["error"]
     assert "row 5: aus" in rows[3]["error"] and "3 not in the AU vocabulary" in rows[3]["error"]
-    auto = Predictor(files["model"]).predict_pair(files["onset"], files["apex"])  # empty cell: the model's estimate
-    assert rows[4]["error"] == "" and abs(float(rows[4]["p_surprise"]) - auto.probabilities["surprise"]) < 1e-6
-    assert "3 of 5 pairs predicted, 2 failed" in err and "row 4:" in err
+    # an empty cell for a model trained on hand-coded AUs: that row's error names the choices
+    assert "row 6: aus: empty" in rows[4]["error"] and "aus_from" in rows[4]["error"] and rows[4]["emotion"] == ""
+    assert "2 of 5 pairs predicted, 3 failed" in err and "row 4:" in err
 
     code, out, err = run(capsys, "--pairs", pairs, "--model", files["model"], "--json")  # --json = jsonl
     objs = [json.loads(line) for line in out.splitlines()]
@@ -287,7 +305,7 @@ def test_bad_inputs_are_one_line_errors(files, capsys, tmp_path):
     code, _, err = run(capsys, files["onset"], files["apex"], "--aus", "AU1+R2+L99", *m)
     one_error_line(code, err, "99 not in the AU vocabulary")
     code, _, err = run(capsys, files["onset"], files["apex"], *m)
-    assert code == 0, err  # no --aus: the model's AU head estimates them (the old-checkpoint error is tested apart)
+    one_error_line(code, err, "trained on hand-coded AUs", "--aus", "--aus-from", "--aus auto")
     code, _, err = run(capsys, files["onset"], *m)
     one_error_line(code, err, "one image given")
     code, _, err = run(capsys, files["onset"], files["apex"], "--aus", "12", "--plot", tmp_path / "p.png", *m)
@@ -307,30 +325,50 @@ def test_alignment_follows_the_checkpoint_when_recorded():
 
 # ---------------------------------------------------------------------------------------------- AU sources
 
-def test_estimated_aus_are_the_default_and_printed(files, capsys):
-    """No --aus on a model with an AU head: the head's estimate feeds the classifier and is printed with
-    probabilities (table and JSON); --aus still overrides it."""
-    code, out, err = run(capsys, files["onset"], files["apex"], "--model", files["model"], "--json")
+def test_estimated_aus_are_the_default_and_printed(files, capsys, tmp_path):
+    """No --aus on an estimated model: the head's estimate feeds the classifier and is printed with probabilities
+    (table and JSON); --aus still overrides it, with a warning. An oracle model with --aus auto reads the estimate
+    thresholded at 0.5."""
+    from mertool.data import resize_frames
+
+    est_model = save_model(tmp_path / "est.pt", "model.aus=estimated")
+    code, out, err = run(capsys, files["onset"], files["apex"], "--model", est_model, "--json")
     assert code == 0, err
     obj = json.loads(out)
     assert obj["aus_source"] == "estimated" and len(obj["aus_estimated"]) == 21
+    assert obj["aus_source_text"] == "AUs estimated by the model" and obj["model_au_source"] == "estimated"
     assert all(0 <= p <= 1 for p in obj["aus_estimated"].values()) and "AU45" in obj["aus_estimated"]
-    p = Predictor(files["model"])
+    p = Predictor(est_model)
     auto = p.predict_pair(files["onset"], files["apex"], "auto")
     assert np.allclose(list(obj["probabilities"].values()), list(auto.probabilities.values()), atol=1e-6)
+
+    def by_hand(model, pred, vector):
+        with torch.no_grad():
+            onset, apex = (resize_frames(torch.from_numpy(c).permute(2, 0, 1)[None], 64).float() / 255
+                           for c in (pred.onset_crop, pred.apex_crop))
+            return torch.softmax(model(onset, apex, vector, estimate_aus=False), 1)[0].numpy()
+
     # the estimate reaches the classifier: the same probabilities as feeding the head's output by hand
-    with torch.no_grad():
-        onset, apex = (torch.from_numpy(c).permute(2, 0, 1)[None].float() / 255 for c in
-                       (auto.onset_crop, auto.apex_crop))
-        from mertool.data import resize_frames
-        onset, apex = (resize_frames((x * 255).round().to(torch.uint8), 64).float() / 255 for x in (onset, apex))
-        est = torch.tensor([[auto.aus_estimated[a] for a in sorted(auto.aus_estimated)]])
-        by_hand = torch.softmax(p.model(onset, apex, est, estimate_aus=False), 1)[0].numpy()
-    assert np.allclose(by_hand, list(auto.probabilities.values()), atol=1e-4)
-    code, out, err = run(capsys, files["onset"], files["apex"], "--model", files["model"])
+    est = torch.tensor([[auto.aus_estimated[a] for a in sorted(auto.aus_estimated)]])
+    assert np.allclose(by_hand(p.model, auto, est), list(auto.probabilities.values()), atol=1e-4)
+    code, out, err = run(capsys, files["onset"], files["apex"], "--model", est_model)
     assert code == 0 and "AUs: estimated by the model's AU head" in out and "AU head estimate" in out
     given = p.predict_pair(files["onset"], files["apex"], "1+2")
     assert given.to_dict()["aus_source"] == "given" and given.aus_estimated is not None
+    assert "hand-coded AUs (0/1) given to a model trained on its AU head's estimates" in given.to_dict()["aus_warning"]
+    code, out, err = run(capsys, files["onset"], files["apex"], "--aus", "1+2", "--model", est_model)
+    assert code == 0 and "warning: hand-coded AUs (0/1)" in out
+
+    # an oracle model with --aus auto: the head's estimate thresholded at 0.5, the 0/1 kind it learnt from
+    o = Predictor(files["model"])
+    thr = o.predict_pair(files["onset"], files["apex"], "auto")
+    bits = (torch.tensor([[thr.aus_estimated[a] for a in sorted(thr.aus_estimated)]]) >= 0.5).float()
+    assert np.allclose(by_hand(o.model, thr, bits), list(thr.probabilities.values()), atol=1e-5)
+    assert np.array_equal(thr.au_vector, bits[0].numpy())
+    d = thr.to_dict()
+    assert d["aus_source"] == "estimated-thresholded" and "thresholded at 0.5" in d["aus_source_text"]
+    code, out, err = run(capsys, files["onset"], files["apex"], "--aus", "auto", "--model", files["model"])
+    assert code == 0 and "thresholded at 0.5 (0/1, like the hand codes it was trained on)" in out
 
 
 def test_estimated_model_checkpoint_runs_without_aus(files, capsys, tmp_path):
@@ -354,7 +392,7 @@ def test_old_checkpoints_with_aus_true_false_still_load(files, tmp_path, capsys)
         assert p.has_au_head is False and p.model.config.aus == ("oracle" if flag else "none")
         if needs:
             code, _, err = run(capsys, files["onset"], files["apex"], "--model", path)
-            one_error_line(code, err, "--aus", "trained with AU input")
+            one_error_line(code, err, "--aus", "trained on hand-coded AUs")
         pred = p.predict_pair(files["onset"], files["apex"], "6+12")
         assert pred.aus_estimated is None and pred.to_dict().get("aus_estimated") is None
 

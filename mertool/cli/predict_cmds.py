@@ -60,6 +60,9 @@ def predict(
     plot: Path = typer.Option(None, "--plot", help="Clip: write the motion-over-time plot (PNG)."),
     explain: Path = typer.Option(None, "--explain", help="Write onset, apex, difference and CVA attention (PNG)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    save_inputs: Path = typer.Option(None, "--save-inputs", help="Write what the model was given to FILE.npz: onset "
+                                                                  "and apex as the cache stores them (uint8 RGB) and "
+                                                                  "aus (float32, 21)."),
 ) -> None:
     from rich.console import Console
 
@@ -73,6 +76,8 @@ def predict(
                        ("--aus", aus), ("--aus-from", aus_from), ("--apex-frame", apex_frame)):
             if v is not None:
                 raise MertoolError(f"{opt}: not used with --pairs (AUs come from the CSV's aus or aus_from column)")
+        if save_inputs is not None:
+            raise MertoolError("--save-inputs: one pair or clip at a time, not with --pairs")
         raise typer.Exit(_predict_batch(pairs, model, fmt, device, err))
     if aus is not None and aus_from is not None:
         raise MertoolError(f"--aus and --aus-from {aus_from}: give one source of AUs, not both")
@@ -85,26 +90,31 @@ def predict(
             if p.is_dir() or not _is_image(p):
                 raise MertoolError(f"{p}: expected an image file (an onset/apex pair is two images)")
         return _predict_one(inputs, model, aus, as_json, None, None, None, explain, device, err, aus_from,
-                            apex_frame)
+                            apex_frame, save_inputs)
     if len(inputs) == 1:
         src = inputs[0]
         if not src.exists():
             raise MertoolError(f"{src}: no such file or folder")
         if _is_image(src):
             raise MertoolError(f"{src}: one image given; expected ONSET APEX images, a video file or a frame folder")
-        return _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from)
+        return _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from,
+                            save_inputs=save_inputs)
     raise MertoolError(f"expected ONSET APEX images, or one video / frame folder (got {len(inputs)} inputs); "
                        f"see `mertool predict --help`")
 
 
 def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from=None,
-                 apex_frame=None) -> None:
+                 apex_frame=None, save_inputs=None) -> None:
     """One pair or one clip: table (or JSON) on stdout, pictures on request."""
     from rich.console import Console
 
     from mertool.predict import Predictor, render_prediction, sparkline
 
+    if save_inputs is not None and save_inputs.suffix != ".npz":
+        raise MertoolError(f"--save-inputs {save_inputs}: expected a file name ending in .npz")
     predictor = Predictor(model, device=device)
+    for note in predictor.notes:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     spot = None
     if len(inputs) == 2:
         pred = predictor.predict_pair(inputs[0], inputs[1], aus, aus_from=aus_from, apex_frame=apex_frame)
@@ -123,6 +133,11 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
         if spot is not None:
             out["spotting"] = spot.to_dict()
     out["model"] = str(predictor.model_path)
+    out["pairs_made"] = predictor.aligner.settings() if hasattr(predictor.aligner, "settings") else None
+    out["notes"] = list(predictor.notes)
+    if save_inputs is not None:
+        pred.save_inputs(save_inputs)
+        err.print(f"wrote model inputs {save_inputs}", markup=False, highlight=False)
     if plot is not None:
         if spot is None:
             raise MertoolError(f"--plot {plot}: nothing was spotted (both --onset and --apex were given)")
@@ -151,6 +166,8 @@ def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err) -> int:
     from mertool.predict import Predictor, batch_csv, batch_jsonl
 
     predictor = Predictor(model, device=device)
+    for note in predictor.notes:
+        err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
 
     def on_row(i, n, rec):
         if rec["error"]:
