@@ -10,7 +10,8 @@ Sheets write AUs as ints (12), floats (12.0) or strings such as '4+L10', 'R6+R12
 - a '/' part with no digits ('B' in '10A/B', 'A' in 'A/L12') is a modifier of its neighbour, not a code;
 - codes outside the 21-AU vocabulary ('38', '43E' -> '43') and free text ('soft focus') go to `outside`,
   so the report can count them instead of dropping them silently;
-- '?', '', None and NaN mean unknown.
+- '?', 'unknown', 'n/a', '', None and NaN mean unknown (a sample's `aus_known` is then false: never "no AU
+  active").
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def _is_blank(raw) -> bool:
         return True
     if isinstance(raw, float) and math.isnan(raw):
         return True
-    return isinstance(raw, str) and raw.strip() in ("", "?", "/", "-", "nan", "NaN")
+    return isinstance(raw, str) and raw.strip().lower() in ("", "?", "/", "-", "nan", "unknown", "n/a")
 
 
 def _raw_text(raw) -> str:

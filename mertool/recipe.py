@@ -50,6 +50,9 @@ DEFAULTS: dict = {
         "label_smoothing": 0.0,
         "eval_batch_size": 64,
         "au_loss_weight": 1.0,  # AU head's BCE beside the class loss (demo: 0.3 / 1 / 3 within noise; 1 best AU F1)
+        "test_aus": "hand-coded",  # model.aus oracle: the held-out clips' AU input, hand-coded (the sheet's codes,
+        #                            as the paper) or thresholded (the AU head's estimate >= 0.5, what `predict
+        #                            --aus auto` feeds such a model)
     },
     "augment": {
         "hflip": 0.5,           # probability
@@ -61,6 +64,7 @@ DEFAULTS: dict = {
 # Keys whose value is a mapping the user owns as a whole: merged by replacement, free keys inside.
 _WHOLE = {("data", "classes"), ("data", "official_counts")}
 UNKNOWN_AUS = ("refuse", "drop", "empty")
+TEST_AUS = ("hand-coded", "thresholded")
 
 # (section, key) -> (kind, minimum, maximum); kinds: int, float, bool, str
 _SPECS = {
@@ -300,6 +304,13 @@ def resolve(raw: dict, source: str = "recipe") -> dict:
             node[path[-1]] = ""
         node[path[-1]] = _check_value(node[path[-1]], kind, lo, hi, f"{source}: {'.'.join(path)}")
     recipe["model"] = _resolve_model(recipe, model_defaults, source)
+    test_aus = recipe["train"]["test_aus"]
+    if test_aus not in TEST_AUS:
+        raise MertoolError(f"{source}: train.test_aus = {test_aus!r}: expected one of {', '.join(TEST_AUS)}")
+    if test_aus == "thresholded" and (recipe["model"]["aus"] != "oracle" or not recipe["model"]["au_head"]):
+        raise MertoolError(f"{source}: train.test_aus = thresholded feeds the AU head's thresholded estimate to a "
+                           f"model trained on hand-coded AUs: it needs model.aus = oracle and model.au_head = true "
+                           f"(model.aus is {recipe['model']['aus']!r})")
     return _plain(recipe)
 
 

@@ -136,8 +136,11 @@ def _config(model: torch.nn.Module):
 
 @torch.no_grad()
 def predict_outputs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, batch_size: int = 64,
-                    pad: bool | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                    pad: bool | None = None, thresholded: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Class probabilities and AU probabilities (None without an AU head), float32 on the data's device.
+
+    thresholded (train.test_aus): a model trained on hand-coded AUs reads its own AU head's estimate thresholded at
+    0.5 instead of the samples' codes (two passes: the head's output, then the classifier on the 0/1 vector).
 
     pad (default: on CUDA) fills every chunk up to batch_size by repeating its first sample and drops those rows:
     each fold's held-out subject has its own size, and cuDNN autotuning would re-tune for every new batch shape.
@@ -157,7 +160,12 @@ def predict_outputs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, ba
             chunk = torch.cat([chunk, chunk[:1].expand(batch_size - n)])
         onset, apex, aus, _ = _batch(data, chunk, None, None, channels_last)
         with _autocast(data.device):
-            logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True)
+            if thresholded:
+                _, au_logits = model(onset, apex, None, return_aus=True, estimate_aus=True)
+                aus = (torch.sigmoid(au_logits.float()) >= 0.5).float()
+                logits, au_logits = model(onset, apex, aus, return_aus=True, estimate_aus=False)
+            else:
+                logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True)
         out.append(logits[:n].float().softmax(1))
         if au_logits is not None:
             au_out.append(torch.sigmoid(au_logits[:n].float()))
@@ -165,9 +173,9 @@ def predict_outputs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, ba
 
 
 def predict_probs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, batch_size: int = 64,
-                  pad: bool | None = None) -> torch.Tensor:
+                  pad: bool | None = None, thresholded: bool = False) -> torch.Tensor:
     """Class probabilities (float32, on the data's device) for the samples idx, model in eval mode."""
-    return predict_outputs(model, data, idx, batch_size, pad)[0]
+    return predict_outputs(model, data, idx, batch_size, pad, thresholded)[0]
 
 
 def _train_epoch(model, opt, data: MERData, order: torch.Tensor, tr: dict, aug: dict, gen) -> tuple:
@@ -213,7 +221,8 @@ def au_bce(au_logits: torch.Tensor, aus: torch.Tensor, known: torch.Tensor) -> t
 def hide_test_aus(data: MERData, test_idx: torch.Tensor, train_idx: torch.Tensor, subject: str | None) -> MERData:
     """The held-out subject's AU codes replaced by NaN for the whole fold, and checked absent from training.
 
-    Used when the classifier reads no hand-coded AUs (estimated / none): the test subject's codes then take no
+    Used when the classifier reads no hand-coded AUs of the test subject (estimated / none, or an oracle model
+    tested on its thresholded estimate, train.test_aus): the test subject's codes then take no
     part in its fold at all, and any code path that read them would turn a loss or a probability into NaN.
     """
     from dataclasses import replace
@@ -260,7 +269,9 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
 
     torch.manual_seed(seed)
     model = build_model(recipe["model"]).to(device)
-    hidden_aus = not model.config.needs_aus and test_subject is not None
+    # train.test_aus thresholded: a model trained on hand codes is tested on its AU head's thresholded estimate
+    thresholded = model.config.needs_aus and tr.get("test_aus", "hand-coded") == "thresholded"
+    hidden_aus = (not model.config.needs_aus or thresholded) and test_subject is not None
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(model, tr, device)
@@ -300,7 +311,7 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
         if model.config.au_head:
             rec["au_loss"] = au_total / len(train_np)
         if select == "oracle" and len(test_np):
-            probs = predict_probs(step_model, data, test_idx, eval_bs)
+            probs = predict_probs(step_model, data, test_idx, eval_bs, thresholded=thresholded)
             acc = (probs.argmax(1) == test_y).sum().item() / len(test_np)
             rec["oracle_test_acc"] = acc
             if oracle is None or acc > oracle["accuracy"]:  # earliest best epoch
@@ -312,7 +323,7 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
             on_epoch(epoch + 1, epochs, rec)
 
     labels = test_y.cpu().numpy()
-    probs_t, au_probs_t = predict_outputs(step_model, data, test_idx, eval_bs)
+    probs_t, au_probs_t = predict_outputs(step_model, data, test_idx, eval_bs, thresholded=thresholded)
     if hidden_aus and not torch.isfinite(probs_t).all().item():
         raise RuntimeError(f"fold {test_subject}: the held-out subject's hidden AU codes reached the model")
     probs = probs_t.cpu().numpy()

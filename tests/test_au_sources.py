@@ -72,6 +72,32 @@ def test_held_out_codes_do_not_change_a_fold(synthetic_cache, source, one_torch_
     assert a.log[-1]["loss"] == b.log[-1]["loss"]
 
 
+def test_oracle_tested_on_thresholded_estimates(synthetic_cache, one_torch_thread):
+    """train.test_aus thresholded: the oracle model trains on hand codes, and each held-out clip reads the AU head's
+    estimate thresholded at 0.5, never its own codes (scrambling them changes nothing); the probabilities are the
+    classifier's on that 0/1 vector."""
+    from mertool.errors import MertoolError
+
+    r = recipe("model.aus=oracle", "train.test_aus=thresholded")
+    data = data_of(synthetic_cache, r)
+    a = run_fold(data, r, "03")
+    mask = torch.as_tensor(data.subjects == "03")
+    scrambled = data.aus.clone()
+    scrambled[mask] = 1.0 - scrambled[mask]
+    b = run_fold(replace(data, aus=scrambled), r, "03")
+    np.testing.assert_array_equal(a.probs, b.probs)
+    test = torch.as_tensor(np.flatnonzero(mask.numpy()))
+    with torch.no_grad():
+        onset, apex = data.onset[test].float() / 255, data.apex[test].float() / 255
+        bits = (torch.from_numpy(a.au_probs) >= 0.5).float()
+        by_hand = torch.softmax(a.model.eval()(onset, apex, bits, estimate_aus=False), 1).numpy()
+    np.testing.assert_allclose(a.probs, by_hand, atol=1e-5)
+    assert not np.array_equal(a.probs, run_fold(data, recipe("model.aus=oracle"), "03").probs)
+    for bad in (["model.aus=estimated", "train.test_aus=thresholded"], ["train.test_aus=maybe"]):
+        with pytest.raises(MertoolError, match="train.test_aus"):
+            recipe(*bad)
+
+
 def test_oracle_reads_the_test_codes_and_masks_unknown_ones(synthetic_cache, one_torch_thread):
     """Oracle (the paper's setting) reads the held-out codes as input; samples whose codes are unknown take no part
     in the AU loss (their AU loss is 0 when every training sample is unknown)."""

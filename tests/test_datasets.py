@@ -285,3 +285,44 @@ def test_old_xls_sheet_is_named(tmp_path):
         load_records(tmp_path)
     with pytest.raises(MertoolError, match=r"old \.xls format is not supported"):
         load_records(tmp_path, kind="casme3", sheet="CAS(ME)3_part_A_v2.xls")
+
+
+def test_casme2_2014_question_marks_are_unknown_not_none(realdata, tmp_path):
+    """The 2014 sheet's five '?' AU cells (all 'others'): aus_known false, no AU bits, and an oracle recipe that would
+    feed them as "no AU active" is refused, naming them; the 2019 sheet codes every row."""
+    from mertool.cache import CachedSample, CacheWriter, load_cache
+    from mertool.aus import au_bits
+    from mertool.data import load_for_recipe
+    from mertool.errors import MertoolError
+    from mertool.recipe import load_recipe
+
+    sheet = realdata / "annotations" / "casme2" / "CASME2-coding-20140508.xlsx"
+    records, _ = load_records(sheet.parent, sheet=sheet)
+    unknown = [r for r in records if not r.aus_known]
+    assert sorted(r.key for r in unknown) == ["05/EP05_03", "05/EP07_01", "05/EP13_04f", "19/EP11_01f", "26/EP13_01"]
+    assert all(r.aus_raw == "?" and r.aus == () and r.emotion == "others" for r in unknown)
+    newer = realdata / "annotations" / "casme2" / "CASME2-coding-20190701.xlsx"
+    assert all(r.aus_known for r in load_records(newer.parent, sheet=newer)[0])
+    # through the cache: stored as unknown, refused under model.aus oracle, dropped on request
+    w = CacheWriter(tmp_path / "c.h5", dataset="casme2", image_size=16, alignment={"method": "test"})
+    frame = np.zeros((16, 16, 3), np.uint8)
+    for r in records:
+        w.append(CachedSample(onset=frame, apex=frame + 1, aus=au_bits(r.aus), landmarks=None, subject=r.subject,
+                              sample_id=r.sample_id, emotion=r.emotion, aus_raw=r.aus_raw, aus_known=r.aus_known))
+    cache = load_cache(w.close())
+    assert int((~cache.aus_known).sum()) == 5
+    with pytest.raises(MertoolError, match="5 samples whose AU codes are unknown"):
+        load_for_recipe(cache, load_recipe("casme2"))
+    data = load_for_recipe(cache, load_recipe("casme2", ["data.unknown_aus=drop"]))
+    assert data.excluded["AU codes unknown (data.unknown_aus: drop)"] == 5
+
+
+def test_unknown_au_cells_in_a_manifest(tmp_path):
+    from mertool.aus import parse_aus
+
+    assert parse_aus("unknown").unknown and parse_aus("?").unknown and parse_aus("").unknown
+    (tmp_path / "m.csv").write_text("subject,sample_id,onset_path,apex_path,emotion,aus\n"
+                                    "s1,a,x.png,y.png,happiness,6+12\ns1,b,x.png,y.png,others,?\n"
+                                    "s1,c,x.png,y.png,others,unknown\ns1,d,x.png,y.png,others,\n")
+    records, _ = load_records(tmp_path / "m.csv", kind="manifest")
+    assert [r.aus_known for r in records] == [True, False, False, False]

@@ -345,7 +345,9 @@ def sheet_records(table: Table, kind: str, subject_width: int = 0,
             onset=onset, apex=to_frame(table, row, values, "apex", required=False),
             offset=to_frame(table, row, values, "offset", required=False), onset_path=None, apex_path=None,
             emotion=cell_text(table.get(values, "emotion")), aus_raw=aus_raw, aus=parsed.codes,
-            aus_outside=parsed.outside, row=row)
+            aus_outside=parsed.outside, row=row,
+            # '?', 'unknown' or an empty cell in a sheet that codes AUs: not coded, which is not "no AU active"
+            aus_known="aus" not in table.columns or not parsed.unknown)
         check_apex(rec, table, row)
         records.append(rec)
     return records

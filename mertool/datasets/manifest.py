@@ -45,7 +45,8 @@ def load(sheet: Path, folder: Path | None = None, layout: str | None = None) -> 
             apex=to_frame(table, row, values, "apex", required=False),
             offset=to_frame(table, row, values, "offset", required=False),
             onset_path=_path(base, fields["onset_path"]), apex_path=_path(base, fields["apex_path"]),
-            emotion=fields["emotion"], aus_raw=fields["aus"], aus=parsed.codes, aus_outside=parsed.outside, row=row)
+            emotion=fields["emotion"], aus_raw=fields["aus"], aus=parsed.codes, aus_outside=parsed.outside, row=row,
+            aus_known=not parsed.unknown)  # '?', 'unknown' or empty: not coded, which is not "no AU active"
         for what in ("onset_path", "apex_path"):
             p = getattr(rec, what)
             if not p.is_file():
