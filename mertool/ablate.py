@@ -140,19 +140,11 @@ def cache_dataset(cache) -> str | None:
 
 
 def cache_is_synthetic(cache) -> bool:
-    """The cache was preprocessed from `mertool synth` data (its preprocess report names synth's coding sheet)."""
-    import json
-
-    from mertool.cache import open_cache
-    from mertool.synth import SHEET_NAME
+    """The cache was preprocessed from `mertool synth` data (cache.made_from_synth)."""
+    from mertool.cache import made_from_synth, open_cache
 
     with open_cache(cache) as f:
-        text = f.attrs.get("preprocess_summary")
-    try:
-        sheet = json.loads(text).get("sheet") if text else None
-    except ValueError:
-        return False
-    return bool(sheet) and Path(str(sheet)).name == SHEET_NAME
+        return made_from_synth(dict(f.attrs))
 
 
 def list_variants(table_path, base=None, overrides=(), console=None) -> list[dict]:
@@ -287,8 +279,7 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     from rich.console import Console
     from rich.table import Table
 
-    from mertool.evaluate import ORACLE_LABEL, evaluate_run
-    from mertool.runs import is_run
+    from mertool.runs import SELECT_LABEL
 
     console = console or Console(markup=False)
     rows = []
@@ -303,13 +294,13 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
             "complete": bool(rep) and rep["complete"], "seeds": rep["seeds"] if rep else 0,
             **{k: (m[k] if m else None) for k in OURS},
             **{f"{k}_std": (rep["std"][k] if rep and rep["std"] else None) for k in OURS},
-            "oracle_accuracy": rep["oracle_accuracy"] if rep else None,
-            "au_f1": rep["au_f1"] if rep else None,
+            "best_on_test_accuracy": rep["best_on_test_accuracy"] if rep else None,
+            "au_f1": rep["au_f1"] if rep else None, "au_input": rep["au_input"] if rep else None,
             **{f"paper_{c}": paper.get(c) for c in table.paper_columns}})
-    has_oracle = any(r["oracle_accuracy"] is not None for r in rows)
+    has_best = any(r["best_on_test_accuracy"] is not None for r in rows)
     has_au = any(r["au_f1"] is not None for r in rows)
-    headers = ["Variant"] + [OUR_NAMES[k] for k in OURS] + (["AU F1"] if has_au else []) + ["folds"]
-    headers += [f"{ORACLE_LABEL} Acc"] if has_oracle else []
+    headers = ["Variant", "AU input"] + [OUR_NAMES[k] for k in OURS] + (["AU F1"] if has_au else []) + ["folds"]
+    headers += [f"{SELECT_LABEL} Acc"] if has_best else []
     headers += [f"paper {c}" for c in table.paper_columns]
 
     def cell(r: dict, k: str) -> str:
@@ -320,12 +311,12 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
         return f"{scale * r[k]:{fmt}}" + ("" if std is None else f" ± {scale * std:{fmt}}")
 
     def cells(r: dict) -> list[str]:
-        out = [r["label"]] + [cell(r, k) for k in OURS]
+        out = [r["label"], r["au_input"] or "-"] + [cell(r, k) for k in OURS]
         if has_au:  # the AU head's mean detection F1 (AUs with >= 10 positives), see evaluate
             out.append("-" if r["au_f1"] is None else f"{r['au_f1']:.4f}")
         out.append(r["folds"] + ("" if r["complete"] else " (partial)"))
-        if has_oracle:
-            out.append("-" if r["oracle_accuracy"] is None else f"{100 * r['oracle_accuracy']:.2f}")
+        if has_best:
+            out.append("-" if r["best_on_test_accuracy"] is None else f"{100 * r['best_on_test_accuracy']:.2f}")
         out += [paper_cell(c, r[f"paper_{c}"]) for c in table.paper_columns]
         return out
 
@@ -357,7 +348,7 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
 def _variant_report(vdir: Path) -> dict | None:
     """One variant's figures: its run folder, or the mean (and std) over its seed<N> run folders."""
     from mertool.evaluate import evaluate_run, evaluate_runs
-    from mertool.runs import is_run
+    from mertool.runs import is_run, run_au_source
 
     run_dirs = [vdir] if is_run(vdir) else sorted(d for d in vdir.glob("seed*") if is_run(d))
     if not run_dirs:
@@ -366,7 +357,8 @@ def _variant_report(vdir: Path) -> dict | None:
     done, expected = sum(len(r["done_folds"]) for r in reps), sum(len(r["expected_folds"]) for r in reps)
     out = {"done": done, "expected": expected, "complete": done == expected, "seeds": len(reps),
            "dataset": reps[0].get("dataset"), "metrics": reps[0]["metrics"], "std": None,
-           "oracle_accuracy": reps[0]["oracle"]["accuracy"] if reps[0].get("oracle") else None}
+           "best_on_test_accuracy": reps[0]["best_on_test"]["accuracy"] if reps[0].get("best_on_test") else None,
+           "au_input": run_au_source(run_dirs[0])["text"]}
     au = [(r.get("au_detection") or {}).get("mean_f1") for r in reps]
     out["au_f1"] = float(sum(au) / len(au)) if au and all(a is not None for a in au) else None
     if len(reps) > 1:
@@ -374,6 +366,6 @@ def _variant_report(vdir: Path) -> dict | None:
         if agg["aggregate"]:
             out["metrics"] = {k: agg["aggregate"][k]["mean"] for k in OURS}
             out["std"] = {k: agg["aggregate"][k]["std"] for k in OURS}
-            oracle = agg.get("oracle_aggregate")
-            out["oracle_accuracy"] = oracle["accuracy"]["mean"] if oracle else None
+            best = agg.get("best_on_test_aggregate")
+            out["best_on_test_accuracy"] = best["accuracy"]["mean"] if best else None
     return out

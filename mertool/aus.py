@@ -126,3 +126,16 @@ def parse_au_argument(text: str) -> tuple[int, ...]:
     if parsed.unknown:
         raise MertoolError(f"--aus {text!r}: expected AU numbers such as '6+12'")
     return parsed.codes
+
+
+# What a classifier read as the test clips' AU vector, in the words every report prints.
+AU_SOURCE_TEXT = {"oracle": "reads the test clips' hand-coded AUs (as the paper)",
+                  "oracle-thresholded": "trained on hand-coded AUs, tested on thresholded estimates",
+                  "estimated": "AUs estimated by the model",
+                  "none": "images only"}
+
+
+def au_source_text(model_aus: str, test_aus: str = "hand-coded") -> str:
+    """model.aus (+ train.test_aus) -> the words reports use; an unknown source is said to be unknown."""
+    key = "oracle-thresholded" if model_aus == "oracle" and test_aus == "thresholded" else str(model_aus)
+    return AU_SOURCE_TEXT.get(key, f"AU source not recorded ({model_aus})")

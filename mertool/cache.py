@@ -283,6 +283,18 @@ def sample_fields(attrs_dataset: str, meta: dict) -> tuple[np.ndarray, np.ndarra
     return np.asarray(datasets, dtype=object), np.asarray(known, dtype=bool)
 
 
+def made_from_synth(attrs: dict) -> bool:
+    """The cache was preprocessed from `mertool synth` data (its preprocess report names synth's coding sheet)."""
+    from mertool.synth import SHEET_NAME
+
+    text = attrs.get("preprocess_summary")
+    try:
+        sheet = json.loads(text).get("sheet") if text else None
+    except (ValueError, AttributeError):
+        return False
+    return bool(sheet) and Path(str(sheet)).name == SHEET_NAME
+
+
 def pair_settings(attrs: dict) -> dict:
     """How a cache made its pairs, as a checkpoint records it: the `alignment` attribute (method, size, padding,
     detector, registration and any setting added to it later), plus every other attribute that names alignment or
@@ -305,6 +317,7 @@ def pair_settings(attrs: dict) -> dict:
     out.setdefault("size", int(attrs.get("image_size", 0) or 0))
     out["cache_image_size"] = int(attrs.get("image_size", 0) or 0)
     out["cache_dataset"] = str(attrs.get("dataset", ""))
+    out["cache_synthetic"] = made_from_synth(attrs)
     return out
 
 

@@ -226,6 +226,7 @@ def train_loso_slurm(recipe: dict, cache, out, *, subjects=None, select="last", 
     out = Path(out)
     if not Path(cache).is_file():
         raise MertoolError(f"--cache {cache}: no such file")
+    select = runs.check_select(select)
     options.logs = options.logs or out / "slurm"
     spec = RunSpec(recipe, str(Path(cache).resolve()), str(out.resolve()), subjects, select, final, compile)
     result = run_on_slurm([spec], options, console=console, dry_run=dry_run)

@@ -22,15 +22,16 @@ import shutil
 import time
 from pathlib import Path
 
+from mertool.aus import au_source_text
 from mertool.errors import MertoolError
 from mertool.files import write_json
 
 SUBJECTS = 8
 PER_SUBJECT = 20
-# (run name, title, --set overrides, train the final model for `predict`)
-VARIANTS = (("oracle", "hand-coded AUs (oracle, the paper's input)", ("model.aus=oracle",), False),
-            ("estimated", "estimated AUs (the model's AU head)", ("model.aus=estimated",), True),
-            ("none", "no AUs (images only)", ("model.aus=none",), False))
+# (run name, the AU source in the words every report uses, --set overrides, train the final model for `predict`)
+VARIANTS = (("oracle", au_source_text("oracle"), ("model.aus=oracle",), False),
+            ("estimated", au_source_text("estimated"), ("model.aus=estimated",), True),
+            ("none", au_source_text("none"), ("model.aus=none",), False))
 STATE = ".demo-state.json"
 
 
@@ -169,7 +170,7 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
         report = report_run(recipes[name], run_dir, console)
         run = report["runs"][0]
         m, det = run["metrics"], run.get("au_detection") or {}
-        results[name] = {"title": title, "run": str(run_dir), "confusion_png": report["png"],
+        results[name] = {"title": run["au_source"]["text"], "run": str(run_dir), "confusion_png": report["png"],
                          "au_png": report.get("au_png"), "accuracy": m["accuracy"], "uf1": m["uf1"],
                          "uar": m["uar"], "n": m["n"], "au_mean_f1": det.get("mean_f1"),
                          "au_counted": len(det.get("aus_counted") or []),

@@ -1,8 +1,10 @@
 """Reports from run folders: pooled LOSO metrics, per-class and per-subject tables, confusion matrix (table + PNG).
 
-The main figures come from each fold's predictions.csv (last epoch of the fixed schedule). Oracle figures
-(predictions_oracle.csv, written only with `--select oracle`) are reported apart, labelled ORACLE_LABEL, and only
-when every fold has them. Several run folders (e.g. seeds) give mean ± sample standard deviation (ddof=1).
+The main figures come from each fold's predictions.csv (last epoch of the fixed schedule). Figures of the epoch chosen
+on each test subject (predictions_best_on_test.csv, written only with `--select best-on-test`; predictions_oracle.csv
+in run folders of the previous release) are reported apart, labelled SELECT_LABEL, and only when every fold has
+them. Every report says what the test clips' AU input was, in words (runs.run_au_source). Several run folders
+(e.g. seeds) give mean ± sample standard deviation (ddof=1).
 """
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from mertool.aus import AU_VOCAB
 from mertool.errors import MertoolError
 from mertool.runs import read_predictions  # noqa: F401  (imported from here by older code and tests)
 
-ORACLE_LABEL = "oracle (test-fold selection)"
+SELECT_LABEL = runs.SELECT_LABEL
+ORACLE_LABEL = SELECT_LABEL  # the previous release's name of this label (imported by older code)
 PROTOCOL = "last epoch of a fixed schedule (no test-fold selection)"
 HEADLINE = ("accuracy", "uf1", "uar", "macro_f1", "mean_subject_accuracy")
 NAMES = {"accuracy": "accuracy", "uf1": "UF1", "uar": "UAR", "macro_f1": "macro F1",
@@ -36,6 +39,23 @@ def _run_dataset(info: dict) -> str | None:
         return None if value is None else str(value)
     except (OSError, TypeError, ValueError):
         return None
+
+
+def _run_synthetic(info: dict) -> bool:
+    """Whether a run was trained on `mertool synth` data: recorded in run.json, or (older runs) read from its cache's
+    preprocess report if the cache is still there."""
+    cache = info.get("cache") or {}
+    if "synthetic" in cache:
+        return bool(cache["synthetic"])
+    try:
+        import h5py
+
+        from mertool.cache import made_from_synth
+
+        with h5py.File(cache.get("path", ""), "r") as f:
+            return made_from_synth(dict(f.attrs))
+    except (OSError, TypeError, ValueError):
+        return False
 
 
 def _subject_datasets(info: dict, subjects) -> dict[str, str]:
@@ -84,7 +104,7 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
     if missing and not partial:
         raise MertoolError(f"{run_dir}: {len(missing)} of {len(expected)} folds have no predictions.csv: "
                            f"{', '.join(missing)}; run them (train-loso --subjects ...) or pass --partial")
-    folds, parts, oracle_parts = [], [], []
+    folds, parts, best_parts = [], [], []
     for s in done:
         fdir = runs.fold_path(run_dir, dirs[s])
         pred = read_predictions(fdir / runs.PREDICTIONS, classes)
@@ -94,27 +114,30 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
         parts.append(pred)
         summary = runs.read_fold_summary(fdir)
         fold = {"subject": s, "n": len(pred["true"]), "accuracy": float(np.mean(pred["true"] == pred["pred"])),
-                "seconds": summary.get("seconds"), "oracle": None}
-        if (fdir / runs.ORACLE_PREDICTIONS).is_file():
-            o = read_predictions(fdir / runs.ORACLE_PREDICTIONS, classes)
-            oracle_parts.append(o)
-            fold["oracle"] = {"accuracy": float(np.mean(o["true"] == o["pred"])),
-                              "epoch": (summary.get("oracle") or {}).get("epoch"), "label": ORACLE_LABEL}
+                "seconds": summary.get("seconds"), "best_on_test": None}
+        best_path = runs.best_predictions_path(fdir)
+        if best_path is not None:
+            o = read_predictions(best_path, classes)
+            best_parts.append(o)
+            fold["best_on_test"] = {"accuracy": float(np.mean(o["true"] == o["pred"])),
+                                    "epoch": (runs.fold_best_on_test(summary) or {}).get("epoch"),
+                                    "label": SELECT_LABEL}
         folds.append(fold)
     report = {"run": str(run_dir), "protocol": PROTOCOL, "classes": classes, "expected_folds": expected,
               "cache": info.get("cache") or {}, "dataset": _run_dataset(info),
               "done_folds": done, "missing": missing, "partial": bool(missing),
               "skipped_subjects": info.get("skipped_subjects", []), "folds": folds,
-              "metrics": _pooled(parts, classes) if parts else None, "by_dataset": None, "oracle": None,
-              "oracle_note": None}
+              "au_source": runs.run_au_source(run_dir), "synthetic": _run_synthetic(info),
+              "metrics": _pooled(parts, classes) if parts else None, "by_dataset": None, "best_on_test": None,
+              "best_on_test_note": None}
     if parts:
         report["by_dataset"] = _by_dataset(parts, classes, _subject_datasets(info, done))
     report["au_detection"] = pooled_au_detection(parts)
-    if oracle_parts and len(oracle_parts) == len(parts):
-        report["oracle"] = {**_pooled(oracle_parts, classes), "label": ORACLE_LABEL}
-    elif oracle_parts:
-        report["oracle_note"] = (f"{ORACLE_LABEL} recorded for {len(oracle_parts)} of {len(parts)} folds only; "
-                                 f"not reported")
+    if best_parts and len(best_parts) == len(parts):
+        report["best_on_test"] = {**_pooled(best_parts, classes), "label": SELECT_LABEL}
+    elif best_parts:
+        report["best_on_test_note"] = (f"{SELECT_LABEL}: recorded for {len(best_parts)} of {len(parts)} folds only; "
+                                       f"not reported")
     return report
 
 
@@ -172,22 +195,24 @@ def evaluate_runs(run_dirs, partial: bool = False) -> dict:
             raise MertoolError(f"{r['run']}: classes {r['classes']} differ from {runs[0]['run']}'s {classes}")
     scored = [r for r in runs if r["metrics"]]
     differ = recipe_differences([Path(r["run"]) for r in runs])
-    out = {"protocol": PROTOCOL, "classes": classes, "runs": runs, "aggregate": None, "oracle_aggregate": None,
-           "recipe_differences": differ, "published": None}
+    out = {"protocol": PROTOCOL, "classes": classes, "runs": runs, "aggregate": None,
+           "best_on_test_aggregate": None, "recipe_differences": differ, "published": None}
     # mean ± std is for repeats of one recipe (seeds); runs of different settings are only compared side by side
     if len(scored) > 1 and not differ:
         _check_same_cache(scored)
         out["aggregate"] = {k: _mean_std([r["metrics"][k] for r in scored]) for k in HEADLINE}
-        if all(r["oracle"] for r in scored):
-            out["oracle_aggregate"] = {k: _mean_std([r["oracle"][k] for r in scored]) for k in HEADLINE}
-            out["oracle_aggregate"]["label"] = ORACLE_LABEL
+        if all(r["best_on_test"] for r in scored):
+            out["best_on_test_aggregate"] = {k: _mean_std([r["best_on_test"][k] for r in scored]) for k in HEADLINE}
+            out["best_on_test_aggregate"]["label"] = SELECT_LABEL
     headline = out["aggregate"] and {k: v["mean"] for k, v in out["aggregate"].items() if k in HEADLINE}
-    if headline or len(scored) == 1:
+    # the paper's table is about its dataset's real clips: never ranked against synthetic demo data
+    if (headline or len(scored) == 1) and not any(r.get("synthetic") for r in scored):
         from mertool.published import standing
 
         datasets = {r["dataset"] for r in scored}
+        sources = {r["au_source"]["text"] for r in scored}
         out["published"] = standing(headline or scored[0]["metrics"], datasets.pop() if len(datasets) == 1 else None,
-                                    len(classes))
+                                    len(classes), au_source=sources.pop() if len(sources) == 1 else None)
     return out
 
 
@@ -349,7 +374,8 @@ def _headline_table(title: str, metrics: list[dict], names: list[str], aggregate
 
 
 def render(report: dict, console) -> None:
-    """Rich tables: headline metrics, per-class, per-subject, confusion; oracle figures apart, labelled."""
+    """Rich tables: each run's AU input, headline metrics, per-class, per-subject, confusion; best-on-test figures
+    apart, labelled."""
     from rich.table import Table
 
     runs, classes = report["runs"], report["classes"]
@@ -360,6 +386,7 @@ def render(report: dict, console) -> None:
             if r["skipped_subjects"] else ""
         console.print(f"{r['run']}: {len(r['done_folds'])}/{len(r['expected_folds'])} folds{note}"
                       f"{skipped}")
+        console.print(f"  AU input: {r['au_source']['text']}")
     console.print(f"protocol: {report['protocol']}")
     differ = report.get("recipe_differences") or {}
     for key, values in differ.items():
@@ -405,16 +432,16 @@ def render(report: dict, console) -> None:
 
     render_au_detection(scored, console)
 
-    oracle_runs = [r for r in scored if r["oracle"]]
-    if oracle_runs:
-        console.print(_headline_table(f"{ORACLE_LABEL.upper()}: NOT AN ESTIMATE", [r["oracle"] for r in oracle_runs],
-                                      [Path(r["run"]).name for r in oracle_runs], report.get("oracle_aggregate"),
-                                      "mean ± std"))
-        console.print(f"{ORACLE_LABEL}: each fold's epoch was chosen on its own test subject, so these figures "
+    best_runs = [r for r in scored if r["best_on_test"]]
+    if best_runs:
+        console.print(_headline_table(f"{SELECT_LABEL.upper()}: NOT AN ESTIMATE",
+                                      [r["best_on_test"] for r in best_runs], [Path(r["run"]).name for r in best_runs],
+                                      report.get("best_on_test_aggregate"), "mean ± std"))
+        console.print(f"{SELECT_LABEL}: each fold's epoch was chosen on its own test subject, so these figures "
                       f"are optimistic; they are reported apart and never mixed with the figures above.")
     for r in runs:
-        if r.get("oracle_note"):
-            console.print(f"{r['run']}: {r['oracle_note']}")
+        if r.get("best_on_test_note"):
+            console.print(f"{r['run']}: {r['best_on_test_note']}")
     if report.get("published"):
         from mertool.published import render_standing
 

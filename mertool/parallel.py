@@ -304,12 +304,11 @@ def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, sub
     from rich.console import Console
 
     from mertool.cache import CacheData, load_cache
-    from mertool.runs import FINAL, data_fingerprint, final_done, fold_done, open_run
+    from mertool.runs import FINAL, check_select, data_fingerprint, final_done, fold_done, open_run
     from mertool.train import print_run_summary, raise_diverged, train_loso
 
     console = console or Console(markup=False)
-    if select not in ("last", "oracle"):
-        raise MertoolError(f"--select {select!r}: expected last or oracle")
+    select = check_select(select)
     devs = parse_devices(devices)
     slots = plan_slots(devs, folds_per_device, threads)
     names = _run_names([out for _recipe, out, _final in runs])

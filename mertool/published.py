@@ -29,20 +29,22 @@ def load_published(name: str = TABLE1) -> dict:
     return raw
 
 
-def standing(metrics: dict, dataset: str | None, n_classes: int, table: str = TABLE1) -> dict | None:
+def standing(metrics: dict, dataset: str | None, n_classes: int, table: str = TABLE1,
+             au_source: str | None = None) -> dict | None:
     """Our accuracy and macro F1 ranked among the table's methods by accuracy; None when the table does not apply
-    (another dataset or class count)."""
+    (another dataset or class count). `au_source`: what our run read as the test clips' AU input, in words."""
     pub = load_published(table)
     if dataset != pub.get("dataset") or int(n_classes) != int(pub.get("classes", 0)):
         return None
     rows = [{"method": str(m["name"]), "accuracy": float(m["accuracy"]) / 100, "f1": float(m["f1"]), "ours": False}
             for m in pub["methods"]]
-    rows.append({"method": OURS, "accuracy": float(metrics["accuracy"]), "f1": float(metrics["macro_f1"]),
+    ours = OURS if not au_source else f"{OURS[:-1]}; {au_source})"
+    rows.append({"method": ours, "accuracy": float(metrics["accuracy"]), "f1": float(metrics["macro_f1"]),
                  "ours": True})
     rows.sort(key=lambda r: -r["accuracy"])  # stable: ours goes below a published tie
     rank = next(i for i, r in enumerate(rows, 1) if r["ours"])
     return {"title": pub.get("title", table), "note": " ".join(str(pub.get("note", "")).split()), "label": THEIRS,
-            "rank": rank, "of": len(rows), "rows": rows}
+            "rank": rank, "of": len(rows), "rows": rows, "au_source": au_source}
 
 
 def render_standing(context: dict, console) -> None:
@@ -56,5 +58,6 @@ def render_standing(context: dict, console) -> None:
         name = f"» {r['method']}" if r["ours"] else r["method"]
         t.add_row(str(i), name, f"{100 * r['accuracy']:.2f}", f"{r['f1']:.4f}")
     console.print(t)
-    console.print(f"ours ranks {context['rank']} of {context['of']} by accuracy (our F1 = macro F1 over all classes); "
-                  f"{context['note']}")
+    au = f"; our run {context['au_source']}" if context.get("au_source") else ""
+    console.print(f"ours ranks {context['rank']} of {context['of']} by accuracy (our F1 = macro F1 over all classes"
+                  f"{au}); {context['note']}")

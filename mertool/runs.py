@@ -7,7 +7,9 @@ Layout (every file written through a temporary name and renamed, mertool.files):
   RUN/env.json                    versions, device, seed, git commit, command line (first invocation), and
                                   under "hosts" each host that wrote folds (its device, versions, command line)
   RUN/folds/<subject>/log.jsonl   one line per epoch: loss, train accuracy, lr, seconds (rewritten each epoch)
-  RUN/folds/<subject>/checkpoint.pt, fold.json, [predictions_oracle.csv], predictions.csv
+  RUN/folds/<subject>/checkpoint.pt, fold.json, [predictions_best_on_test.csv], predictions.csv
+                                  (--select best-on-test adds the epoch chosen on the test subject apart; runs of
+                                  the previous release wrote it as predictions_oracle.csv, still read)
   RUN/final/model.pt, fold.json   with --final: one model trained on every subject (what `predict` loads)
 A fold is done when its predictions.csv exists; it is written last, so kill -9 loses only the fold in progress,
 and shards (`--subjects`, worker processes, cluster jobs) fill one run folder without sharing a fold's files.
@@ -56,16 +58,67 @@ ENV = "env.json"
 FOLDS = "folds"
 FINAL_DIR = "final"
 PREDICTIONS = "predictions.csv"
-ORACLE_PREDICTIONS = "predictions_oracle.csv"
+BEST_PREDICTIONS = "predictions_best_on_test.csv"
+OLD_BEST_PREDICTIONS = "predictions_oracle.csv"   # the same file as the previous release named it (--select oracle)
 FOLD_SUMMARY = "fold.json"
 CHECKPOINT = "checkpoint.pt"
 FINAL_MODEL = "model.pt"
 LOG = "log.jsonl"
-FOLD_FILES = (PREDICTIONS, ORACLE_PREDICTIONS, FOLD_SUMMARY, CHECKPOINT, FINAL_MODEL, LOG)  # done-marker first
+FOLD_FILES = (PREDICTIONS, BEST_PREDICTIONS, OLD_BEST_PREDICTIONS, FOLD_SUMMARY, CHECKPOINT, FINAL_MODEL,
+              LOG)  # done-marker first
 RUN_FORMAT = "mertool-run"
 CHECKPOINT_FORMAT = "mertool-checkpoint"
 CHECKPOINT_VERSION = 1
 FINAL = "__final__"  # the subject name of the final model (trained on every subject)
+
+# Test-fold epoch selection: besides the fixed schedule's last epoch, each fold's best epoch on its own test subject
+# (what published MER code reports), recorded apart. The previous release spelt it `--select oracle`, which also
+# named an AU source; "oracle" now means only the AU source.
+SELECT_LAST = "last"
+SELECT_BEST = "best-on-test"
+SELECT_LABEL = "best epoch chosen on the test subject"
+SELECT_CHOICES = (SELECT_LAST, SELECT_BEST)
+OLD_SELECT = {"oracle": SELECT_BEST}
+SELECT_DEPRECATION = ("--select oracle is deprecated (\"oracle\" now names only the AU source): it means --select "
+                      "best-on-test, which the next release alone will accept")
+
+
+def check_select(select: str) -> str:
+    """--select value -> last | best-on-test; the previous release's `oracle` is read as best-on-test."""
+    value = OLD_SELECT.get(str(select), str(select))
+    if value not in SELECT_CHOICES:
+        raise MertoolError(f"--select {select!r}: expected {' or '.join(SELECT_CHOICES)}")
+    return value
+
+
+def best_predictions_path(fold_dir: Path) -> Path | None:
+    """The fold's best-on-test predictions file (either release's name), or None."""
+    for name in (BEST_PREDICTIONS, OLD_BEST_PREDICTIONS):
+        if (Path(fold_dir) / name).is_file():
+            return Path(fold_dir) / name
+    return None
+
+
+def fold_best_on_test(summary: dict) -> dict | None:
+    """fold.json's record of the best-on-test epoch (the previous release stored it under "oracle")."""
+    return summary.get("best_on_test") or summary.get("oracle")
+
+
+def run_au_source(run_dir: Path) -> dict:
+    """What a run's classifier read as the test clips' AU input: model.aus and train.test_aus of its recipe.yaml,
+    and the words reports print (aus.au_source_text); a run folder without its recipe reads as unknown."""
+    import yaml
+
+    from mertool.aus import au_source_text
+    from mertool.models.config import au_source
+
+    try:
+        recipe = yaml.safe_load((Path(run_dir) / RECIPE).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError):
+        recipe = {}
+    aus = au_source((recipe.get("model") or {}).get("aus", "unknown"))
+    test = (recipe.get("train") or {}).get("test_aus", "hand-coded")
+    return {"model_aus": aus, "test_aus": test, "text": au_source_text(aus, test)}
 
 
 # ---------------------------------------------------------------------------------------------------- layout
@@ -192,7 +245,7 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
                 "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
                 "class_counts": data.class_counts(), "n_samples": len(data),
                 "cache": {"path": str(Path(data.source).resolve()), "fingerprint": _fingerprint(data),
-                          "dataset": data.dataset},
+                          "dataset": data.dataset, "synthetic": bool(data.pairs.get("cache_synthetic", False))},
                 "subject_datasets": {str(s): str(d) for s, d in zip(data.subjects, data.datasets)},
                 "excluded": data.excluded}
     # Written once, by whichever of several shards starting at once gets there first; the others check theirs.
@@ -257,17 +310,18 @@ def write_log(fold_dir: Path, log: list[dict]) -> None:
 
 
 def write_fold(fold_dir: Path, checkpoint: dict, summary: dict, *, sample_ids=None, subjects=None, labels=None,
-               probs=None, oracle_probs=None, classes=None, final: bool = False, au_probs=None, au_true=None,
+               probs=None, best_probs=None, classes=None, final: bool = False, au_probs=None, au_true=None,
                au_known=None) -> None:
-    """A finished fold: checkpoint, summary, oracle file, then predictions.csv last (its presence marks it done).
+    """A finished fold: checkpoint, summary, best-on-test file, then predictions.csv last (its presence marks it
+    done).
     The final model writes fold.json and model.pt only."""
     if final:
         files.write_json(fold_dir / FOLD_SUMMARY, summary)
         save_checkpoint(checkpoint, fold_dir / FINAL_MODEL)
         return
     save_checkpoint(checkpoint, fold_dir / CHECKPOINT)
-    if oracle_probs is not None:
-        write_predictions(fold_dir / ORACLE_PREDICTIONS, sample_ids, subjects, labels, oracle_probs, classes)
+    if best_probs is not None:
+        write_predictions(fold_dir / BEST_PREDICTIONS, sample_ids, subjects, labels, best_probs, classes)
     files.write_json(fold_dir / FOLD_SUMMARY, summary)
     write_predictions(fold_dir / PREDICTIONS, sample_ids, subjects, labels, probs, classes, au_probs, au_true,
                       au_known)

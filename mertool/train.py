@@ -3,9 +3,9 @@
 `train_loso` -> `run_fold` -> `_train_epoch`: this module keeps the fold loop and the math; every file a run
 writes (layout, plan, checkpoints, predictions, records) is handed to mertool.runs, which owns the run folder.
 
-`select="oracle"` additionally records, per fold, the epoch with the best accuracy on the held-out subject. That
-is test-set selection (what published MER code does), so it lives in separate files labelled ORACLE_LABEL and is
-never the default or mixed into the main figures.
+`select="best-on-test"` additionally records, per fold, the epoch with the best accuracy on the held-out subject.
+That is test-set selection (what published MER code does), so it lives in separate files labelled
+runs.SELECT_LABEL ("best epoch chosen on the test subject") and is never the default or mixed into the main figures.
 """
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from mertool import runs
 from mertool.data import MERData, augment_pair, make_batches, to_float
 from mertool.errors import MertoolError
-from mertool.evaluate import ORACLE_LABEL
-from mertool.runs import FINAL, device_info, fold_done, make_checkpoint, open_run
+from mertool.runs import FINAL, SELECT_BEST, SELECT_LABEL, check_select, device_info, fold_done, make_checkpoint, \
+    open_run
 
 
 # ----------------------------------------------------------------------------------------------- device and seeds
@@ -92,7 +92,7 @@ class FoldResult:
     probs: np.ndarray | None = None          # n_test x K
     au_probs: np.ndarray | None = None       # n_test x 21 AU head probabilities (models with an AU head)
     labels: np.ndarray | None = None
-    oracle: dict | None = None               # {"epoch", "accuracy", "label"} with select="oracle"
+    best_on_test: dict | None = None         # {"epoch", "accuracy", "label"} with select="best-on-test"
     model: torch.nn.Module | None = field(default=None, repr=False)
 
 
@@ -255,8 +255,7 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
     """
     from mertool.models import build_model
 
-    if select not in ("last", "oracle"):
-        raise MertoolError(f"--select {select!r}: expected last or oracle")
+    select = check_select(select)
     device = resolve_device(device) if device is not None else data.device
     setup_device(device)
     data = data.to(device)
@@ -289,7 +288,7 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
     eval_bs = int(tr["eval_batch_size"])
 
     log: list[dict] = []
-    oracle = None
+    best = None
     t_start = time.perf_counter()
     epochs = int(tr["epochs"])
     for epoch in range(epochs):
@@ -310,12 +309,12 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
                "lr": lr_now, "seconds": round(time.perf_counter() - t0, 4)}
         if model.config.au_head:
             rec["au_loss"] = au_total / len(train_np)
-        if select == "oracle" and len(test_np):
+        if select == SELECT_BEST and len(test_np):
             probs = predict_probs(step_model, data, test_idx, eval_bs, thresholded=thresholded)
             acc = (probs.argmax(1) == test_y).sum().item() / len(test_np)
-            rec["oracle_test_acc"] = acc
-            if oracle is None or acc > oracle["accuracy"]:  # earliest best epoch
-                oracle = {"epoch": epoch + 1, "accuracy": acc, "label": ORACLE_LABEL, "probs": probs.cpu().numpy()}
+            rec["best_on_test_acc"] = acc
+            if best is None or acc > best["accuracy"]:  # earliest best epoch
+                best = {"epoch": epoch + 1, "accuracy": acc, "label": SELECT_LABEL, "probs": probs.cpu().numpy()}
         log.append(rec)
         if fold_dir is not None:
             runs.write_log(fold_dir, log)
@@ -333,14 +332,14 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
     result = FoldResult(subject=test_subject if test_subject is not None else FINAL, n_train=len(train_np),
                         n_test=len(test_np), seconds=seconds, log=log, accuracy=accuracy, probs=probs,
                         labels=labels, model=model, au_probs=au_probs,
-                        oracle=None if oracle is None else {k: v for k, v in oracle.items() if k != "probs"})
+                        best_on_test=None if best is None else {k: v for k, v in best.items() if k != "probs"})
     if fold_dir is not None:
-        _write_fold(fold_dir, result, truth, train_np, test_np, recipe, device, oracle)
+        _write_fold(fold_dir, result, truth, train_np, test_np, recipe, device, best)
     return result
 
 
 def _write_fold(fold_dir: Path, r: FoldResult, data: MERData, train_np: np.ndarray, test_np: np.ndarray,
-                recipe: dict, device: torch.device, oracle: dict | None) -> None:
+                recipe: dict, device: torch.device, best: dict | None) -> None:
     """The fold's checkpoint, summary and predictions, handed to the run folder's owner."""
     final = r.subject == FINAL
     train_subjects = sorted(set(data.subjects[train_np]), key=runs.natural_key)  # what training actually saw
@@ -348,13 +347,13 @@ def _write_fold(fold_dir: Path, r: FoldResult, data: MERData, train_np: np.ndarr
                "train_subjects": train_subjects, "epochs": len(r.log), "seconds": round(r.seconds, 3),
                "accuracy_last_epoch": r.accuracy, "final_train_loss": r.log[-1]["loss"] if r.log else None,
                "device": device_info(device), "host": platform.node(),
-               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "oracle": r.oracle}
+               "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "best_on_test": r.best_on_test}
     pairs = dict(data.pairs)
     if pairs and "cache_fingerprint" not in pairs:  # run_fold called without open_run (benchmarks, tests)
         pairs["cache_fingerprint"] = runs.data_fingerprint(data)
     runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes, pairs), summary,
                     sample_ids=data.sample_ids[test_np], subjects=data.subjects[test_np], labels=r.labels,
-                    probs=r.probs, oracle_probs=None if oracle is None else oracle["probs"], classes=data.classes,
+                    probs=r.probs, best_probs=None if best is None else best["probs"], classes=data.classes,
                     final=final, au_probs=r.au_probs,
                     au_true=None if r.au_probs is None else data.aus[test_np].cpu().numpy(),
                     au_known=data.au_known[test_np].cpu().numpy())
@@ -389,8 +388,8 @@ class _Progress:
 
     def on_epoch(self, epoch: int, epochs: int, rec: dict) -> None:
         info = f"loss {rec['loss']:.3f}  train acc {rec['train_acc']:.3f}"
-        if "oracle_test_acc" in rec:
-            info += f"  (oracle test acc {rec['oracle_test_acc']:.3f})"
+        if "best_on_test_acc" in rec:
+            info += f"  (test acc {rec['best_on_test_acc']:.3f}, for best-on-test)"
         self.progress.update(self.epochs, completed=epoch, info=info)
 
     def end_fold(self, info: str) -> None:
@@ -405,8 +404,7 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
     from rich.console import Console
 
     console = console or Console(markup=False)
-    if select not in ("last", "oracle"):
-        raise MertoolError(f"--select {select!r}: expected last or oracle")
+    select = check_select(select)
     device = resolve_device(device)
     setup_device(device)  # before the first copy to the device
     out = Path(out)
@@ -458,7 +456,8 @@ def raise_diverged(diverged: list[str]) -> None:
 
 
 def print_run_summary(out: Path, console) -> dict:
-    """Per-fold table (accuracy, oracle apart, time) and pooled metrics when every fold is done."""
+    """Per-fold table (accuracy, best-on-test apart, time), the AU input, and pooled metrics when every fold is
+    done."""
     from rich.table import Table
 
     from mertool.evaluate import evaluate_run
@@ -467,21 +466,22 @@ def print_run_summary(out: Path, console) -> dict:
     table = Table(title=f"LOSO folds: {out}")
     for col in ("subject", "test samples", "accuracy (last epoch)", "seconds"):
         table.add_column(col, justify="right" if col != "subject" else "left")
-    has_oracle = report.get("oracle") is not None
-    if has_oracle:
-        table.add_column(ORACLE_LABEL, justify="right")
+    has_best = report.get("best_on_test") is not None
+    if has_best:
+        table.add_column(SELECT_LABEL, justify="right")
     folds = {f["subject"]: f for f in report["folds"]}
     for subject in report["expected_folds"]:
         f = folds.get(subject)
         if f is None:
-            table.add_row(subject, "-", "not run yet", "-", *(["-"] if has_oracle else []))
+            table.add_row(subject, "-", "not run yet", "-", *(["-"] if has_best else []))
             continue
         row = [subject, str(f["n"]), f"{f['accuracy']:.3f}", f"{f['seconds']:.1f}" if f.get("seconds") else "-"]
-        if has_oracle:
-            o = f.get("oracle")
+        if has_best:
+            o = f.get("best_on_test")
             row.append(f"{o['accuracy']:.3f} (epoch {o['epoch']})" if o else "-")
         table.add_row(*row)
     console.print(table)
+    console.print(f"AU input: {report['au_source']['text']}")
     m = report.get("metrics")
     if report["missing"]:
         console.print(f"{len(report['expected_folds']) - len(report['missing'])}/{len(report['expected_folds'])} "
@@ -489,8 +489,8 @@ def print_run_summary(out: Path, console) -> dict:
     if m:
         console.print(f"pooled over {m['n']} samples{' (partial)' if report['missing'] else ''}: accuracy "
                       f"{m['accuracy']:.4f}  UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  macro F1 {m['macro_f1']:.4f}")
-    if has_oracle:
-        o = report["oracle"]
-        console.print(f"{ORACLE_LABEL.upper()}, not a valid estimate: accuracy {o['accuracy']:.4f}  "
+    if has_best:
+        o = report["best_on_test"]
+        console.print(f"{SELECT_LABEL.upper()}, not a valid estimate: accuracy {o['accuracy']:.4f}  "
                       f"UF1 {o['uf1']:.4f}  UAR {o['uar']:.4f}")
     return report

@@ -9,7 +9,7 @@ import pytest
 from mertool.ablate import NOT_IN_PAPER, load_table, variant_recipe
 from mertool.cli import main
 from mertool.errors import MertoolError
-from mertool.evaluate import ORACLE_LABEL, evaluate_run, evaluate_runs
+from mertool.evaluate import ORACLE_LABEL, SELECT_LABEL, evaluate_run, evaluate_runs
 from mertool.runs import write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +19,8 @@ FOLDS = {"s1": ([0, 0, 1], [0, 1, 1]), "s2": ([1, 2], [1, 2]), "s3": ([2, 2, 0],
 
 
 def make_run(path: Path, folds=FOLDS, oracle=None, classes=CLASSES, cache=None) -> Path:
-    """A run folder as train-loso writes it, with chosen predictions."""
+    """A run folder as train-loso writes it, with chosen predictions (best-on-test ones under the previous
+    release's name, predictions_oracle.csv: still read)."""
     (path / "folds").mkdir(parents=True)
     (path / "run.json").write_text(json.dumps({
         "format": "mertool-run", "version": 1, "classes": classes, "folds": list(folds),
@@ -48,7 +49,8 @@ def test_pooled_metrics_match_hand_computed(tmp_path):
     assert m["confusion"] == [[2, 1, 0], [0, 2, 0], [1, 0, 2]]
     assert [(f["subject"], f["n"], round(f["accuracy"], 4)) for f in rep["folds"]] == \
         [("s1", 3, 0.6667), ("s2", 2, 1.0), ("s3", 3, 0.6667)]
-    assert rep["oracle"] is None and rep["skipped_subjects"] == ["s9"]
+    assert rep["best_on_test"] is None and rep["skipped_subjects"] == ["s9"]
+    assert rep["au_source"]["text"] == "AU source not recorded (unknown)"  # this folder has no recipe.yaml
 
 
 def test_missing_folds_refused_unless_partial(tmp_path, capsys):
@@ -127,16 +129,17 @@ def test_casme2_run_is_placed_among_the_published_table1(tmp_path, capsys):
     assert evaluate_runs([samm])["published"] is None  # Table 1 is CASME II only
 
 
-def test_oracle_only_when_every_fold_has_it(tmp_path, capsys):
+def test_best_on_test_only_when_every_fold_has_it(tmp_path, capsys):
     perfect = {s: y for s, (y, _) in FOLDS.items()}
     full = evaluate_run(make_run(tmp_path / "o", oracle=perfect))
-    assert full["oracle"]["accuracy"] == 1.0 and full["oracle"]["label"] == ORACLE_LABEL
+    assert full["best_on_test"]["accuracy"] == 1.0 and full["best_on_test"]["label"] == SELECT_LABEL
+    assert SELECT_LABEL == "best epoch chosen on the test subject" == ORACLE_LABEL  # the old name still imports
     assert full["metrics"]["accuracy"] == pytest.approx(0.75)  # never mixed into the main figure
     some = evaluate_run(make_run(tmp_path / "p", oracle={"s1": perfect["s1"]}))
-    assert some["oracle"] is None and "1 of 3 folds" in some["oracle_note"]
+    assert some["best_on_test"] is None and "1 of 3 folds" in some["best_on_test_note"]
     assert main(["evaluate", str(tmp_path / "o")]) == 0
     out = capsys.readouterr().out
-    assert out.index("Pooled leave-one-subject-out results") < out.index("ORACLE (TEST-FOLD SELECTION)")
+    assert out.index("Pooled leave-one-subject-out results") < out.index("BEST EPOCH CHOSEN ON THE TEST SUBJECT")
     assert (tmp_path / "o" / "confusion.png").is_file()
 
 
@@ -213,6 +216,9 @@ def test_ablate_runs_variants_and_writes_the_table(tmp_path, synthetic_cache, ca
     assert "Without AU" in md and "With AU" in md and "89.52" in md and "0.9014" in md and "partial" not in md
     rows = list(csv.DictReader((tmp_path / "table7" / "table.csv").open()))
     assert [r["variant"] for r in rows] == ["no-au", "au"] and all(r["folds"] == "4/4" for r in rows)
+    # each row says what its runs read as the test clips' AUs, in words
+    assert " AU input |" in md.splitlines()[2]
+    assert [r["au_input"] for r in rows] == ["images only", "reads the test clips' hand-coded AUs (as the paper)"]
     for r in rows:
         run = evaluate_run(tmp_path / "table7" / r["variant"])
         assert float(r["accuracy"]) == pytest.approx(run["metrics"]["accuracy"])

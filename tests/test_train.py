@@ -130,7 +130,7 @@ def test_loso_end_to_end_files_checkpoint_and_determinism(tmp_path, synthetic_ca
         rows = (fdir / "predictions.csv").read_text().splitlines()
         assert rows[0].startswith("sample_id,subject,true,predicted,p_happiness")
         assert len(rows) == 11 and all(r.split(",")[1] == s for r in rows[1:])
-        assert not (fdir / "predictions_oracle.csv").exists()
+        assert not (fdir / "predictions_best_on_test.csv").exists()
         assert not list(fdir.glob("*.tmp"))
 
     # the fold checkpoint reproduces the fold's predictions
@@ -182,10 +182,10 @@ def test_resume_after_kill_mid_fold(tmp_path, synthetic_cache):
     with pytest.raises(MertoolError, match=r"3 of 4 folds .*: 02, 03, 04"):
         from mertool.evaluate import evaluate_run
         evaluate_run(run)
-    (run / "folds/02/predictions_oracle.csv").write_text("left by an earlier attempt\n")
+    (run / "folds/02/predictions_best_on_test.csv").write_text("left by an earlier attempt\n")
     assert main(args) == 0
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (run / "folds/01").iterdir()} == done
-    assert not (run / "folds/02/predictions_oracle.csv").exists()  # the unfinished attempt's files are gone
+    assert not (run / "folds/02/predictions_best_on_test.csv").exists()  # the unfinished attempt's files are gone
     for s in ("01", "02", "03", "04"):
         assert (run / "folds" / s / "predictions.csv").is_file()
         assert len((run / "folds" / s / "log.jsonl").read_text().splitlines()) == 20
@@ -193,34 +193,38 @@ def test_resume_after_kill_mid_fold(tmp_path, synthetic_cache):
 
 
 @pytest.mark.slow
-def test_oracle_selection_is_recorded_apart_and_labelled(tmp_path, synthetic_cache, capsys):
+def test_best_on_test_selection_is_recorded_apart_and_labelled(tmp_path, synthetic_cache, capsys):
     run = tmp_path / "run"
     r = small_recipe("train.epochs=3", base=FAST)
     from rich.console import Console
     console = Console(file=open(os.devnull, "w"))
-    train_loso(r, synthetic_cache, run, subjects="01,02", device="cpu", select="oracle", console=console,
+    train_loso(r, synthetic_cache, run, subjects="01,02", device="cpu", select="best-on-test", console=console,
                progress=False)
     train_loso(r, synthetic_cache, run, subjects="03,04", device="cpu", select="oracle", console=console,
-               progress=False)  # a second shard fills the same run folder
+               progress=False)  # a second shard fills the same run folder; the old spelling means the same
     from mertool.evaluate import evaluate_run, read_predictions
+    label = "best epoch chosen on the test subject"
     rep = evaluate_run(run)
-    assert rep["oracle"]["label"] == "oracle (test-fold selection)"
+    assert rep["best_on_test"]["label"] == label
+    assert rep["au_source"]["text"] == "reads the test clips' hand-coded AUs (as the paper)"
     classes = rep["classes"]
     for s in ("01", "02", "03", "04"):
         fdir = run / "folds" / s
         log = [json.loads(line) for line in (fdir / "log.jsonl").read_text().splitlines()]
-        best = max(range(3), key=lambda i: (log[i]["oracle_test_acc"], -i))
+        best = max(range(3), key=lambda i: (log[i]["best_on_test_acc"], -i))
         fold = json.loads((fdir / "fold.json").read_text())
-        assert fold["oracle"] == {"epoch": best + 1, "accuracy": log[best]["oracle_test_acc"],
-                                  "label": "oracle (test-fold selection)"}
+        assert fold["best_on_test"] == {"epoch": best + 1, "accuracy": log[best]["best_on_test_acc"], "label": label}
+        assert (fdir / "predictions_best_on_test.csv").is_file()
         last = read_predictions(fdir / "predictions.csv", classes)
         assert np.mean(last["true"] == last["pred"]) == fold["accuracy_last_epoch"]  # main figure = last epoch
     assert main(["evaluate", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "ORACLE (TEST-FOLD SELECTION)" in out and "last epoch of a fixed schedule" in out
+    assert "BEST EPOCH CHOSEN ON THE TEST SUBJECT" in out and "last epoch of a fixed schedule" in out
+    assert "oracle" not in out.lower().replace("(as the paper)", "")
+    assert "AU input: reads the test clips' hand-coded AUs (as the paper)" in out
     assert main(["evaluate", str(run), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["runs"][0]["oracle"]["label"] == "oracle (test-fold selection)"
+    assert report["runs"][0]["best_on_test"]["label"] == label
     assert report["runs"][0]["metrics"]["accuracy"] == rep["metrics"]["accuracy"]
 
 

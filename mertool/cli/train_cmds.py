@@ -61,6 +61,15 @@ def _console(quiet_stdout: bool = False):
     return Console(stderr=quiet_stdout, markup=False)
 
 
+def _select(select: str) -> str:
+    """--select, with the deprecation line for the previous release's spelling."""
+    from mertool.runs import SELECT_DEPRECATION, check_select
+
+    if select == "oracle":
+        _console(quiet_stdout=True).print(f"warning: {SELECT_DEPRECATION}", soft_wrap=True)
+    return check_select(select)
+
+
 @app.command("train-loso")
 def train_loso_cmd(
     recipe: Optional[str] = typer.Argument(None, help="Recipe YAML (a path, or a name in recipes/: casme2, samm, "
@@ -72,10 +81,10 @@ def train_loso_cmd(
     device: str = typer.Option("auto", "--device", help=_DEVICE_HELP),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (sets train.seed)."),
     set_: List[str] = typer.Option([], "--set", help=_SET_HELP),
-    select: Literal["last", "oracle"] = typer.Option("last", "--select",
-                               help="last (default: the fixed schedule's last epoch) or oracle (ALSO record each "
-                                    "fold's best epoch on its test subject, reported apart as 'oracle (test-fold "
-                                    "selection)')."),
+    select: Literal["last", "best-on-test", "oracle"] = typer.Option(
+        "last", "--select", help="last (default: the fixed schedule's last epoch) or best-on-test (ALSO record each "
+                                 "fold's best epoch on its test subject, reported apart as 'best epoch chosen on the "
+                                 "test subject'); 'oracle' is its deprecated old spelling."),
     final: bool = typer.Option(False, "--final", help="Also train one model on all subjects: RUN/final/model.pt."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the model (CUDA; slower start)."),
     devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
@@ -106,6 +115,7 @@ def train_loso_cmd(
 
     slurm = _slurm_options(executor, dry_run, slurm_partition, slurm_gpus_per_job, slurm_time, folds_per_job,
                            slurm_opt, max_retries, slurm_logs, folds_per_device, slurm_poll, devices)
+    select = _select(select)
     recipe, cache, note = resolve_short_form(recipe, cache)
     if note:
         _console().print(note, soft_wrap=True)
@@ -136,7 +146,8 @@ def evaluate_cmd(
 ) -> None:
     """Pooled LOSO metrics (accuracy, UF1, UAR, macro F1), per class, per subject, confusion matrix.
 
-    Oracle figures (runs trained with --select oracle) are shown apart and labelled.
+    Figures of the epoch chosen on each test subject (runs trained with --select best-on-test) are shown apart and
+    labelled; every report says what the test clips' AU input was.
     A run with missing folds is refused, naming them, unless --partial.
 
     Example:
@@ -181,7 +192,8 @@ def ablate_cmd(
                                                             "table's recipe for the cache's dataset)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed (sets train.seed)."),
     set_: List[str] = typer.Option([], "--set", help=_SET_HELP + " Applies to every variant."),
-    select: Literal["last", "oracle"] = typer.Option("last", "--select", help="last or oracle (see train-loso)."),
+    select: Literal["last", "best-on-test", "oracle"] = typer.Option(
+        "last", "--select", help="last or best-on-test (see train-loso; 'oracle' is its deprecated old spelling)."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile the models."),
     devices: Optional[str] = typer.Option(None, "--devices", help=_DEVICES_HELP),
     folds_per_device: int = typer.Option(1, "--folds-per-device", min=1, help=_FPD_HELP),
@@ -210,6 +222,7 @@ def ablate_cmd(
 
     slurm = _slurm_options(executor, dry_run, slurm_partition, slurm_gpus_per_job, slurm_time, folds_per_job,
                            slurm_opt, max_retries, slurm_logs, folds_per_device, slurm_poll, devices)
+    select = _select(select)
     seed_list = parse_seeds(seeds)
     if seed_list and seed is not None:
         raise MertoolError("ablate: use --seed or --seeds, not both")
