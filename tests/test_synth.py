@@ -251,6 +251,28 @@ def test_cli_synth_and_errors(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------------------------------- demo
 
+def test_demo_table_names_the_au_source_in_words():
+    """The demo's closing table: one row per run, named by what its test clips' AU input was, in words."""
+    import io
+
+    from rich.console import Console
+
+    from mertool.demo import VARIANTS, print_demo
+
+    results = {name: {"title": title, "run": f"runs/{name}", "confusion_png": "c.png", "accuracy": 0.9, "uf1": 0.8,
+                      "uar": 0.8, "n": 160, "au_mean_f1": None, "train_seconds": 10.0}
+               for name, title, _extra, _final in VARIANTS}
+    summary = {"settings": {"subjects": 8}, "chance": 0.2, "results": results, "au_min_support": 10,
+               "au_threshold": 0.5, "data": "d", "cache": "c.h5", "out": "o", "machine": {}, "seconds": {"train": 1.0},
+               "total_seconds": 1.0, "next": []}
+    buf = io.StringIO()
+    print_demo(summary, Console(file=buf, width=220))
+    text = buf.getvalue()
+    for words in ("reads the test clips' hand-coded AUs (as the paper)", "AUs estimated by the model", "images only"):
+        assert words in text
+    assert "oracle" not in text.split("data set:")[0]
+
+
 @pytest.mark.slow
 def test_demo_end_to_end_small(tmp_path, capsys):
     """`mertool demo` on 3 subjects with a 1-epoch recipe: every step runs, the three AU sources are scored and
@@ -266,6 +288,9 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     printed = capsys.readouterr().out
     summary = json.loads((out / "demo.json").read_text())
     assert list(summary["results"]) == ["oracle", "estimated", "none"]
+    assert [r["title"] for r in summary["results"].values()] == [
+        "reads the test clips' hand-coded AUs (as the paper)", "AUs estimated by the model", "images only"]
+    assert "ours ranks" not in printed  # synthetic data is not ranked against the paper's CASME II table
     for name, r in summary["results"].items():
         assert 0.0 <= r["accuracy"] <= 1.0 and r["n"] == 15
         assert Path(r["confusion_png"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
