@@ -15,13 +15,24 @@ fold that fails every try is named with its last log, and the command fails. Fin
 task skips them. A task that reaches its time limit or is preempted gets Slurm's signal, and submitit calls
 `FoldChunk.checkpoint`, which requeues the same chunk: it resumes at its first unfinished fold.
 
+Slurm's own failures (sbatch, squeue, scancel: a partition that does not exist, an sbatch option it does not know, GPUs
+on a cluster without them, a controller that does not answer, no slurm.conf, no Slurm on PATH) end the command with one
+line that quotes Slurm's message and says what to change, exit 2; a run folder this command created is removed when
+nothing was submitted, so the next command starts clean. Ctrl-C, SIGTERM, SIGHUP and losing track of a job cancel the
+jobs this command submitted (or the message names those still running). `--dry-run` writes nothing.
+
 submitit is an optional dependency (`pip install -e '.[slurm]'`), imported only here.
 """
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import math
 import os
 import shlex
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,6 +41,7 @@ from pathlib import Path
 
 from mertool import runs
 from mertool.errors import MertoolError
+from mertool.text import plural
 
 INSTALL_HINT = "pip install -e '.[slurm]'"
 MIN_JOB_SECONDS = 600          # clusters cap jobs per user: the default chunk makes a job run about 10 minutes
@@ -163,46 +175,52 @@ def _by_run(units: list[Unit]) -> dict[int, list[Unit]]:
 def run_on_slurm(specs: list[RunSpec], options: SlurmOptions, *, console, dry_run: bool = False) -> dict:
     """Prepare every run folder, submit the unfinished folds as job arrays, wait, retry; returns a summary."""
     submitit = _import_submitit()
-    units = plan_units(specs, console)
+    if options.executor is None and not dry_run:
+        check_slurm_here()
+    made = [Path(s.out) for s in specs if not runs.is_run(s.out)]  # removed again if nothing gets submitted
+    units, sizes = plan_units(specs, console, write=not dry_run)
     logs = Path(options.logs or Path(specs[0].out) / "slurm")
-    per_job = options.folds_per_job or default_folds_per_job(specs, options)
+    per_job = options.folds_per_job or default_folds_per_job(specs, options, sizes)
     if per_job < 1:
         raise MertoolError(f"--folds-per-job {per_job}: expected an integer >= 1")
     done_before = [u for u in units if unit_done(specs[u.run], u)]
-    console.print(f"{len(units)} folds in {len(specs)} run folder(s), {len(done_before)} done earlier; "
-                  f"{per_job} fold(s) per job")
+    todo_now = len(units) - len(done_before)
+    per_job = max(1, min(per_job, todo_now))  # never more per job than there are folds to train
+    console.print(f"{plural(len(units), 'fold')} in {plural(len(specs), 'run folder')}, {len(done_before)} done "
+                  f"earlier; {plural(per_job, 'fold')} per job")
     if dry_run:
         return dry_run_scripts(specs, [u for u in units if u not in done_before], options, logs, per_job, console)
     executor = options.executor
-    if executor is None:
-        logs.mkdir(parents=True, exist_ok=True)
-        executor = submitit.SlurmExecutor(folder=logs)
-        executor.update_parameters(**slurm_parameters(options))
-    t0 = time.monotonic()
     submitted, attempts, last_job = [], 0, {}
-    for attempt in range(options.max_retries + 1):
-        todo = [u for u in units if not unit_done(specs[u.run], u)]
-        if not todo:
-            break
-        attempts = attempt + 1
-        chunks = [todo[i:i + per_job] for i in range(0, len(todo), per_job)]
-        with executor.batch():
-            jobs = [executor.submit(FoldChunk(specs, c, options.folds_per_device)) for c in chunks]
-        ids = [str(j.job_id) for j in jobs]
-        submitted += ids
-        console.print(f"try {attempt + 1}: submitted {len(jobs)} job(s) ({_id_range(ids)}) for {len(todo)} fold(s); "
-                      f"logs in {logs}")
-        try:
-            states = wait_for(jobs, options, console)
-        except KeyboardInterrupt:  # jobs left running would race the next command's jobs for the same folds
-            for job in jobs:
-                job.cancel(check=False)
-            console.print(f"interrupted: cancelled job(s) {_id_range(ids)}; finished folds are kept, re-run the same "
-                          f"command to go on")
-            raise
-        for job, chunk in zip(jobs, chunks):
-            for u in chunk:
-                last_job[u] = (str(job.job_id), states.get(str(job.job_id), "?"), _log_path(job))
+    t0 = time.monotonic()
+    try:
+        if executor is None:
+            with _slurm_messages(options, "sbatch"):
+                logs.mkdir(parents=True, exist_ok=True)
+                executor = submitit.SlurmExecutor(folder=logs)
+                executor.update_parameters(**slurm_parameters(options))
+        for attempt in range(options.max_retries + 1):
+            todo = [u for u in units if not unit_done(specs[u.run], u)]
+            if not todo:
+                break
+            attempts = attempt + 1
+            chunks = [todo[i:i + per_job] for i in range(0, len(todo), per_job)]
+            with _slurm_messages(options, "sbatch"):
+                with executor.batch():
+                    jobs = [executor.submit(FoldChunk(specs, c, options.folds_per_device)) for c in chunks]
+            ids = [str(j.job_id) for j in jobs]
+            submitted += ids
+            console.print(f"try {attempt + 1}: submitted {plural(len(jobs), 'job')} ({_id_range(ids)}) for "
+                          f"{plural(len(todo), 'fold')}; logs in {logs}")
+            states = _wait_or_cancel(jobs, options, console)
+            for job, chunk in zip(jobs, chunks):
+                for u in chunk:
+                    last_job[u] = (str(job.job_id), states.get(str(job.job_id), "?"), _log_path(job))
+    except BaseException:
+        if not submitted:  # nothing reached Slurm: leave no run folder this command made
+            for out in made:
+                _remove_unstarted(out, logs)
+        raise
     failed = [u for u in units if not unit_done(specs[u.run], u)]
     seconds = time.monotonic() - t0
     summary = {"folds": len(units), "done_before": len(done_before), "jobs": submitted, "tries": attempts,
@@ -211,11 +229,138 @@ def run_on_slurm(specs: list[RunSpec], options: SlurmOptions, *, console, dry_ru
     if failed:
         lines = [f"  {specs[u.run].out} fold {u.subject}: job {jid} {state}, log {log}"
                  for u in failed for jid, state, log in [last_job.get(u, ("?", "?", None))]]
-        raise MertoolError(f"{len(failed)} fold(s) failed in all {attempts} tries (finished folds are kept; re-run "
-                           f"the same command to try again):\n" + "\n".join(lines))
-    console.print(f"all {len(units)} folds done: {len(submitted)} job(s) in {attempts} tr{'y' if attempts == 1 else 'ies'}, "
-                  f"{seconds:.0f} s")
+        raise MertoolError(f"{plural(len(failed), 'fold')} failed in all {plural(attempts, 'try', 'tries')} "
+                           f"(finished folds are kept; re-run the same command to try again):\n" + "\n".join(lines))
+    console.print(f"all {plural(len(units), 'fold')} done: {plural(len(submitted), 'job')} in "
+                  f"{plural(attempts, 'try', 'tries')}, {seconds:.0f} s")
     return summary
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP while waiting for the jobs: handled as Ctrl-C is (the jobs are cancelled)."""
+
+
+def _wait_or_cancel(jobs, options: SlurmOptions, console) -> dict[str, str]:
+    """wait_for, with the jobs cancelled on Ctrl-C, SIGTERM, SIGHUP or a lost job: left running, they would race
+    the next command's jobs for the same folds."""
+    ids = [str(j.job_id) for j in jobs]
+
+    def stop(signum, _frame):
+        raise Stopped(signal.Signals(signum).name)
+
+    handlers = {}
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            handlers[sig] = signal.signal(sig, stop)
+        except (ValueError, OSError):  # not the main thread: Ctrl-C handling only
+            pass
+    try:
+        return wait_for(jobs, options, console)
+    except KeyboardInterrupt as exc:
+        what = f"stopped by {exc.args[0]}" if isinstance(exc, Stopped) and exc.args else "interrupted"
+        console.print(f"{what}: {cancel_jobs(jobs, ids)}; finished folds are kept, re-run the same command to go on")
+        raise
+    except MertoolError as exc:  # Slurm lost track of a job, or squeue stopped answering
+        raise MertoolError(f"{exc}; {cancel_jobs(jobs, ids)}") from None
+    finally:
+        for sig, old in handlers.items():
+            signal.signal(sig, old)
+
+
+def cancel_jobs(jobs, ids: list[str]) -> str:
+    """Cancel the jobs; what happened, as a clause ("cancelled job(s) 12_0 .. 12_3", or the ids still running and
+    scancel's own message)."""
+    if jobs and _is_slurm(jobs[0]):
+        try:
+            r = subprocess.run(["scancel", *sorted({i.split("_")[0] for i in ids})], capture_output=True, text=True,
+                               timeout=60)
+            problem = "" if r.returncode == 0 else (_first_line(r.stderr) or f"scancel exit {r.returncode}")
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            problem = f"scancel: {exc}"
+        if problem:
+            return (f"job(s) {', '.join(ids)} may still be running (scancel said: {problem}); cancel them with "
+                    f"`scancel {' '.join(sorted({i.split('_')[0] for i in ids}))}`")
+    else:
+        for job in jobs:
+            job.cancel(check=False)
+    return f"cancelled {'job' if len(ids) == 1 else 'jobs'} {_id_range(ids)}"
+
+
+def _remove_unstarted(out: Path, logs: Path) -> None:
+    """A run folder this command created and nothing trained in: removed (only if it holds no finished fold)."""
+    out = Path(out)
+    if not out.is_dir() or any(out.glob(f"{runs.FOLDS}/*/{runs.PREDICTIONS}")) or runs.final_done(out):
+        return
+    shutil.rmtree(out, ignore_errors=True)
+    if logs.is_dir() and not any(logs.iterdir()):
+        logs.rmdir()
+
+
+def check_slurm_here() -> None:
+    """sbatch, squeue and srun on PATH (submitit needs all three), else one line saying so."""
+    missing = [c for c in ("sbatch", "squeue", "srun") if shutil.which(c) is None]
+    if missing:
+        raise MertoolError(f"--executor slurm: {', '.join(missing)} not found on PATH (no Slurm client here); run "
+                           f"on a machine of the cluster (its login node), or train here with --executor local")
+
+
+# What to change for the Slurm messages users meet most (matched in lower case).
+SLURM_HINTS = (
+    (("invalid partition",), "choose an existing partition with --slurm-partition (`sinfo -s` lists them), or leave "
+                             "it out for the cluster's default"),
+    (("gres", "gpu", "generic resource", "requested node configuration is not available"),
+     "ask for no GPUs with --slurm-gpus-per-job 0 (CPU jobs), or a partition that has them with --slurm-partition"),
+    (("unrecognized option", "unknown option", "invalid option", "invalid --", "invalid mem", "mem",
+      "invalid account", "invalid qos", "unable to allocate"),
+     "fix or drop the --slurm-opt it names (`sbatch --help` lists sbatch's options)"),
+    (("unable to contact slurm controller", "connection refused", "socket timed out", "zero bytes were transmitted",
+      "connect failure"),
+     "the Slurm controller does not answer: check it is up (`scontrol ping`) and that SLURM_CONF names this "
+     "cluster's slurm.conf"),
+    (("could not establish a configuration source", "slurm.conf", "slurm_conf", "no such file"),
+     "Slurm finds no configuration: set SLURM_CONF to this cluster's slurm.conf, or run on a cluster machine"),
+)
+
+
+def slurm_hint(message: str, options: SlurmOptions | None = None) -> str:
+    """What to change for a Slurm error message."""
+    low = message.lower()
+    for opt in (options.opts if options else {}):
+        if opt.replace("_", "-") in low or opt in low:
+            return f"fix or drop --slurm-opt {opt}=... (`sbatch --help` lists sbatch's options)"
+    for needles, hint in SLURM_HINTS:
+        if any(n in low for n in needles):
+            return hint
+    return "check the --slurm-* options and the cluster (sinfo, squeue)"
+
+
+def _first_line(text: str) -> str:
+    """Slurm's message: its 'error:' lines joined, else its first non-empty line."""
+    lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "error" in ln.lower() or "fatal" in ln.lower()]
+    return " / ".join(dict.fromkeys(errors or lines[:1]))
+
+
+@contextlib.contextmanager
+def _slurm_messages(options: SlurmOptions, command: str):
+    """Turn a failed sbatch (submitit's FailedJobError, RuntimeError, ValueError, OSError) into one MertoolError
+    line quoting Slurm's message, with submitit's own printing (stderr copies, logged errors) kept off the screen."""
+    quiet = io.StringIO()
+    log = logging.getLogger("submitit")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stderr(quiet):
+            yield
+    except MertoolError:
+        raise
+    except (Exception) as exc:  # noqa: BLE001 - every submitit failure becomes the one line
+        text = _first_line(str(exc)) or _first_line(quiet.getvalue()) or type(exc).__name__
+        if isinstance(exc, FileNotFoundError):
+            text = f"{command} not found ({exc.filename or command})"
+        raise MertoolError(f"{command} failed: {text}; {slurm_hint(text, options)}") from None
+    finally:
+        log.setLevel(level)
 
 
 def train_loso_slurm(recipe: dict, cache, out, *, subjects=None, select="last", final=False, compile=False,
@@ -233,26 +378,30 @@ def train_loso_slurm(recipe: dict, cache, out, *, subjects=None, select="last", 
     return None if dry_run else {**print_run_summary(out, console), "slurm": result}
 
 
-def plan_units(specs: list[RunSpec], console) -> list[Unit]:
-    """Create or check each run folder (as train-loso does) and list its folds to train."""
+def plan_units(specs: list[RunSpec], console, write: bool = True) -> tuple[list[Unit], list[int]]:
+    """Create or check each run folder (as train-loso does; write=False only checks) and list its folds to train;
+    also each run's number of samples (for sizing chunks)."""
     import torch
 
-    units = []
+    units, sizes = [], []
     for i, spec in enumerate(specs):
-        _data, plan, todo = runs.open_run(spec.recipe, spec.cache, Path(spec.out), spec.subjects,
-                                          torch.device("cpu"), console)
+        data, plan, todo = runs.open_run(spec.recipe, spec.cache, Path(spec.out), spec.subjects,
+                                         torch.device("cpu"), console, write=write)
         units += [Unit(i, s, plan.fold_dirs[s]) for s in todo]
+        sizes.append(len(data))
         if spec.final:
             units.append(Unit(i, runs.FINAL, runs.FINAL_DIR))
-    return units
+    return units, sizes
 
 
-def default_folds_per_job(specs: list[RunSpec], options: SlurmOptions) -> int:
+def default_folds_per_job(specs: list[RunSpec], options: SlurmOptions, sizes: list[int] | None = None) -> int:
     """Folds per job so that one job runs about MIN_JOB_SECONDS: from the folds already run when there are some,
-    else from the model's training FLOPs at ASSUMED_FLOPS per GPU."""
+    else from the model's training FLOPs at ASSUMED_FLOPS per GPU (sizes: each run's samples)."""
     per_fold = [t for t in (_fold_seconds(s) for s in specs) if t]
     if not per_fold:
-        per_fold = [_estimated_fold_seconds(s.recipe, s.out) / max(1, options.gpus_per_job) for s in specs]
+        sizes = sizes or [None] * len(specs)
+        per_fold = [_estimated_fold_seconds(s.recipe, s.out, n) / max(1, options.gpus_per_job)
+                    for s, n in zip(specs, sizes)]
     per_fold_s = max(1e-3, sum(per_fold) / len(per_fold)) / max(1, options.folds_per_device)
     return max(1, math.ceil(MIN_JOB_SECONDS / per_fold_s))
 
@@ -267,13 +416,14 @@ def _fold_seconds(spec: RunSpec) -> float | None:
     return sorted(times)[len(times) // 2] if times else None
 
 
-def _estimated_fold_seconds(recipe: dict, out: str) -> float:
+def _estimated_fold_seconds(recipe: dict, out: str, n_samples: int | None = None) -> float:
     from mertool.bench import model_flops
 
-    info = runs.read_run_info(Path(out))
+    if n_samples is None:
+        n_samples = int(runs.read_run_info(Path(out)).get("n_samples", 1))
     tr = recipe["train"]
     flops = model_flops(recipe["model"], batch=2)["train_per_sample"]
-    return flops * int(info.get("n_samples", 1)) * int(tr["epochs"]) / ASSUMED_FLOPS
+    return flops * int(n_samples) * int(tr["epochs"]) / ASSUMED_FLOPS
 
 
 def slurm_parameters(options: SlurmOptions) -> dict:
@@ -299,13 +449,14 @@ def wait_for(jobs, options: SlurmOptions, console) -> dict[str, str]:
     t_submit = last_ok = time.monotonic()
     last_line = ""
     while len(final) < len(ids):
-        listing = _squeue(sorted({i.split("_")[0] for i in ids}))
+        listing, problem = _squeue(sorted({i.split("_")[0] for i in ids}))
         now = time.monotonic()
         if listing is None:
             if now - last_ok > options.lost_after_s:
-                raise MertoolError(f"squeue has not answered for {now - last_ok:.0f} s; job(s) "
+                raise MertoolError(f"squeue has failed for {now - last_ok:.0f} s (squeue said: {problem}; "
+                                   f"{slurm_hint(problem, options)}); job(s) "
                                    f"{', '.join(i for i in ids if i not in final)} are in an unknown state; finished "
-                                   f"folds are kept, check with squeue and re-run the same command")
+                                   f"folds are kept, re-run the same command once squeue works")
         else:
             last_ok = now
             for jid in ids:
@@ -336,23 +487,23 @@ def wait_for(jobs, options: SlurmOptions, console) -> dict[str, str]:
     return final
 
 
-def _squeue(array_ids: list[str]) -> dict[str, str] | None:
-    """job id (12_3) -> state for every task of these arrays, or None when squeue fails."""
+def _squeue(array_ids: list[str]) -> tuple[dict[str, str] | None, str]:
+    """(job id (12_3) -> state for every task of these arrays, or None when squeue fails; squeue's message)."""
     try:
         r = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", "-j", ",".join(array_ids)],
                            capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, str(exc)
     if r.returncode != 0:
         # squeue exits 1 for job ids it no longer knows; those are simply absent
         if "Invalid job id" not in r.stderr:
-            return None
+            return None, _first_line(r.stderr) or f"exit {r.returncode}"
     out = {}
     for line in r.stdout.splitlines():
         jid, _, state = line.strip().partition("|")
         if jid:
             out[jid] = state.split()[0] if state else "?"
-    return out
+    return out, ""
 
 
 def _run_local(jobs) -> dict[str, str]:
@@ -392,7 +543,8 @@ def dry_run_scripts(specs: list[RunSpec], todo: list[Unit], options: SlurmOption
         return {"script": None, "chunks": []}
     command = " ".join([shlex.quote(sys.executable), "-u -m submitit.core._submit", shlex.quote(str(logs))])
     script = _make_sbatch_string(command=command, folder=logs, map_count=len(chunks), **slurm_parameters(options))
-    console.print(f"# dry run: nothing submitted. The job array ({len(chunks)} task(s)) submitit would submit:")
+    console.print(f"# dry run: nothing submitted or written. The job array ({plural(len(chunks), 'task')}) "
+                  f"submitit would submit:")
     console.print(script, markup=False, highlight=False, soft_wrap=True)
     listing = []
     for i, chunk in enumerate(chunks):

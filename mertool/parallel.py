@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from mertool.errors import MertoolError
+from mertool.text import plural
 
 
 @dataclass(frozen=True)
@@ -107,7 +108,7 @@ class Job:
 
 def _worker(slot: Slot, datas: list, jobs: list[Job], select: str, compile: bool, tasks, events) -> None:
     """Worker process: train (job, subject) tasks from the queue until a None, reporting epochs and results."""
-    from mertool.runs import FINAL, final_path, fold_path
+    from mertool.runs import FINAL, FoldBusy, final_path, fold_path
     from mertool.train import FoldDiverged, run_fold, setup_device
 
     torch.set_num_threads(slot.threads)
@@ -130,9 +131,12 @@ def _worker(slot: Slot, datas: list, jobs: list[Job], select: str, compile: bool
 
             try:
                 r = run_fold(on_device[job.data], job.recipe, None if final else subject, fdir, device=device,
-                             select=select, compile=compile, on_epoch=on_epoch)
+                             select=select, compile=compile, on_epoch=on_epoch, skip_done=True)
             except FoldDiverged as exc:  # this fold only: the worker goes on with the next
                 events.put(("diverged", slot.index, (j, subject), str(exc)))
+                continue
+            except FoldBusy as exc:  # another process or job has it, or finished it meanwhile: the next one
+                events.put(("busy", slot.index, (j, subject), str(exc)))
                 continue
             events.put(("done", slot.index, (j, subject), {"accuracy": r.accuracy, "n_test": r.n_test,
                                                            "seconds": r.seconds, "loss": r.log[-1]["loss"]}))
@@ -193,6 +197,10 @@ class _Display:
             self.progress.update(self.folds, advance=1)
             self.progress.update(task, info="idle")
             self.progress.console.print(f"error: {rest[0]}", soft_wrap=True)
+        elif kind == "busy":
+            self.progress.update(self.folds, advance=1)
+            self.progress.update(task, info="idle")
+            self.progress.console.print(rest[0], soft_wrap=True)
 
     def skipped(self, line: str) -> None:
         self.progress.update(self.folds, advance=1)
@@ -253,6 +261,8 @@ def run_parallel(datas: list, jobs: list[Job], tasks: list[tuple[int, str]], slo
                     results[task] = ev[3]
                 elif kind == "diverged":
                     results[task] = {"diverged": ev[3]}
+                elif kind == "busy":
+                    results[task] = {"busy": ev[3]}
                 if display is not None:
                     display.event(kind, slot, _task_name(jobs, task), task[1] == FINAL, *ev[3:])
         finished = failure is None
@@ -344,15 +354,17 @@ def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, sub
     tasks = finals + folds  # the longest first
     n_workers = min(len(slots), len(tasks))
     console.print(f"{len(tasks)} trainings on {n_workers} workers on {', '.join(sorted({s.device for s in slots}))} "
-                  f"({slots[0].threads} CPU thread(s) each)")
+                  f"({plural(slots[0].threads, 'CPU thread')} each)")
     t0 = time.perf_counter()
     with _Display(console, total, slots[:max(1, n_workers)], progress) as display:
         for t in done:
             display.skipped(f"{_task_name(jobs, t)}: done earlier, skipped")
         results = run_parallel(datas, jobs, tasks, slots, select=select, compile=compile,
                                display=display) if tasks else {}
+    trained = sum(1 for r in results.values() if "busy" not in r and "diverged" not in r)
     if tasks:
-        console.print(f"{len(tasks)} fold(s) trained in {time.perf_counter() - t0:.1f} s on {n_workers} workers")
+        console.print(f"{plural(trained, 'fold')} trained in {time.perf_counter() - t0:.1f} s on "
+                      f"{plural(n_workers, 'worker')}")
     reports = [print_run_summary(Path(job.out), console) for job in jobs]
     raise_diverged([_task_name(jobs, t).removeprefix("fold ") for t, r in results.items() if "diverged" in r])
     return reports

@@ -13,6 +13,10 @@ Layout (every file written through a temporary name and renamed, mertool.files):
   RUN/final/model.pt, fold.json   with --final: one model trained on every subject (what `predict` loads)
 A fold is done when its predictions.csv exists; it is written last, so kill -9 loses only the fold in progress,
 and shards (`--subjects`, worker processes, cluster jobs) fill one run folder without sharing a fold's files.
+One writer per fold: before a fold is trained it is claimed by exclusive creation of `folds/<subject>/claim.json`
+(host, pid, start time, heartbeat, refreshed every HEARTBEAT_S by a thread of the claiming process). Another process
+that finds a live claim moves on ("fold 03: being trained by host:pid"); a stale one (a dead pid on this host, or a
+heartbeat older than STALE_AFTER_S) is taken over. clear_fold never touches a fold another writer holds.
 
 Checkpoint format (`checkpoint.pt`, `model.pt`): a dict of tensors and plain values, readable with
 `torch.load(path, weights_only=True)`:
@@ -40,6 +44,8 @@ import platform
 import re
 import subprocess
 import sys
+import threading
+import time
 import zlib
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -137,6 +143,11 @@ def fold_done(run_dir: str | Path, fold_dir: str) -> bool:
     return (fold_path(run_dir, fold_dir) / PREDICTIONS).is_file()
 
 
+def fold_folder_done(fold_dir: str | Path, final: bool = False) -> bool:
+    """fold_done / final_done for a fold folder itself (predictions.csv; model.pt for the final model)."""
+    return (Path(fold_dir) / (FINAL_MODEL if final else PREDICTIONS)).is_file()
+
+
 def final_done(run_dir: str | Path) -> bool:
     return (final_path(run_dir) / FINAL_MODEL).is_file()
 
@@ -206,10 +217,11 @@ def select_subjects(plan: LosoPlan, subjects: str | list[str] | None) -> list[st
     return [s for s in plan.folds if s in chosen]
 
 
-def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, console) -> tuple:
+def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, console, write: bool = True) -> tuple:
     """Load the data under the recipe's class map, plan the folds, create or check the run folder, report skips.
 
     Returns (data on CPU, plan, subjects to run here); shared by train_loso, the parallel and cluster runners.
+    write=False (a dry run) checks an existing run folder and creates nothing.
     """
     from mertool.cache import CacheData, load_cache
     from mertool.data import count_lines, load_for_recipe
@@ -218,7 +230,7 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     data = load_for_recipe(cache_data, recipe)
     plan = plan_folds(data, cache_data.subjects)
     todo = select_subjects(plan, subjects)
-    prepare_run(Path(out), recipe, data, plan, device)
+    prepare_run(Path(out), recipe, data, plan, device, write=write)
     if plan.skipped:
         console.print(f"skipped subjects (no sample of {', '.join(data.classes)}): {', '.join(plan.skipped)}")
     if data.dropped:
@@ -232,14 +244,16 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     return data, plan, todo
 
 
-def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.device) -> dict:
-    """Create or reopen a run folder; refuse one made with another recipe, class map or cache content."""
+def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.device, write: bool = True) -> dict:
+    """Create or reopen a run folder; refuse one made with another recipe, class map or cache content.
+    write=False only checks a folder that exists (a dry run writes nothing)."""
     import yaml
 
     from mertool.recipe import dump_recipe, recipe_diff
 
     out = Path(out)
-    (out / FOLDS).mkdir(parents=True, exist_ok=True)
+    if write:
+        (out / FOLDS).mkdir(parents=True, exist_ok=True)
     normalised = yaml.safe_load(dump_recipe(recipe))
     run_info = {"format": RUN_FORMAT, "version": 1, "classes": data.classes, "folds": plan.folds,
                 "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
@@ -250,18 +264,23 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
                 "excluded": data.excluded}
     # Written once, by whichever of several shards starting at once gets there first; the others check theirs.
     recipe_path, run_path = out / RECIPE, out / RUN
-    if not files.create_text(recipe_path, dump_recipe(recipe)):
+
+    def create(path: Path, text: str) -> bool:
+        return files.create_text(path, text) if write else not path.is_file()
+
+    if not create(recipe_path, dump_recipe(recipe)):
         old = yaml.safe_load(recipe_path.read_text(encoding="utf-8"))
         diffs = recipe_diff(old or {}, normalised)
         if diffs:
             raise MertoolError(f"{out}: run folder was made with a different recipe ({'; '.join(diffs[:4])}); "
                                f"use another --out, or the same recipe and --set values")
-    if not files.create_text(run_path, json.dumps(run_info, indent=2, default=str) + "\n"):
+    if not create(run_path, json.dumps(run_info, indent=2, default=str) + "\n"):
         old = json.loads(run_path.read_text(encoding="utf-8"))
         if old.get("cache", {}).get("fingerprint") != run_info["cache"]["fingerprint"]:
             raise MertoolError(f"{out}: run folder was made from different cache content "
                                f"({old.get('cache', {}).get('path')}); use another --out")
-    record_env(out, device, int(recipe["train"]["seed"]))
+    if write:
+        record_env(out, device, int(recipe["train"]["seed"]))
     return run_info
 
 
@@ -293,11 +312,135 @@ def read_run_info(run_dir: Path) -> dict:
     return info
 
 
+# ------------------------------------------------------------------------------------------------ fold claims
+
+CLAIM = "claim.json"
+HEARTBEAT_S = 30.0
+# A claim whose heartbeat is this old is stale even on another host (a Slurm job killed with its node): 20 missed
+# heartbeats, far beyond a loaded machine's or a shared filesystem's delays.
+STALE_AFTER_S = 600.0
+
+
+class FoldBusy(MertoolError):
+    """The fold is held by another writer (`holder`, host:pid), or was finished by one meanwhile (`done`)."""
+
+    def __init__(self, message: str, holder: str = "", done: bool = False):
+        super().__init__(message)
+        self.holder, self.done = holder, done
+
+
+class FoldClaim:
+    """This process's claim on one fold folder; a daemon thread refreshes its heartbeat until release()."""
+
+    def __init__(self, fold_dir: Path, record: dict, heartbeat_s: float):
+        self.fold_dir, self.record = Path(fold_dir), record
+        self.path = self.fold_dir / CLAIM
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, args=(heartbeat_s,), name=f"claim {fold_dir.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _beat(self, every: float) -> None:
+        while not self._stop.wait(every):
+            if not self.held():
+                return  # taken over as stale (we were paused past STALE_AFTER_S): the new holder's file stays
+            self.record["heartbeat"] = time.time()
+            try:
+                files.write_json(self.path, self.record)
+            except OSError:
+                pass  # a missed heartbeat is retried; STALE_AFTER_S allows many
+
+    def held(self) -> bool:
+        """Whether the claim file is still ours."""
+        return (read_claim(self.fold_dir) or {}).get("token") == self.record["token"]
+
+    def release(self) -> None:
+        """Stop the heartbeat and remove the claim file if it is still ours."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        if self.held():
+            self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "FoldClaim":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def read_claim(fold_dir: Path) -> dict | None:
+    """The fold's claim record, or None when it has none (or a half-read one, which its writer is replacing)."""
+    try:
+        return json.loads((Path(fold_dir) / CLAIM).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def claim_holder(record: dict) -> str:
+    return f"{record.get('host', '?')}:{record.get('pid', '?')}"
+
+
+def claim_is_live(record: dict, stale_after_s: float = STALE_AFTER_S) -> bool:
+    """A claim is live while its heartbeat is recent and, on this host, its process exists."""
+    if time.time() - float(record.get("heartbeat") or 0) > stale_after_s:
+        return False
+    if record.get("host") == files.host_name():
+        try:
+            os.kill(int(record.get("pid", -1)), 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, OverflowError, ValueError):
+            pass  # another user's process (alive), or a pid this machine cannot have
+    return True
+
+
+def claim_fold(fold_dir: Path, name: str = "fold", heartbeat_s: float = HEARTBEAT_S,
+               stale_after_s: float = STALE_AFTER_S) -> FoldClaim:
+    """Claim a fold folder for this process, or raise FoldBusy naming its live holder. A stale claim is moved aside
+    (rename: of several takers exactly one succeeds) and claimed afresh."""
+    fold_dir = Path(fold_dir)
+    fold_dir.mkdir(parents=True, exist_ok=True)
+    for _attempt in range(5):
+        now = time.time()
+        record = {"host": files.host_name(), "pid": os.getpid(), "started": now, "heartbeat": now,
+                  "token": f"{files.host_name()}:{os.getpid()}:{now!r}:{threading.get_ident()}"}
+        if files.create_text(fold_dir / CLAIM, json.dumps(record) + "\n"):
+            return FoldClaim(fold_dir, record, heartbeat_s)
+        other = read_claim(fold_dir)
+        if other is None:
+            time.sleep(0.05)  # its writer is replacing it (heartbeat) or just released it: look again
+            continue
+        if claim_is_live(other, stale_after_s):
+            raise FoldBusy(f"{name}: being trained by {claim_holder(other)}", holder=claim_holder(other))
+        stale = fold_dir / f"{CLAIM}.stale.{files.host_name()}.{os.getpid()}"
+        try:
+            os.rename(fold_dir / CLAIM, stale)  # one taker wins; the others find the winner's live claim next
+        except FileNotFoundError:
+            continue
+        try:
+            moved = json.loads(stale.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            moved = {}
+        if moved.get("token") != other.get("token"):  # another taker's fresh claim, renamed in a race: restore it
+            try:
+                os.link(stale, fold_dir / CLAIM)
+            except OSError:
+                pass
+        stale.unlink(missing_ok=True)
+    raise FoldBusy(f"{name}: its claim file {fold_dir / CLAIM} keeps changing; another writer is at work")
+
+
 # ------------------------------------------------------------------------------------------------ fold files
 
-def clear_fold(fold_dir: Path) -> None:
-    """Start a fold afresh: files of an unfinished attempt (killed mid-fold) must not mix with the new ones."""
+def clear_fold(fold_dir: Path, claim: FoldClaim | None = None) -> None:
+    """Start a fold afresh: files of an unfinished attempt (killed mid-fold) must not mix with the new ones.
+
+    Never touches a fold another writer holds: with a live claim that is not `claim`, FoldBusy is raised."""
     fold_dir.mkdir(parents=True, exist_ok=True)
+    other = read_claim(fold_dir)
+    if other is not None and (claim is None or other.get("token") != claim.record["token"]) \
+            and claim_is_live(other):
+        raise FoldBusy(f"{fold_dir}: being trained by {claim_holder(other)}; not cleared", holder=claim_holder(other))
     for name in FOLD_FILES:  # predictions.csv first: from here on the fold is not done
         (fold_dir / name).unlink(missing_ok=True)
     for stale in fold_dir.glob("*.tmp"):

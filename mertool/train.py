@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from mertool import runs
 from mertool.data import MERData, augment_pair, make_batches, to_float
 from mertool.errors import MertoolError
+from mertool.text import plural
 from mertool.runs import FINAL, SELECT_BEST, SELECT_LABEL, check_select, device_info, fold_done, make_checkpoint, \
     open_run
 
@@ -248,11 +249,27 @@ def lr_factor(epoch: int, gamma: float, decay_epochs: int) -> float:
 
 def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: str | Path | None = None, *,
              device: str | torch.device | None = None, select: str = "last", compile: bool = False,
-             on_epoch: Callable[[int, int, dict], None] | None = None) -> FoldResult:
+             on_epoch: Callable[[int, int, dict], None] | None = None, skip_done: bool = False) -> FoldResult:
     """Train one fold (test_subject=None: every subject, the final model) and write its files to fold_dir.
 
+    With a fold_dir the fold is claimed first (runs.claim_fold): one held by another writer raises runs.FoldBusy,
+    and so, with skip_done, does one another writer finished between the caller's look and the claim.
     Importable on its own (benchmarks, parallel folds): data may already be on `device`; nothing else is global.
     """
+    if fold_dir is None:
+        return _train_fold(data, recipe, test_subject, None, device, select, compile, on_epoch)
+    fold_dir = Path(fold_dir)
+    name = "final model" if test_subject is None else f"fold {test_subject}"
+    with runs.claim_fold(fold_dir, name) as claim:
+        if skip_done and runs.fold_folder_done(fold_dir, final=test_subject is None):
+            raise runs.FoldBusy(f"{name}: finished by another writer meanwhile", done=True)
+        runs.clear_fold(fold_dir, claim)
+        return _train_fold(data, recipe, test_subject, fold_dir, device, select, compile, on_epoch)
+
+
+def _train_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: Path | None, device, select: str,
+                compile: bool, on_epoch) -> FoldResult:
+    """run_fold's training and writing, once the fold folder is this process's."""
     from mertool.models import build_model
 
     select = check_select(select)
@@ -262,9 +279,6 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
     tr, aug = recipe["train"], recipe["augment"]
     seed = fold_seed(tr["seed"], test_subject if test_subject is not None else FINAL)
     train_np, test_np = split_fold(data.subjects, test_subject)
-    fold_dir = Path(fold_dir) if fold_dir is not None else None
-    if fold_dir is not None:
-        runs.clear_fold(fold_dir)
 
     torch.manual_seed(seed)
     model = build_model(recipe["model"]).to(device)
@@ -423,10 +437,14 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
                 continue
             bar.start_fold(f"fold {subject}", epochs)
             try:
-                r = run_fold(data, recipe, subject, fdir, select=select, compile=compile, on_epoch=bar.on_epoch)
+                r = run_fold(data, recipe, subject, fdir, select=select, compile=compile, on_epoch=bar.on_epoch,
+                             skip_done=True)
             except FoldDiverged as exc:
                 diverged.append(subject)
                 bar.end_fold(f"error: {exc}")
+                continue
+            except runs.FoldBusy as exc:  # another process, worker or Slurm job has it: move on
+                bar.end_fold(str(exc))
                 continue
             bar.end_fold(f"fold {subject}: accuracy {r.accuracy:.3f} on {r.n_test} samples, "
                          f"final train loss {r.log[-1]['loss']:.3f}, {r.seconds:.1f} s")
@@ -438,11 +456,13 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
             else:
                 bar.start_fold("final (all subjects)", epochs)
                 try:
-                    run_fold(data, recipe, None, fdir, compile=compile, on_epoch=bar.on_epoch)
+                    run_fold(data, recipe, None, fdir, compile=compile, on_epoch=bar.on_epoch, skip_done=True)
                     bar.end_fold("final model saved")
                 except FoldDiverged as exc:
                     diverged.append("final model")
                     bar.end_fold(f"error: {exc}")
+                except runs.FoldBusy as exc:
+                    bar.end_fold(str(exc))
     report = print_run_summary(out, console)
     raise_diverged(diverged)
     return report
@@ -451,7 +471,7 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
 def raise_diverged(diverged: list[str]) -> None:
     """After the other folds ran: a non-zero exit naming the folds that diverged (each was reported as it did)."""
     if diverged:
-        raise MertoolError(f"{len(diverged)} fold(s) diverged and have no predictions: {', '.join(diverged)} "
+        raise MertoolError(f"{plural(len(diverged), 'fold')} diverged and have no predictions: {', '.join(diverged)} "
                            f"(lower train.lr; re-running the same command retrains only these)")
 
 

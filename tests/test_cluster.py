@@ -3,6 +3,7 @@ The real one-node Slurm test is tests/test_slurm.py."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,7 @@ def test_a_fold_failing_every_try_is_named_with_its_log(tmp_path, synthetic_cach
     with pytest.raises(MertoolError) as err:
         run_on_slurm([spec], options(tmp_path, folds_per_job=4, max_retries=1), console=console())
     msg = str(err.value)
-    assert "1 fold(s) failed in all 2 tries" in msg and "fold 03" in msg and "log " in msg and "simulated" in msg
+    assert "1 fold failed in all 2 tries" in msg and "fold 03" in msg and "log " in msg and "simulated" in msg
     # try 1: the chunk stops at 03, then trains its remaining folds one by one; try 2: only 03
     assert [c[1] for c in fake.calls] == [["01", "02", "03", "04"], ["03"], ["04"], ["03"]]
     assert runs.fold_done(tmp_path / "run", "04") and not runs.fold_done(tmp_path / "run", "03")
@@ -136,7 +137,7 @@ def test_ablation_grid_with_seeds_in_one_array_then_collect(tmp_path, synthetic_
                      overrides=["data.image_size=64", "model.width=0.25"])
     # 2 variants x 2 seeds x 4 folds = 16 folds in 6 jobs of 3 (a job's chunk may span two run folders)
     assert sum(len(c[1]) for c in fake.calls) == 16 and len(fake.calls) == 8
-    assert "submitted 6 job(s)" in capsys.readouterr().out
+    assert "submitted 6 jobs" in capsys.readouterr().out
     assert {Path(c[0]).relative_to(tmp_path / "runs" / "t").as_posix() for c in fake.calls} == \
         {"au/seed0", "au/seed1", "no-au/seed0", "no-au/seed1"}
     assert main(["ablate", str(table), "--out", str(tmp_path / "runs"), "--collect"]) == 0
@@ -155,7 +156,7 @@ def test_dry_run_prints_the_sbatch_script_and_submits_nothing(tmp_path, syntheti
                  "#SBATCH --gpus-per-node=1", "#SBATCH --account=lab", "#SBATCH --mem=32G", "submitit.core._submit"):
         assert line in out, line
     assert "# array task 0: " in out and out.rstrip().endswith(": 04")
-    assert fake.calls == [] and not (tmp_path / "run" / "slurm").exists()
+    assert fake.calls == [] and not (tmp_path / "run").exists()  # a dry run writes nothing
 
 
 def test_usage_errors(tmp_path, synthetic_cache, capsys, monkeypatch):
@@ -184,3 +185,126 @@ def test_many_writers_one_run_folder(tmp_path, monkeypatch):
     env = json.loads((tmp_path / "env.json").read_text())
     assert env["host"] == "node1" and sorted(env["hosts"]) == ["node1", "node2"]
     assert not list(tmp_path.glob("*.lock")) and not list(tmp_path.glob("*.tmp"))
+
+
+# ------------------------------------------------------------------------------------- Slurm's own failures
+
+FAKE = {  # what sbatch prints to stderr (exit 1) on a one-node cluster, per mistake
+    "partition": "sbatch: error: invalid partition specified: nopart\n"
+                 "sbatch: error: Batch job submission failed: Invalid partition name specified",
+    "option": "sbatch: unrecognized option '--foo=bar'\nTry \"sbatch --help\" for more information",
+    "mem": "sbatch: error: Invalid --mem specification",
+    "gpus": "sbatch: error: Batch job submission failed: Invalid generic resource (gres) specification",
+    "controller": "sbatch: error: Batch job submission failed: Unable to contact slurm controller (connect failure)",
+    "conf": "sbatch: error: resolve_ctls_from_dns_srv: res_nsearch error: Unknown host\n"
+            "sbatch: error: fetch_config: DNS SRV lookup failed\n"
+            "sbatch: fatal: Could not establish a configuration source",
+}
+
+
+def fake_slurm(folder: Path, sbatch_error: str = "", scancel_error: str = "") -> Path:
+    """A bin folder with sbatch, srun, squeue and scancel that fail as Slurm does."""
+    folder.mkdir(parents=True, exist_ok=True)
+    scripts = {"srun": "exit 0", "squeue": "exit 0",
+               "sbatch": (f"cat >&2 <<'EOF'\n{sbatch_error}\nEOF\nexit 1" if sbatch_error else
+                          "echo 'Submitted batch job 4242'"),
+               "scancel": (f"cat >&2 <<'EOF'\n{scancel_error}\nEOF\nexit 1" if scancel_error else "exit 0")}
+    for name, body in scripts.items():
+        (folder / name).write_text(f"#!/bin/sh\n{body}\n")
+        (folder / name).chmod(0o755)
+    return folder
+
+
+@pytest.mark.parametrize("case, args, needles", [
+    ("partition", ["--slurm-partition", "nopart"], ["Invalid partition name specified", "--slurm-partition"]),
+    ("option", ["--slurm-opt", "foo=bar"], ["unrecognized option '--foo=bar'", "--slurm-opt foo"]),
+    ("mem", ["--slurm-opt", "mem=abc"], ["Invalid --mem specification", "--slurm-opt mem"]),
+    ("gpus", [], ["Invalid generic resource (gres) specification", "--slurm-gpus-per-job 0"]),
+    ("controller", [], ["Unable to contact slurm controller", "scontrol ping", "SLURM_CONF"]),
+    ("conf", [], ["Could not establish a configuration source", "SLURM_CONF"]),
+])
+def test_sbatch_failures_are_one_line_and_leave_no_run_folder(tmp_path, synthetic_cache, capsys, monkeypatch, fake,
+                                                              case, args, needles):
+    bin_dir = fake_slurm(tmp_path / "bin", FAKE[case])
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    run = tmp_path / "run"
+    code = main(["train-loso", "casme2", "--cache", str(synthetic_cache), "--out", str(run), "--executor", "slurm",
+                 "--set", "data.image_size=64", *args])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: sbatch failed: "), err
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    assert not run.exists() and fake.calls == []  # nothing half-made: the next command starts clean
+    # so a later command with other --set values is not refused
+    monkeypatch.setenv("PATH", f"{fake_slurm(tmp_path / 'ok')}:{__import__('os').environ['PATH']}")
+    assert main(["train-loso", "casme2", "--cache", str(synthetic_cache), "--out", str(run), "--executor", "slurm",
+                 "--set", "data.image_size=48", "--dry-run"]) == 0
+
+
+def test_no_slurm_on_path_is_one_line(tmp_path, synthetic_cache, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # neither sbatch, squeue nor srun
+    code = main(["train-loso", "casme2", "--cache", str(synthetic_cache), "--out", str(tmp_path / "run"),
+                 "--executor", "slurm"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "sbatch, squeue, srun not found on PATH" in err[0] and \
+        "--executor local" in err[0]
+    assert not (tmp_path / "run").exists()
+
+
+def test_dry_run_writes_nothing_and_chunks_fit_the_folds(tmp_path, synthetic_cache, capsys):
+    run = tmp_path / "run"
+    code = main(["train-loso", "casme2", "--cache", str(synthetic_cache), "--out", str(run), "--executor", "slurm",
+                 "--dry-run", "--subjects", "01", "--set", "data.image_size=64"])
+    out = capsys.readouterr().out
+    assert code == 0 and not run.exists()
+    assert "1 fold in 1 run folder, 0 done earlier; 1 fold per job" in out and "(1 task)" in out
+
+
+def test_lost_jobs_and_signals_cancel_the_submitted_jobs(tmp_path, synthetic_cache, fake, monkeypatch):
+    import os
+    import signal
+
+    from submitit.local.debug import DebugJob
+
+    cancelled = []
+    monkeypatch.setattr(DebugJob, "cancel", lambda self, check=True: cancelled.append(str(self.job_id)))
+
+    def lost(jobs, options, console):
+        raise MertoolError("Slurm lost track of job(s) 1_0: not listed by squeue 600 s after submission")
+
+    monkeypatch.setattr("mertool.cluster.wait_for", lost)
+    spec = RunSpec(recipe(), str(synthetic_cache), str(tmp_path / "run"))
+    with pytest.raises(MertoolError, match="lost track.*cancelled jobs"):
+        run_on_slurm([spec], options(tmp_path, folds_per_job=2), console=console())
+    assert len(cancelled) == 2
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        cancelled.clear()
+
+        def signalled(jobs, options, console, _sig=sig):
+            os.kill(os.getpid(), _sig)
+            time.sleep(5)  # the handler raises first
+            raise AssertionError("the signal did not stop the wait")
+
+        monkeypatch.setattr("mertool.cluster.wait_for", signalled)
+        with pytest.raises(KeyboardInterrupt):
+            run_on_slurm([spec], options(tmp_path, folds_per_job=2), console=console())
+        assert len(cancelled) == 2, sig
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # handlers restored
+
+
+def test_scancel_failure_names_the_jobs_still_running(tmp_path, monkeypatch):
+    from mertool.cluster import cancel_jobs
+
+    bin_dir = fake_slurm(tmp_path / "bin", scancel_error="scancel: error: Kill job error on job id 77: "
+                                                          "Access/permission denied")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{__import__('os').environ['PATH']}")
+    SlurmJob = type("SlurmJob", (), {})
+    jobs = []
+    for i in range(2):
+        job = SlurmJob()
+        job.job_id = f"77_{i}"
+        jobs.append(job)
+    text = cancel_jobs(jobs, ["77_0", "77_1"])
+    assert "77_0, 77_1 may still be running" in text and "Access/permission denied" in text and "scancel 77" in text

@@ -41,7 +41,7 @@ def test_a_diverged_fold_is_a_one_line_error_with_no_predictions(tmp_path, synth
     assert [ln.split(":")[1].strip() for ln in lines] == ["fold 01", "fold 02"]
     for ln in lines:
         assert "training diverged at epoch" in ln and "train.lr = 1e+06" in ln and "train.gamma" in ln
-    assert stderr.strip().startswith("error: 2 fold(s) diverged") and len(stderr.strip().splitlines()) == 1
+    assert stderr.strip().startswith("error: 2 folds diverged") and len(stderr.strip().splitlines()) == 1
     assert not list(out.glob("folds/*/predictions.csv")) and not list(out.glob("folds/*/checkpoint.pt"))
 
 
@@ -70,7 +70,7 @@ def test_parallel_workers_report_diverged_folds_and_go_on(tmp_path, synthetic_ca
     stdout, stderr = capsys.readouterr()
     assert sorted(ln.split(":")[1].strip() for ln in stdout.splitlines() if ln.startswith("error: fold")) == \
         ["fold 01", "fold 02", "fold 03"]  # each worker went on to its next fold
-    assert "3 fold(s) diverged" in stderr
+    assert "3 folds diverged" in stderr
     assert not list(out.glob("folds/*/predictions.csv"))
 
 
