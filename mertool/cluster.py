@@ -159,6 +159,10 @@ class FoldChunk:
         return DelayedSubmission(FoldChunk(self.specs, self.units, self.folds_per_device), *args, **kwargs)
 
 
+def _unit_dir(spec: RunSpec, unit: Unit) -> Path:
+    return runs.final_path(spec.out) if unit.subject == runs.FINAL else runs.fold_path(spec.out, unit.fold_dir)
+
+
 def unit_done(spec: RunSpec, unit: Unit) -> bool:
     return runs.final_done(spec.out) if unit.subject == runs.FINAL else runs.fold_done(spec.out, unit.fold_dir)
 
@@ -213,6 +217,9 @@ def run_on_slurm(specs: list[RunSpec], options: SlurmOptions, *, console, dry_ru
             console.print(f"try {attempt + 1}: submitted {plural(len(jobs), 'job')} ({_id_range(ids)}) for "
                           f"{plural(len(todo), 'fold')}; logs in {logs}")
             states = _wait_or_cancel(jobs, options, console)
+            for u in todo:  # claims left by these jobs (killed on another node) would hold the retry off
+                if not unit_done(specs[u.run], u):
+                    runs.drop_claims_of_jobs(_unit_dir(specs[u.run], u), ids)
             for job, chunk in zip(jobs, chunks):
                 for u in chunk:
                     last_job[u] = (str(job.job_id), states.get(str(job.job_id), "?"), _log_path(job))

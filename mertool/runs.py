@@ -394,6 +394,24 @@ def claim_is_live(record: dict, stale_after_s: float = STALE_AFTER_S) -> bool:
     return True
 
 
+def slurm_job_id() -> str | None:
+    """This process's Slurm job as squeue names it (12_3 for an array task), or None outside Slurm."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
+def drop_claims_of_jobs(fold_dir: Path, jobs) -> bool:
+    """Remove a fold's claim held by one of these Slurm jobs, which have all left the queue (a job killed on another
+    node leaves a claim whose pid cannot be checked from here); True when one was removed."""
+    record = read_claim(fold_dir)
+    if record is None or record.get("slurm_job") not in set(jobs):
+        return False
+    (Path(fold_dir) / CLAIM).unlink(missing_ok=True)
+    return True
+
+
 def claim_fold(fold_dir: Path, name: str = "fold", heartbeat_s: float = HEARTBEAT_S,
                stale_after_s: float = STALE_AFTER_S) -> FoldClaim:
     """Claim a fold folder for this process, or raise FoldBusy naming its live holder. A stale claim is moved aside
@@ -403,7 +421,8 @@ def claim_fold(fold_dir: Path, name: str = "fold", heartbeat_s: float = HEARTBEA
     for _attempt in range(5):
         now = time.time()
         record = {"host": files.host_name(), "pid": os.getpid(), "started": now, "heartbeat": now,
-                  "token": f"{files.host_name()}:{os.getpid()}:{now!r}:{threading.get_ident()}"}
+                  "token": f"{files.host_name()}:{os.getpid()}:{now!r}:{threading.get_ident()}",
+                  "slurm_job": slurm_job_id()}
         if files.create_text(fold_dir / CLAIM, json.dumps(record) + "\n"):
             return FoldClaim(fold_dir, record, heartbeat_s)
         other = read_claim(fold_dir)

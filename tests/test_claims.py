@@ -121,3 +121,15 @@ def test_two_processes_on_one_run_folder_train_every_fold_once(tmp_path, synthet
         torch.set_num_threads(threads)
     for s in ("01", "02", "03", "04"):
         assert (both / "folds" / s / "predictions.csv").read_bytes() == (one / "folds" / s / "predictions.csv").read_bytes()
+
+
+def test_claims_of_ended_slurm_jobs_are_dropped(tmp_path, monkeypatch):
+    """A job killed on another node leaves a claim no pid check can clear; once its array has left the queue the
+    submitting command drops claims recorded by its jobs, and only those."""
+    fold = tmp_path / "f"
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "12")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    assert runs.slurm_job_id() == "12_3"
+    _write_claim(fold, host="node9", pid=1, slurm_job="12_3")
+    assert not runs.drop_claims_of_jobs(fold, ["12_0"]) and runs.read_claim(fold)
+    assert runs.drop_claims_of_jobs(fold, ["12_0", "12_3"]) and runs.read_claim(fold) is None
