@@ -225,3 +225,29 @@ def test_ablate_runs_variants_and_writes_the_table(tmp_path, synthetic_cache, ca
     assert (tmp_path / "table7" / "no-au" / "folds" / "01" / "checkpoint.pt").is_file()
     assert main(["ablate", "ablations/table7"]) == 2
     assert "--cache FILE is required" in capsys.readouterr().err
+
+
+def test_no_standing_for_synthetic_data_and_reports_name_the_au_source(tmp_path, capsys):
+    """A cache made from `mertool synth` data in CASME II's layout is not ranked against the paper's CASME II table;
+    every report names the run's AU input in words (evaluate text and JSON)."""
+    from mertool.recipe import dump_recipe, load_recipe
+
+    five = ["happiness", "disgust", "repression", "surprise", "others"]
+    folds = {"s1": ([0, 1, 2, 3, 4], [0, 1, 2, 3, 4]), "s2": ([0, 1], [0, 0])}
+    real = make_run(tmp_path / "real", folds, classes=five,
+                    cache={"path": "/x.h5", "fingerprint": "1", "dataset": "casme2"})
+    synth = make_run(tmp_path / "synth", folds, classes=five,
+                     cache={"path": "/y.h5", "fingerprint": "2", "dataset": "casme2", "synthetic": True})
+    for run, extra in ((real, ["model.aus=estimated"]), (synth, ["train.test_aus=thresholded"])):
+        (run / "recipe.yaml").write_text(dump_recipe(load_recipe("casme2", extra)))
+    assert evaluate_runs([real])["published"]["au_source"] == "AUs estimated by the model"
+    assert evaluate_runs([synth])["published"] is None
+    assert main(["evaluate", str(synth)]) == 0
+    out = capsys.readouterr().out
+    assert "ours ranks" not in out and "AU input: trained on hand-coded AUs, tested on thresholded estimates" in out
+    assert main(["evaluate", str(real), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["runs"][0]["au_source"] == {"model_aus": "estimated", "test_aus": "hand-coded",
+                                              "text": "AUs estimated by the model"}
+    assert report["published"]["rows"][-1]["method"].endswith("AUs estimated by the model)") or any(
+        r["ours"] and "AUs estimated by the model" in r["method"] for r in report["published"]["rows"])

@@ -16,11 +16,12 @@ _HELP = """Predict the micro-expression of an onset/apex pair, a CSV of pairs, o
 A clip (video or frame folder) is spotted first: aligned with its first frame's transform, facial motion
 against that frame measured over time; apex = where it first peaks, onset = the last quiet frame before it.
 
-AUs: a model with an AU head estimates them itself when --aus is not given (--aus auto); --aus 6+12 gives
-hand-coded AUs, --aus-from reads OpenFace 2.x's per-frame CSV, --aus none runs with an empty AU vector.
+AUs, as the model learnt them: a model trained on estimated AUs estimates them itself when --aus is not given;
+one trained on hand-coded AUs (the casme2 and samm recipes) needs --aus 6+12 or --aus-from (OpenFace 2.x's
+per-frame CSV), or --aus auto for its AU head's estimate thresholded at 0.5; --aus none runs with an empty vector.
 
 Examples:
-  mertool predict onset.jpg apex.jpg --model runs/casme2
+  mertool predict onset.jpg apex.jpg --aus auto --model runs/casme2
   mertool predict onset.jpg apex.jpg --aus 6+12 --model runs/casme2
   mertool predict onset.jpg apex.jpg --aus-from openface.csv --apex-frame 32 --model runs/casme2
   mertool predict onset.jpg apex.jpg --aus none --model model.pt --json
@@ -43,8 +44,9 @@ def predict(
                                         show_default=False),
     model: Path = typer.Option(..., "--model", "-m", help="Run folder (uses RUN/final/model.pt) or checkpoint .pt."),
     aus: str = typer.Option(None, "--aus", help="AUs present, e.g. '1,2', 'AU1+R2', '4+L10'; 'auto' = the model's own "
-                                                "AU estimate (the default for a model with an AU head); 'none' = "
-                                                "empty vector."),
+                                                "AU estimate (thresholded at 0.5 for a model trained on hand-coded "
+                                                "AUs; the default for one trained on estimated AUs); 'none' = empty "
+                                                "vector."),
     aus_from: Path = typer.Option(None, "--aus-from", help="OpenFace 2.x FeatureExtraction CSV: an AU is active when "
                                                           "its _c column is 1 from onset to apex (a pair: the "
                                                           "--apex-frame row, or the last row)."),
