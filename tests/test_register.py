@@ -215,4 +215,6 @@ def test_predict_mirrors_the_training_cache():
     assert Predictor._aligner(old).register_mode == "none"
     assert Predictor._aligner({**old, "register": "landmarks"}).register_mode == "landmarks"
     assert Predictor._aligner(None).register_mode == "ecc"
-    assert Predictor._aligner({"method": "resize", "size": 224}).register_mode == "ecc"
+    # a --no-align cache: frames resized as they are, no face alignment and no registration (tests/test_parity.py)
+    resize = Predictor._aligner({"method": "resize", "size": 112})
+    assert type(resize).__name__ == "ResizePairs" and resize.register_mode == "none" and resize.size == 112
