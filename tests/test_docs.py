@@ -110,6 +110,9 @@ RUN: dict[str, Run] = {
     "mertool synth demo_data --subjects 8 --per-subject 20 --seed 0": Run(
         extra=("--subjects", "2", "--per-subject", "5", "--workers", "1", "--quiet"),
         files=("demo_data/synth.json",)),
+    # spotting (intervals.csv and gt.csv in the sandbox: one TP, one FP, one FN)
+    "mertool evaluate-spot intervals.csv --gt gt.csv --fps 30 --log megc_log.txt": Run(
+        expect=("overall 1 2 2 0.5000 0.5000 0.5000", "MEGC log: megc_log.txt"), files=("megc_log.txt",)),
     # cluster: what --dry-run prints needs no cluster
     "mertool train-loso casme2 --cache /shared/casme2.h5 --executor slurm --dry-run": Run(
         small=True, subst={"/shared/casme2.h5": "casme2.h5"}, expect=("#SBATCH",), remove=("runs/casme2-seed0",)),
@@ -121,6 +124,9 @@ LISTED: dict[str, str] = {
     "mertool preprocess SAMM/ --dataset samm --sheet SAMM_Micro_FACS_Codes_v2.xlsx --resume": LICENSED + " (SAMM)",
     "mertool preprocess SMIC/ --smic-part HS --smic-apex spot --out smic.h5":
         LICENSED + " (SMIC); tests/test_megc.py::test_smic_preprocess_spots_the_apex runs it on a SMIC-layout tree",
+    "mertool evaluate-spot intervals.csv --gt /data/CASME_sq": LICENSED + " (CAS(ME)^2); tests/test_longvideo.py reads "
+                                                                "the real sheet where ../shared/realdata has it",
+    "mertool evaluate-spot intervals.csv --gt SAMM_LongVideos_V2_Release.xlsx --json": LICENSED + " (SAMM Long Videos)",
     "mertool bench --device cpu": "about a minute at the paper's 224-px model on a CPU; "
                                   "tests/test_bench.py::test_bench_cli_json_only_on_stdout runs it on a small cache",
     "mertool bench --device cuda --loso --folds-per-device 4": GPU + " (tests/test_cuda.py, benchmarks/gpu_check.sh)",
@@ -255,6 +261,8 @@ def sandbox(tmp_path_factory):
             rows.append(",".join([str(f), "0", f"{f / 30:.3f}", "0.98", "1"] + ["0.0"] * len(aus) + c))
         Path("openface.csv").write_text("\n".join(rows) + "\n")
         os.symlink(ROOT / "recipes", "recipes")  # a checkout's recipes/, for the commands that name recipe files
+        Path("gt.csv").write_text("video,onset,offset,type\nv1,10,19,micro\nv1,100,180,macro\n")
+        Path("intervals.csv").write_text("video,onset,offset,score\nv1,11,19,0.9\nv1,300,305,0.2\n")
         Path("pairs.csv").write_text("onset,apex,aus\nonset.jpg,apex.jpg,\nonset.jpg,apex.jpg,6+12\n")
     finally:
         os.chdir(cwd)
