@@ -403,3 +403,45 @@ def test_troubleshooting_covers_every_error_message():
     assert not missing, ("error messages docs/troubleshooting.md does not cover (add each with its cause and fix; "
                          "`python tools/troubleshooting.py --missing` lists them):\n"
                          + "\n".join(f"{m.where} ({m.function}): {m.template}" for m in missing))
+
+
+# ------------------------------------------------------------------------------------------------------- links
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped (letters, digits, `-`, `_` kept), spaces -> -."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def _anchors(path: Path) -> set[str]:
+    seen: dict[str, int] = {}
+    out = set()
+    in_code = False
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+        m = None if in_code else re.match(r"#{1,6}\s+(.*)", line)
+        if m:
+            s = _slug(m.group(1))
+            n = seen.get(s, 0)
+            seen[s] = n + 1
+            out.add(s if n == 0 else f"{s}-{n}")
+    return out
+
+
+def test_links_between_the_guides_resolve():
+    """Every relative link in README.md, CHANGELOG.md, CONTRIBUTING.md and docs/ names a file that exists and, with
+    `#anchor`, a heading of that file: a renamed guide or heading fails here, not in a reader's browser."""
+    bad = []
+    for doc in [*DOCS, ROOT / "CHANGELOG.md", ROOT / "CONTRIBUTING.md"]:
+        text = re.sub(r"```.*?```", "", doc.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+://", target) or target.startswith("mailto:"):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = (doc.parent / file).resolve() if file else doc
+            if not dest.exists():
+                bad.append(f"{doc.relative_to(ROOT)}: {target}: no such file")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+                bad.append(f"{doc.relative_to(ROOT)}: {target}: no heading with that anchor in {dest.name}")
+    assert not bad, "broken links:\n" + "\n".join(bad)
