@@ -280,14 +280,17 @@ def _copy(src: Path, dst: Path) -> None:
 
 
 def _shown_pattern(line: str) -> re.Pattern:
-    """A shown output line as a pattern: numbers match any number, `…` anything, spaces any spacing."""
-    parts = re.split(r"(\d+(?:\.\d+)?|…|\s+)", line)
+    """A shown output line as a pattern: numbers match any number, a sparkline any sparkline, `…` anything, spaces
+    any spacing."""
+    parts = re.split(r"(\d+(?:\.\d+)?|…|\s+|[▁▂▃▄▅▆▇█]+)", line)
     rx = ""
     for p in parts:
         if not p:
             continue
         if p == "…":
             rx += ".*"
+        elif p[0] in "▁▂▃▄▅▆▇█":  # a sparkline: its shape is the data's
+            rx += "[▁▂▃▄▅▆▇█]+"
         elif p.isspace():
             rx += r"\s+"
         elif re.fullmatch(r"\d+(?:\.\d+)?", p):
