@@ -175,10 +175,10 @@ def score_spotting(pred: Iterable[Interval], gt: Iterable[Interval] | DatasetGT,
     unknown = sorted({p.video for p in pred} - known)
     rows: list[LogRow] = []
     counts = {t: [0, 0, 0] for t in TYPES}  # tp, predicted, ground truth
+    pred_by, gt_by = _group(pred), _group(gt)
     for video in sorted({p.video for p in pred} | {g.video for g in gt}):
         for kind in TYPES:
-            ps = [p for p in pred if p.video == video and p.type == kind]
-            gs = [g for g in gt if g.video == video and g.type == kind]
+            ps, gs = pred_by.get((video, kind), []), gt_by.get((video, kind), [])
             pairs = match(ps, gs, threshold)
             hit_p, hit_g = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
             rows += [LogRow(video, kind, gs[j], ps[i], value) for i, j, value in pairs]
@@ -190,6 +190,13 @@ def score_spotting(pred: Iterable[Interval], gt: Iterable[Interval] | DatasetGT,
     total = [sum(c[k] for c in counts.values()) for k in range(3)]
     return SpottingScore(dataset, figures(*counts["micro"]), figures(*counts["macro"]), figures(*total), rows,
                          unknown)
+
+
+def _group(intervals: Iterable[Interval]) -> dict[tuple[str, str], list[Interval]]:
+    groups: dict[tuple[str, str], list[Interval]] = {}
+    for iv in intervals:
+        groups.setdefault((iv.video, iv.type), []).append(iv)
+    return groups
 
 
 def _log_order(row: LogRow):
