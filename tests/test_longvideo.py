@@ -229,3 +229,15 @@ def test_samm_lv_layout(tmp_path):
         ("006_1", "006", 566, 648, 743, "macro"), ("007_3", "007", 100, None, 180, "micro")]
     assert got.expressions[0].row == 11
     assert got.videos["006_2"].frames == root / "SAMM_longvideos/006_2" and got.videos["007_3"].frames is None
+
+
+def test_evaluate_spot_text_table(tmp_path, capsys):
+    gt, pred = tmp_path / "gt.csv", tmp_path / "pred.csv"
+    gt.write_text("video,onset,offset,type\nv,10,20,micro\nv,100,200,macro\n")
+    pred.write_text("video,onset,offset,type\nv,10,19,micro\nv,300,400,macro\n")
+    assert main(["evaluate-spot", str(pred), "--gt", str(gt)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # micro: 10..19 vs 10..20 (10/11) TP of 1 and 1; macro: 300..400 misses 100..200; overall 1 of 2 and 2
+    assert lines[2].split() == ["micro", "1", "1", "1", "1.0000", "1.0000", "1.0000"]
+    assert lines[3].split() == ["macro", "0", "1", "1", "0.0000", "0.0000", "0.0000"]
+    assert lines[4].split() == ["overall", "1", "2", "2", "0.5000", "0.5000", "0.5000"]
