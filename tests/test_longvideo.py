@@ -199,6 +199,9 @@ def test_casme_sq_layout(tmp_path):
         _frames(root / sub / "s15" / "15_0401girlcrashing")
     _frames(root / "rawpic" / "s15" / "15_0101disgustingteeth")
     _frames(root / "rawpic" / "s15" / "15_0102eatingworms")  # a video without expressions
+    for sub in ("s15", "s16"):  # the videos as files: more subject folders than rawpic/, but no frame folders
+        (root / "rawvideo" / sub).mkdir(parents=True)
+        (root / "rawvideo" / sub / f"{sub[1:]}_0401girlcrashing.avi").write_bytes(b"")
     got = load_long_videos(root)
     assert got.dataset == "casme_sq" and got.fps == 30.0
     assert [(iv.video, iv.subject, iv.onset, iv.apex, iv.offset, iv.type) for iv in got.intervals] == [

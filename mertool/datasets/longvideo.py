@@ -237,7 +237,9 @@ def _attach_frames(result: LongVideoSet, folder: Path, adapter, layout: str | No
     (MEGC counts predictions on them as false positives, so they belong to the data set)."""
     if not folder.is_dir():
         return
-    roots = find_frame_roots(folder, adapter.top_dirs(result))
+    # only folders that hold video frame folders: CAS(ME)^2's rawvideo/s15/ holds .avi files beside rawpic/s15/
+    roots = [(r, n) for r, n in find_frame_roots(folder, adapter.top_dirs(result))
+             if next(iter(adapter.frame_folders(r)), None) is not None]
     root = choose_root(roots, layout, folder)
     result.frames_root = root
     if root is None:
