@@ -448,3 +448,28 @@ def test_links_between_the_guides_resolve():
             elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
                 bad.append(f"{doc.relative_to(ROOT)}: {target}: no heading with that anchor in {dest.name}")
     assert not bad, "broken links:\n" + "\n".join(bad)
+
+
+# ------------------------------------------------------------------------------------------------- command table
+
+def test_every_command_is_in_the_readme_table():
+    """The README's table of commands names every command the CLI has (enumerated from the Typer app), so a new
+    command is found from the first page: a top-level command as `mertool NAME`, a subcommand in its group's row
+    (`mertool cache info/verify/...`)."""
+    import typer.main
+
+    from mertool.cli import app
+
+    table = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `mertool ")]
+    assert table, "README.md has no table of commands"
+    missing = []
+    for name, cmd in sorted(typer.main.get_command(app).commands.items()):
+        rows = [r for r in table if r.startswith(f"| `mertool {name} ") or r.startswith(f"| `mertool {name}`")]
+        if not rows:
+            missing.append(name)
+            continue
+        for sub in getattr(cmd, "commands", {}):
+            first = rows[0].split("|")[1]
+            if not re.search(rf"[ /]{re.escape(sub)}\b", first):
+                missing.append(f"{name} {sub}")
+    assert not missing, "commands missing from README.md's table of commands: " + ", ".join(missing)
