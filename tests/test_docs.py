@@ -63,16 +63,17 @@ RUN: dict[str, Run] = {
                                              hide=ONE_CACHE, files=("runs/casme2-seed0/folds/02/predictions.csv",)),
     "mertool evaluate runs/casme2-seed0": Run(expect=("UF1", "UAR", "confusion matrix picture")),
     "mertool train-loso casme2 --cache casme2.h5 --final": Run(small=True, files=("runs/casme2-seed0/final/model.pt",)),
-    "mertool predict clip.mp4 --model runs/casme2-seed0 --plot motion.png": Run(
-        expect=("spotted: onset frame", "happiness"), files=("motion.png",)),
-    "mertool predict onset.jpg apex.jpg --model runs/casme2-seed0 --json": Run(expect=('"emotion"', '"aus_source"')),
+    "mertool predict clip.mp4 --aus auto --model runs/casme2-seed0 --plot motion.png": Run(
+        expect=("spotted: onset frame", "happiness", "thresholded at 0.5"), files=("motion.png",)),
+    "mertool predict onset.jpg apex.jpg --aus 6+12 --model runs/casme2-seed0 --json": Run(
+        expect=('"emotion"', '"aus_source_text"')),
     # training
     "mertool train-loso recipes/casme2.yaml --cache casme2.h5 --out runs/casme2-seed0 --final": Run(
         small=True, files=("runs/casme2-seed0/final/model.pt", "runs/casme2-seed0/recipe.yaml")),
     "mertool train-loso demo --cache demo.h5 --set train.epochs=5 --subjects 01,02": Run(
         small=True, files=("runs/demo-seed0/folds/01/predictions.csv", "runs/demo-seed0/folds/02/predictions.csv")),
-    "mertool train-loso casme2 --cache casme2.h5 --select oracle": Run(small=True, expect=("oracle (test-fold",),
-                                                                       remove=("runs/casme2-seed0",)),
+    "mertool train-loso casme2 --cache casme2.h5 --select best-on-test": Run(
+        small=True, expect=("BEST EPOCH CHOSEN ON THE TEST SUBJECT",), remove=("runs/casme2-seed0",)),
     # preprocessing and caches
     "mertool preprocess CASME2/ --out casme2.h5 --workers 2": Run(expect=("casme2.h5",), files=("casme2.h5.json",)),
     "mertool preprocess CASME2/ --no-align --out casme2-cropped.h5": Run(files=("casme2-cropped.h5",)),
@@ -95,7 +96,8 @@ RUN: dict[str, Run] = {
     "mertool ablate recipes/ablations/table2.yaml --cache casme2.h5 --out runs/": Run(
         small=True, extra=("--subjects", "01"), expect=("paper",)),
     # predict
-    "mertool predict onset.jpg apex.jpg --model runs/casme2-seed0": Run(expect=("happiness", "AU")),
+    "mertool predict onset.jpg apex.jpg --aus auto --model runs/casme2-seed0": Run(
+        expect=("happiness", "thresholded at 0.5")),
     "mertool predict onset.jpg apex.jpg --aus 6+12 --model runs/casme2-seed0": Run(expect=("happiness",)),
     "mertool predict onset.jpg apex.jpg --aus-from openface.csv --apex-frame 32 --model runs/casme2-seed0": Run(
         expect=("happiness",)),
