@@ -265,7 +265,7 @@ def sandbox(tmp_path_factory):
         os.symlink(ROOT / "recipes", "recipes")  # a checkout's recipes/, for the commands that name recipe files
         Path("gt.csv").write_text("video,onset,offset,type\nv1,10,19,micro\nv1,100,180,macro\n")
         Path("intervals.csv").write_text("video,onset,offset,score\nv1,11,19,0.9\nv1,300,305,0.2\n")
-        Path("pairs.csv").write_text("onset,apex,aus\nonset.jpg,apex.jpg,\nonset.jpg,apex.jpg,6+12\n")
+        Path("pairs.csv").write_text("onset,apex,aus\nonset.jpg,apex.jpg,auto\nonset.jpg,apex.jpg,6+12\n")
     finally:
         os.chdir(cwd)
     return d
