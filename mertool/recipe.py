@@ -384,3 +384,18 @@ def recipe_diff(a: dict, b: dict) -> list[str]:
         return va == vb
 
     return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if not same(k)]
+
+
+def predates_hint(old: dict, new: dict) -> str:
+    """For a run folder saved before some keys existed: the --set values that resume it as it was made.
+
+    Its recipe lacks those keys, so they held their defaults of the time (say model.stem light); a recipe that now
+    names another value (the paper recipes' stem mmnet) is a different model, refused, and this says how to resume.
+    """
+    fa, fb = flat_recipe(old), flat_recipe(new)
+    defaults = flat_recipe({**DEFAULTS, "model": _model_fields()})
+    keys = [k for k in sorted(fb) if k not in fa and k in defaults and fb[k] != defaults[k]]
+    if not keys:
+        return ""
+    sets = " ".join(f"--set {k}={defaults[k]}" for k in keys)
+    return f"; the run folder's recipe predates {', '.join(keys)}: resume it with {sets}"

@@ -180,7 +180,7 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
     """Create or reopen a run folder; refuse one made with another recipe, class map or cache content."""
     import yaml
 
-    from mertool.recipe import dump_recipe, recipe_diff
+    from mertool.recipe import dump_recipe, predates_hint, recipe_diff
 
     out = Path(out)
     (out / FOLDS).mkdir(parents=True, exist_ok=True)
@@ -199,7 +199,8 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
         diffs = recipe_diff(old or {}, normalised)
         if diffs:
             raise MertoolError(f"{out}: run folder was made with a different recipe ({'; '.join(diffs[:4])}); "
-                               f"use another --out, or the same recipe and --set values")
+                               f"use another --out, or the same recipe and --set values"
+                               f"{predates_hint(old or {}, normalised)}")
     if not files.create_text(run_path, json.dumps(run_info, indent=2, default=str) + "\n"):
         old = json.loads(run_path.read_text(encoding="utf-8"))
         if old.get("cache", {}).get("fingerprint") != run_info["cache"]["fingerprint"]:
