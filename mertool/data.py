@@ -40,6 +40,7 @@ class MERData:
     #                                       an AU loss masks the others out
     datasets: np.ndarray | None = None     # N str: each sample's source dataset
     excluded: dict[str, int] = field(default_factory=dict)  # other reasons a sample was left out -> count
+    include: dict | None = None            # include.include_report of data.include: what the list left out
     flow: torch.Tensor | None = None       # N x 3 x S x S float16 (u, v in pixels at S, optical strain); loaded
     #                                        only for a model that reads flow (ModelConfig.needs_flow)
 
@@ -210,9 +211,14 @@ def load_for_recipe(cache: str | Path | CacheData, recipe: dict) -> MERData:
 
     data = cache if isinstance(cache, CacheData) else load_cache(cache)
     select, excluded = recipe_selection(data, recipe)
-    return load_dataset(data, recipe["data"]["classes"], recipe["data"]["image_size"],
-                        recipe_name=recipe.get("name") or "recipe", select=select, excluded=excluded,
-                        flow=ModelConfig.from_dict(recipe["model"]).needs_flow)
+    out = load_dataset(data, recipe["data"]["classes"], recipe["data"]["image_size"],
+                       recipe_name=recipe.get("name") or "recipe", select=select, excluded=excluded,
+                       flow=ModelConfig.from_dict(recipe["model"]).needs_flow)
+    if recipe["data"].get("include"):
+        from mertool.include import include_report
+
+        out.include = include_report(recipe["data"]["include"], data, ClassMap(recipe["data"]["classes"]))
+    return out
 
 
 def recipe_selection(data: CacheData, recipe: dict) -> tuple[np.ndarray, dict[str, int]]:

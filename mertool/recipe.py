@@ -336,8 +336,13 @@ def load_recipe(path: str | Path, overrides=(), extra: dict | None = None) -> di
     source = str(path) + (" (with --set overrides)" if overrides else "")
     recipe = resolve(raw, source)
     include = recipe["data"]["include"]
-    if include and not Path(include).expanduser().exists() and (path.parent / include).is_file():
-        recipe["data"]["include"] = str((path.parent / include).resolve())  # a list kept beside the recipe
+    if include and not Path(include).expanduser().exists():
+        # a list kept beside the recipe, else one shipped with mertool's recipes (lists/megc2019_...csv), so a
+        # recipe elsewhere that extends megc2019.yaml finds the official list too
+        for folder in (path.parent, recipes_dir()):
+            if (folder / include).is_file():
+                recipe["data"]["include"] = str((folder / include).resolve())
+                break
     return recipe
 
 

@@ -171,6 +171,10 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     for reason, n in data.excluded.items():
         if n:
             console.print(f"left out: {n} samples, {reason}")
+    from mertool.include import report_lines
+
+    for line in report_lines(data.include):  # which official clips the cache lacks, which extra ones were left out
+        console.print(line, soft_wrap=True)
     for line in count_lines(data, recipe["data"].get("official_counts") or {}):  # beside the published counts
         console.print(line)
     return data, plan, todo
@@ -191,7 +195,7 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
                 "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
                           "dataset": data.dataset},
                 "subject_datasets": {str(s): str(d) for s, d in zip(data.subjects, data.datasets)},
-                "excluded": data.excluded}
+                "excluded": data.excluded, "include": data.include}
     # Written once, by whichever of several shards starting at once gets there first; the others check theirs.
     recipe_path, run_path = out / RECIPE, out / RUN
     if not files.create_text(recipe_path, dump_recipe(recipe)):
