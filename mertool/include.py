@@ -141,7 +141,8 @@ def include_report(path: str | Path, data, classmap) -> dict:
     check = bool(wanted.labels) and set(wanted.labels.values()) <= set(classmap.classes)
     for _, k, text in wanted.entries:
         if check and k in at and k in wanted.labels:
-            ours = classmap.classes[cls[at[k]]] if cls[at[k]] >= 0 else f"outside the class map ({data.emotions[at[k]]})"
+            i = at[k]
+            ours = classmap.classes[cls[i]] if cls[i] >= 0 else f"outside the class map ({data.emotions[i]})"
             if ours != wanted.labels[k]:
                 mismatch.append(f"{text}: {ours}, the list says {wanted.labels[k]}")
     per = Counter(k[0] for _, k, _ in wanted.entries)

@@ -49,8 +49,8 @@ def list_cmd(
 
     t = Table(title="Model variants (recipes/model)",
               caption="GFLOPs: one sample's forward, counted by torch.utils.flop_counter.FlopCounterMode (a "
-                      "multiply-add counts 2), 5 classes. `full` has mertool's light stem; the paper recipes (casme2, samm, "
-                      "megc2019) build it with the released code's stem (stem_mmnet).")
+                      "multiply-add counts 2), 5 classes. `full` has mertool's light stem; the paper recipes "
+                      "(casme2, samm, megc2019) build it with the released code's stem (stem_mmnet).")
     for col, just in (("variant", "left"), ("row", "left"), ("differs from full", "left"), ("input", "right"),
                       ("params", "right"), ("GFLOPs", "right")):
         t.add_column(col, justify=just)
