@@ -208,3 +208,29 @@ def test_a_flow_model_on_a_cache_without_flow_names_the_fix():
     data.flow = data.strain = None
     with pytest.raises(MertoolError, match="cache add-flow"):
         load_for_recipe(data, _flow_recipe("ststnet"))
+
+
+# ------------------------------------------------------------------------------------------ the baselines table
+
+def test_baselines_table_recipes_and_published_figures():
+    from mertool.ablate import load_table, paper_cell, variant_recipe
+
+    table = load_table(ROOT / "recipes" / "ablations" / "megc2019_baselines.yaml")
+    assert table.composite == "megc2019" and table.by_dataset == ["casme2", "samm", "smic"]
+    for base in ("megc2019", "demo"):
+        recipes = {v.name: variant_recipe(table, v, table.base[base]) for v in table.variants}
+        for name in ("ststnet", "offapexnet"):
+            r = recipes[name]
+            assert r["model"]["arch"] == name and r["data"]["image_size"] == r["model"]["image_size"] == 28
+            assert (r["train"]["lr"], r["train"]["batch_size"], r["train"]["epochs"]) == (5e-5, 256, 800)
+            assert r["train"]["weight_decay"] == 0 and r["augment"]["hflip"] == 0  # Adam, no augmentation
+        assert recipes["paper-diff"]["model"]["motion"] == "diff" and recipes["paper-flow"]["model"]["motion"] == "flow"
+        assert recipes["paper-diff"]["model"]["stem"] == ("mmnet" if base == "megc2019" else "light")
+    paper = {v.name: v.paper for v in table.variants}
+    # as the sources print them (the note names each); a figure no source confirms is n/a, never a guess
+    assert paper["ststnet"]["megc2019"] == {"uf1": "0.7353", "uar": "0.7605"}
+    assert [paper["ststnet"][d]["uar"] for d in ("smic", "casme2", "samm")] == ["0.7013", "0.8686", "0.6810"]
+    assert paper["offapexnet"]["megc2019"] == {"uf1": "0.72", "uar": "0.71"}
+    assert paper_cell("uf1", paper["paper-diff"]["megc2019"]["uf1"], table.paper_missing) == "n/a"
+    for name in ("arXiv:1902.03634", "arXiv:1907.09160", "christy1206/STSTNet"):
+        assert name in table.note
