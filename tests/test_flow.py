@@ -231,3 +231,53 @@ def test_preprocess_flow_and_resume(tmp_path):
     preprocess(root, out=plain, workers=0, progress=False, align=False, size=64)
     again = preprocess(root, out=plain, workers=0, progress=False, align=False, size=64, resume=True, flow="dis")
     assert again["flow"]["pairs"] == 3 and load_cache(plain).flow is not None   # a cache without flow may get it
+
+
+# ----------------------------------------------------------------------------------------------- in the dataset
+
+def test_dataset_hands_flow_at_the_frames_size(small_cache):
+    import torch
+
+    from mertool.data import load_dataset
+
+    classes = {c: [c] for c in ("happiness", "disgust", "repression", "surprise", "others")}
+    assert load_dataset(small_cache, classes).flow is None   # no flow in the cache: none in the dataset
+    add_flow(small_cache, "dis", workers=0)
+    full = load_dataset(small_cache, classes)
+    half = load_dataset(small_cache, classes, image_size=24)
+    assert full.flow.shape == (10, 2, 48, 48) and full.flow.dtype == torch.float16
+    assert full.strain.shape == (10, 1, 48, 48) and half.flow.shape == (10, 2, 24, 24)
+    stored = torch.from_numpy(load_cache(small_cache).flow[2].astype(np.float32)).permute(2, 0, 1)
+    assert torch.equal(full.flow[2].float(), stored)
+    # half the size, half the pixels: the mean flow of a sample halves
+    ratio = half.flow.float().mean((2, 3)) / full.flow.float().mean((2, 3))
+    big = full.flow.float().mean((2, 3)).abs() > 0.02
+    assert torch.allclose(ratio[big], torch.full_like(ratio[big], 0.5), atol=0.05)
+    assert full.to("cpu").flow is full.flow
+
+
+def test_warp_flow_matches_the_flow_of_the_warped_frames():
+    """Onset and apex warped by a flip and a 20-degree turn (warp_pair): the flow measured between the warped frames
+    is warp_flow of the flow before."""
+    import math
+
+    import torch
+
+    from mertool.data import warp_flow, warp_pair
+
+    rng = np.random.default_rng(2)
+    big = cv2_blur(rng.integers(0, 256, (112, 112), dtype=np.uint8))
+    onset, apex = big[16:96, 16:96], big[15:95, 14:94]          # the texture moves by (2, 1)
+    a = math.radians(20)
+    theta = torch.tensor([[[-math.cos(a), math.sin(a), 0.0], [math.sin(a), math.cos(a), 0.0]]])
+    frames = [torch.from_numpy(f.astype(np.float32))[None, None] for f in (onset, apex)]
+    wo, wa = warp_pair(*frames, theta)
+    measured = compute_flow(wo[0, 0].numpy(), wa[0, 0].numpy(), "dis")[28:52, 28:52]
+    before = torch.from_numpy(compute_flow(onset, apex, "dis")).permute(2, 0, 1)[None]
+    strain = torch.from_numpy(optical_strain(before[0].permute(1, 2, 0).numpy()))[None, None]
+    after, warped_strain = warp_flow(before, theta, strain)
+    predicted = after[0].permute(1, 2, 0).numpy()[28:52, 28:52]
+    expect = (-2 * math.cos(a) + math.sin(a), 2 * math.sin(a) + math.cos(a))   # A^-1 (2, 1), A^-1 = A here
+    assert np.allclose(np.median(measured.reshape(-1, 2), 0), expect, atol=0.15)
+    assert np.allclose(np.median(predicted.reshape(-1, 2), 0), expect, atol=0.05)
+    assert warped_strain.shape == (1, 1, 80, 80)
