@@ -82,6 +82,10 @@ RUN: dict[str, Run] = {
     "mertool cache verify casme2.h5": Run(),
     "mertool cache show casme2.h5 01/EP02_01f --png ep.png": Run(subst={"01/EP02_01f": "0"}, files=("ep.png",)),
     "mertool cache merge casme2.h5 samm.h5 --out composite.h5": Run(files=("composite.h5",)),
+    "mertool preprocess CASME2/ --out casme2-flow.h5 --flow tvl1": Run(
+        expect=("flow: tvl1 (scikit-image", "on 10 pairs"), files=("casme2-flow.h5",)),
+    "mertool cache add-flow casme2.h5 --flow tvl1": Run(expect=("tvl1 flow and strain for 10 pairs",)),
+    "mertool cache add-flow casme2.h5 --flow dis --replace": Run(expect=("(replacing tvl1 flow)",)),
     # evaluation and MEGC 2019 (samm.h5 and smic.h5 in the sandbox are synthetic caches of those data sets)
     "mertool evaluate runs/casme2-seed0 runs/casme2-seed1 runs/casme2-seed2 --json > results.json": Run(
         files=("results.json",)),
