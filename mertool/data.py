@@ -40,9 +40,6 @@ class MERData:
     #                                       an AU loss masks the others out
     datasets: np.ndarray | None = None     # N str: each sample's source dataset
     excluded: dict[str, int] = field(default_factory=dict)  # other reasons a sample was left out -> count
-    flow: torch.Tensor | None = None     # N x 2 x S x S float16 (u, v), onset -> apex, in px of these S-px frames;
-    #                                      None when the cache has no flow (mertool.flow)
-    strain: torch.Tensor | None = None   # N x 1 x S x S float16, optical strain magnitude
 
     def __post_init__(self):
         if self.au_known is None:
@@ -78,9 +75,7 @@ class MERData:
             return t.to(device)
 
         return replace(self, onset=move(self.onset), apex=move(self.apex), aus=move(self.aus),
-                       labels=move(self.labels), au_known=move(self.au_known),
-                       flow=None if self.flow is None else move(self.flow),
-                       strain=None if self.strain is None else move(self.strain))
+                       labels=move(self.labels), au_known=move(self.au_known))
 
     def dataset_class_counts(self) -> dict[str, dict[str, int]]:
         """Samples per class of each source dataset."""
@@ -101,32 +96,6 @@ def resize_frames(frames: torch.Tensor, size: int, chunk: int = 64) -> torch.Ten
         x = frames[i:i + chunk].float()
         y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out[i:i + chunk] = y.round_().clamp_(0, 255).to(torch.uint8)
-    return out
-
-
-def resize_flow(flow: torch.Tensor, size: int, chunk: int = 64) -> torch.Tensor:
-    """N x 2 x S x S flow (px) -> N x 2 x size x size, float16: resampled (antialiased bilinear) and its vectors
-    scaled by size / S, so they stay in pixels of the resized frames."""
-    if flow.shape[-1] == size and flow.shape[-2] == size:
-        return flow.to(torch.float16)
-    scale = size / flow.shape[-1]
-    out = torch.empty((flow.shape[0], flow.shape[1], size, size), dtype=torch.float16)
-    for i in range(0, flow.shape[0], chunk):
-        x = flow[i:i + chunk].float()
-        y = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[i:i + chunk] = (y * scale).to(torch.float16)
-    return out
-
-
-def resize_map(values: torch.Tensor, size: int, chunk: int = 64) -> torch.Tensor:
-    """N x C x S x S float map (strain: a ratio, no unit) -> N x C x size x size float16, antialiased bilinear."""
-    if values.shape[-1] == size and values.shape[-2] == size:
-        return values.to(torch.float16)
-    out = torch.empty((values.shape[0], values.shape[1], size, size), dtype=torch.float16)
-    for i in range(0, values.shape[0], chunk):
-        y = F.interpolate(values[i:i + chunk].float(), size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
-        out[i:i + chunk] = y.to(torch.float16)
     return out
 
 
@@ -160,12 +129,6 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
         t = torch.from_numpy(np.ascontiguousarray(a[keep])).permute(0, 3, 1, 2).contiguous()
         return resize_frames(t, size)
 
-    motion = {}
-    if data.flow is not None:   # the cache's flow and strain, kept samples only, at the frames' size
-        flow = torch.from_numpy(np.ascontiguousarray(data.flow[keep])).permute(0, 3, 1, 2).contiguous()
-        strain = torch.from_numpy(np.ascontiguousarray(data.strain[keep]))[:, None]
-        motion = {"flow": resize_flow(flow, size), "strain": resize_map(strain, size)}
-
     return MERData(
         onset=frames(data.onset), apex=frames(data.apex),
         # unknown AU codes enter as an empty vector (data.unknown_aus: empty); an AU loss masks them with au_known
@@ -176,8 +139,7 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
         classes=list(classes), dropped=dict(sorted(dropped.items())), source=str(data.path),
         dataset=str(data.attrs.get("dataset") or ""),
         au_known=torch.from_numpy(np.asarray(data.aus_known)[keep].astype(bool)),
-        datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}),
-        **motion)
+        datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}))
 
 
 def count_lines(data: MERData, official: dict[str, dict[str, int]]) -> list[str]:
@@ -301,23 +263,6 @@ def warp_pair(onset: torch.Tensor, apex: torch.Tensor, theta: torch.Tensor) -> t
     grid = F.affine_grid(theta.to(both.dtype), [n, 2 * c, h, w], align_corners=False)
     out = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out[:, :c], out[:, c:]
-
-
-def warp_flow(flow: torch.Tensor, theta: torch.Tensor, strain: torch.Tensor | None = None):
-    """Flow (N x 2 x S x S, px) and strain (N x 1 x S x S) under the affine draws `theta` that warp_pair applied to
-    the frames: the field is resampled like the frames, and each vector mapped back through the draw's linear part.
-
-    A frame warp samples input point q = A p + t for output pixel p; an onset point q that moves by w(q) lands at
-    A^-1 (q + w(q) - t) in the output, so the output flow is A^-1 w(A p + t): a flip negates u, a rotation turns the
-    vectors. Strain (a norm of the symmetric gradient) is unchanged by a flip or rotation and is only resampled.
-    """
-    n, _, h, w = flow.shape
-    maps = flow.float() if strain is None else torch.cat([flow.float(), strain.float()], 1)
-    grid = F.affine_grid(theta.float(), [n, maps.shape[1], h, w], align_corners=False)
-    out = F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    inv = torch.linalg.inv(theta[:, :, :2].float())    # square frames: normalised and pixel axes scale alike
-    vec = torch.einsum("nij,njhw->nihw", inv, out[:, :2])
-    return vec, (None if strain is None else out[:, 2:])
 
 
 def make_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
