@@ -231,4 +231,3 @@ def test_preprocess_flow_and_resume(tmp_path):
     preprocess(root, out=plain, workers=0, progress=False, align=False, size=64)
     again = preprocess(root, out=plain, workers=0, progress=False, align=False, size=64, resume=True, flow="dis")
     assert again["flow"]["pairs"] == 3 and load_cache(plain).flow is not None   # a cache without flow may get it
-
