@@ -33,11 +33,15 @@ def dense(peaks, noises) -> None:
         rep = bench_flow(peaks=peaks, noise=noise)
         print(f"\ndense ground truth, noise sigma {noise:g}: {len(rep['faces'])} faces x {len(rep['patterns'])} AU "
               f"patterns per peak, {rep['size']} px crops; {rep['pixels']}")
-        print(f"{'method':10s} {'s/pair':>7s}  " + "  ".join(f"{p:g} px: moving med/p90, face med" for p in peaks))
+        print("per peak: moving median/p90, face median, landmarks median/p90, recovered at the landmarks")
         for m, r in rep["methods"].items():
-            cells = [f"{r['epe'][f'{p:g}']['moving']['median']:.3f}/{r['epe'][f'{p:g}']['moving']['p90']:.3f}, "
-                     f"{r['epe'][f'{p:g}']['face']['median']:.3f}" for p in peaks]
-            print(f"{m:10s} {r['seconds_per_pair']:7.3f}  " + "        ".join(f"{c:>24s}" for c in cells))
+            cells = []
+            for p in (f"{p:g}" for p in peaks):
+                e = r["epe"][p]
+                cells.append(f"{p} px: {e['moving']['median']:.3f}/{e['moving']['p90']:.3f}, "
+                             f"{e['face']['median']:.3f}, "
+                             f"{e['landmarks']['median']:.3f}/{e['landmarks']['p90']:.3f}, {r['recovered'][p]:.2f}")
+            print(f"{m:10s} {r['seconds_per_pair']:7.3f} s/pair  " + "  |  ".join(cells))
 
 
 def end_to_end(subjects: int = 2, per_subject: int = 6) -> None:
@@ -53,9 +57,9 @@ def end_to_end(subjects: int = 2, per_subject: int = 6) -> None:
         synth(data, subjects=subjects, per_subject=per_subject, seed=0, workers=2)
         truth = {(s["subject"], s["sample_id"]): s["displacement"]
                  for s in json.loads((data / "synth.json").read_text())["samples"]}
-        print("\nend to end: synth clips (3-4 px AU motion, sub-pixel head jitter, noise, JPEG) through preprocess; flow "
-              "read at the onset's dlib landmarks vs synth.json's displacement of each moved landmark (aligned px); "
-              "'recovered': the flow's component along the true displacement / its length (median)")
+        print("\nend to end: synth clips (3-4 px AU motion, sub-pixel head jitter, noise, JPEG) through preprocess; "
+              "flow read at the onset's dlib landmarks vs synth.json's displacement of each moved landmark "
+              "(aligned px); 'recovered': the flow's component along the true displacement / its length (median)")
         for register in ("ecc", "none"):
             out = Path(tmp) / f"{register}.h5"
             s = preprocess(data, out=out, workers=2, progress=False, register=register, flow="tvl1")
@@ -73,8 +77,8 @@ def end_to_end(subjects: int = 2, per_subject: int = 6) -> None:
                         along.append((u * dx + v * dy) / (dx * dx + dy * dy))
                         brow.append(17 <= int(point) <= 26)
                 err, along, brow = np.array(err), np.array(along), np.array(brow)
-                print(f"register {register:4s} {method:10s} {s['in_cache']} clips, {len(err)} moved landmarks: endpoint "
-                      f"error median {np.median(err):.3f} px, p90 {np.percentile(err, 90):.3f}; recovered "
+                print(f"register {register:4s} {method:10s} {s['in_cache']} clips, {len(err)} moved landmarks: "
+                      f"endpoint error median {np.median(err):.3f} px, p90 {np.percentile(err, 90):.3f}; recovered "
                       f"{np.median(along):.2f} (brows {np.median(along[brow]):.2f}, elsewhere "
                       f"{np.median(along[~brow]):.2f})")
 
