@@ -2,6 +2,7 @@
 
     python benchmarks/flow.py              # dense ground truth (synth.au_motion_pair) + a synth dataset end to end
     python benchmarks/flow.py --quick      # dense ground truth only, peaks 1 and 3 px
+    python benchmarks/flow.py --dense      # dense ground truth only
     python benchmarks/flow.py --end-to-end # the synth dataset only
 
 1. Dense ground truth: mertool.bench.bench_flow on synth's two default faces x six AU patterns, peaks 1, 2, 3 px,
@@ -94,7 +95,7 @@ def main(argv: list[str]) -> None:
     if "--end-to-end" not in argv:
         quick = "--quick" in argv
         dense((1.0, 3.0) if quick else (1.0, 2.0, 3.0), (1.5,) if quick else (0.0, 1.5))
-    if "--quick" not in argv:
+    if "--quick" not in argv and "--dense" not in argv:
         end_to_end()
     rate = matmul_rate(torch.device("cpu"), torch.float32)
     print(f"\nfp32 matmul rate at the end: {rate['flops'] / 1e9:.1f} GFLOP/s")
