@@ -1,0 +1,1 @@
+"""Spotting micro- and macro-expressions in long videos."""
