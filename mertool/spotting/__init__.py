@@ -1,1 +1,0 @@
-"""Spotting micro- and macro-expressions in long videos."""
