@@ -55,8 +55,8 @@ from mertool.spotting.intervals import TYPES, Interval, with_type
 
 THRESHOLD = 0.5
 MEGC_IDS = {"samm_lv": "1", "casme_sq": "2"}  # the 2019 guideline's data set labels in the log
-__all__ = ["DatasetGT", "SpottingScore", "evaluate", "figures", "iou", "match", "recognition_f1", "score_datasets",
-           "score_spotting", "str_score", "write_megc_log"]
+__all__ = ["DatasetGT", "SpottingScore", "evaluate", "figures", "format_figures", "iou", "load_ground_truth", "match",
+           "recognition_f1", "score_datasets", "score_spotting", "str_score", "write_megc_log"]
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -221,6 +221,60 @@ def score_datasets(pred: Iterable[Interval], sets: Sequence[DatasetGT], threshol
         parts = [getattr(s, kind) for s in scores.values()]
         combined[kind] = figures(*(sum(p[k] for p in parts) for k in ("tp", "predicted", "ground_truth")))
     return scores, combined
+
+
+# ------------------------------------------------------------------------------------------------ ground truth
+
+def load_ground_truth(path, fps: float | None = None) -> list[DatasetGT]:
+    """The ground truth `evaluate-spot --gt` names: a long-video sheet, a data set folder (every long-video sheet
+    under it, one DatasetGT each), or an intervals CSV (video,onset,offset[,apex,type]: a data set named after the
+    file). `fps` overrides the data sets' frame rates (used to type intervals that have no type)."""
+    from mertool.datasets.longvideo import find_long_sheets, load_long_videos
+    from mertool.errors import MertoolError
+    from mertool.spotting.intervals import read_intervals_csv
+
+    path = Path(path).expanduser()
+    if path.is_file() and path.suffix.lower() == ".csv" and _is_intervals_csv(path):
+        return [DatasetGT(path.stem, read_intervals_csv(path), fps)]
+    if path.is_dir():
+        sheets = find_long_sheets(path)
+        if not sheets:
+            raise MertoolError(f"{path}: no long-video sheet (CAS(ME)^2, SAMM Long Videos, CAS(ME)^3 part A) found "
+                               f"under the folder")
+        sets = [load_long_videos(sheet, kind, frames=path) for sheet, kind in sheets]
+        names = [s.dataset for s in sets]
+        if len(set(names)) < len(names):
+            raise MertoolError(f"{path}: several sheets of one data set ({', '.join(str(p) for p, _ in sheets)}); "
+                               f"pass the sheet itself")
+    else:
+        sets = [load_long_videos(path)]
+    return [DatasetGT(s.dataset, s.intervals, fps or s.fps, set(s.videos)) for s in sets]
+
+
+def _is_intervals_csv(path: Path) -> bool:
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        header = {c.strip().lower() for c in f.readline().split(",")}
+    return {"video", "onset", "offset"} <= header
+
+
+def format_figures(result: Mapping) -> str:
+    """The figures of `evaluate` as a text table, one block per data set when there are several."""
+    blocks = [(name, figs) for name, figs in result.get("datasets", {}).items()]
+    blocks.append(("all" if blocks else "", {k: result[k] for k in ("micro", "macro", "overall")}))
+    lines = []
+    for name, figs in blocks:
+        if name:
+            lines.append(f"{name}:")
+        lines.append(f"  {'':8} {'TP':>5} {'pred':>6} {'GT':>6} {'precision':>9} {'recall':>7} {'F1':>7}")
+        for kind in ("micro", "macro", "overall"):
+            f = figs[kind]
+            lines.append(f"  {kind:8} {f['tp']:5d} {f['predicted']:6d} {f['ground_truth']:6d} "
+                         f"{_num(f['precision']):>9} {_num(f['recall']):>7} {_num(f['f1']):>7}")
+    return "\n".join(lines)
+
+
+def _num(value) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 # ------------------------------------------------------------------------------------------------ MEGC log
