@@ -332,3 +332,28 @@ def print_report(report: dict, console=None) -> None:
     console.print(t)
     for video, reason in list(report["skipped"].items())[:10]:
         console.print(f"skipped {video}: {reason}", markup=False, highlight=False)
+
+
+def print_spot_cache_info(path, console) -> None:
+    """`mertool cache info` of a spotting cache."""
+    from rich.table import Table
+
+    info = spot_cache_info(path)
+    t = Table(title=str(path), show_header=False)
+    t.add_column(style="bold")
+    t.add_column()
+    feats = info["features"]
+    rows = [("kind", "spotting (per-frame facial motion of long videos)"),
+            ("dataset", f"{info['dataset']} ({info['title']})"), ("frame rate", f"{info['fps']:g} fps"),
+            ("videos", info["videos"]), ("subjects", info["subjects"]),
+            ("frames", f"{info['frames']} ({info['hours']:.2f} h)"), ("frames without a face (gaps)",
+                                                                      info["gap_frames"]),
+            ("expressions", f"{info['expressions']} (micro {info['micro']}, macro {info['macro']})"),
+            ("blinks", info["blinks"]), ("regions", ", ".join(info["regions"])),
+            ("features", f"crop {feats['size']} px, register {feats['register']}, {feats['flow']} flow against an "
+                         f"anchor re-set every {feats['anchor_frames']} frames"),
+            ("sheet", info["sheet"]), ("mertool_version", info["mertool_version"]), ("created", info["created"]),
+            ("file size", f"{info['bytes'] / 2**20:.1f} MiB")]
+    for k, v in rows:
+        t.add_row(k, str(v))
+    console.print(t)

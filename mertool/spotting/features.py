@@ -104,7 +104,7 @@ class MotionTracker:
     """Follow the face through a video and measure its regions' motion (see the module docstring)."""
 
     def __init__(self, fps: float, size: int = 128, register: str = "landmarks", anchor_seconds: float = 1.0,
-                 min_ncc: float = 0.8, redetect: int = 5, radius: float = 0.06, aligner=None):
+                 min_ncc: float = 0.5, redetect: int = 5, radius: float = 0.06, aligner=None):
         from mertool.align import FaceAligner
 
         if fps <= 0:

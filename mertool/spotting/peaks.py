@@ -80,8 +80,15 @@ class PeakSpotter:
     blink_ratio: float = 1.5
     blink_seconds: float = 0.4
 
+    name = "training-free (motion peaks)"
+
     def settings(self) -> dict:
         return dict(self.__dict__)
+
+    def curve(self, features: VideoFeatures) -> tuple[np.ndarray, float]:
+        """(the face curve, its threshold): what `mertool spot` draws."""
+        face, _ = curves(features, self.window, self.top, self.sigma)
+        return face, self.threshold(face)[1]
 
     def threshold(self, face: np.ndarray) -> tuple[float, float]:
         """(median, threshold) of a face curve."""
