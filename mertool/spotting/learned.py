@@ -81,7 +81,8 @@ def resolve_recipe(raw: dict, source: str = "recipe", overrides=()) -> dict:
                     raise MertoolError(f"{source}: unknown key {key}.{k} (expected {', '.join(out[key])})")
                 kind, lo, hi = _SPECS[(key, k)]
                 if isinstance(v, bool) or not isinstance(v, (int, float)) or (kind is int and int(v) != v):
-                    raise MertoolError(f"{source}: {key}.{k} = {v!r}: expected {'an integer' if kind is int else 'a number'}")
+                    what = "an integer" if kind is int else "a number"
+                    raise MertoolError(f"{source}: {key}.{k} = {v!r}: expected {what}")
                 if not lo <= v <= hi:
                     raise MertoolError(f"{source}: {key}.{k} = {v}: expected {lo} to {hi}")
                 out[key][k] = kind(v)

@@ -79,6 +79,32 @@ def predict_long(path, predictor, spotter=None, fps: float | None = None, progre
             "spotting": {k: v for k, v in spot.items() if k != "intervals"}, "outcome": outcome}
 
 
+def predict_long_cli(src, model, spotter, as_json: bool, plot, device: str, err) -> None:
+    """`mertool predict LONG_VIDEO --model RUN`: the timeline and the table, or one JSON object."""
+    import json
+    import sys
+
+    from rich.console import Console
+    from rich.progress import Progress
+
+    from mertool.predict import Predictor
+    from mertool.spotting.video import plot_timeline
+
+    predictor = Predictor(model, device=device)
+    with Progress(console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("spotting", total=None)
+        result = predict_long(src, predictor, spotter, progress=lambda i, n: bar.update(task, completed=i, total=n))
+    if plot is not None:
+        plot_timeline(result["outcome"], plot)
+        err.print(f"wrote timeline plot {plot}")
+    outcome = result.pop("outcome")
+    if as_json:
+        sys.stdout.write(json.dumps(result) + "\n")
+        return
+    result["outcome"] = outcome
+    render_long(result, Console())
+
+
 def render_long(result: dict, console) -> None:
     """The timeline and one row per interval: onset, apex, offset, type, class, probability."""
     from rich.table import Table

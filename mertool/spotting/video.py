@@ -65,6 +65,15 @@ def video_fps(path: Path) -> float | None:
     return fps if 1.0 <= fps <= 10000.0 else None
 
 
+def is_long(path, seconds: float = 4.0) -> bool:
+    """More than `seconds` of frames (a frame folder counted at 30 fps): a recording to spot, not one clip."""
+    from mertool.spot import FrameSource
+
+    path = Path(path)
+    n = len(FrameSource(path))
+    return n > seconds * (video_fps(path) or DEFAULT_FPS)
+
+
 def load_spotter(spotter=None):
     """The training-free spotter (None) or a learned spotter's run folder / checkpoint."""
     if spotter is None:
