@@ -139,14 +139,15 @@ def build_spot_cache(dataset_dir, out=None, kind: str | None = None, resume: boo
     skipped = {v: "no frames folder found" for v in wanted if data.videos[v].frames is None}
     tasks = [(v, str(data.videos[v].frames), str(parts)) for v in wanted if v not in done and v not in skipped]
     kept = len([v for v in wanted if v in done])
-    spent = 0.0
+    new_frames = 0
     for status, video, *rest in _run(tasks, settings, workers, progress):
         if status == "ok":
             done[video] = load_part(Path(rest[0]))
-            spent += rest[1]
+            new_frames += len(done[video].numbers)
         else:
             skipped[video] = rest[0]
-    report = _report(data, out, done, skipped, kept, len(tasks), workers, time.perf_counter() - t0, spent, settings)
+    report = _report(data, out, done, skipped, kept, len(tasks), workers, time.perf_counter() - t0, new_frames,
+                     settings)
     _assemble(out, data, done, settings, report)
     files.write_json(report_path(out), report)
     shutil.rmtree(parts, ignore_errors=True)
@@ -169,10 +170,9 @@ def _run(tasks, settings: dict, workers: int, progress: bool):
 
 
 def _report(data, out: Path, done: dict, skipped: dict, kept: int, computed: int, workers: int, seconds: float,
-            spent: float, settings: dict) -> dict:
+            new_frames: int, settings: dict) -> dict:
     frames = {v: int(len(f.numbers)) for v, f in done.items()}
     gaps = {v: f.gap_ranges() for v, f in done.items() if f.gaps.any()}
-    new_frames = sum(frames[v] for v in done if v not in skipped) if computed else 0
     return {"cache": str(out), "dataset": data.dataset, "title": data.title, "sheet": str(data.sheet),
             "fps": data.fps, "videos_in_sheet": len(data.videos), "videos_cached": len(done),
             "already_cached": kept, "computed_now": computed - len(skipped), "skipped": skipped,
@@ -181,7 +181,7 @@ def _report(data, out: Path, done: dict, skipped: dict, kept: int, computed: int
             "shots": {v: int(f.shot.max()) + 1 for v, f in done.items()},
             "expressions": len(data.expressions), "blinks": len(data.blinks),
             "seconds": round(seconds, 2), "workers": workers,
-            "frames_per_second": round(new_frames / seconds, 1) if computed and seconds > 0 else None,
+            "frames_per_second": round(new_frames / seconds, 1) if new_frames and seconds > 0 else None,
             "features": settings}
 
 

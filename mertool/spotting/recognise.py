@@ -152,9 +152,7 @@ def str_evaluate(spot_run, model, gt_classes: dict[tuple[str, int, int], str] | 
     for p, g in score.true_positives():
         by_video.setdefault(p.video, []).append((p, g))
     for video, items in by_video.items():
-        folder = data.attrs.get("frames_root")
         src = FrameSource(_frames_folder(data, video))
-        del folder
         recs = classify_intervals([p for p, _ in items], src, predictor)
         for (p, g), r in zip(items, recs):
             raw = (gt_classes or {}).get((g.video, g.onset, g.offset), emotion.get((g.video, g.onset, g.offset), ""))
