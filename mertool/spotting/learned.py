@@ -44,7 +44,7 @@ DEFAULTS = {
     "task": TASK, "name": "", "description": "",
     "features": {"window": 3.0, "fps": 30.0},
     "model": {"hidden": 32, "layers": 5, "dropout": 0.1},
-    "train": {"epochs": 30, "steps_per_epoch": 20, "batch_size": 16, "window_seconds": 8.0, "lr": 3.0e-3,
+    "train": {"epochs": 20, "steps_per_epoch": 15, "batch_size": 8, "window_seconds": 5.0, "lr": 3.0e-3,
               "weight_decay": 1.0e-4, "seed": 0},
     "decode": {"threshold": 0.5, "min_seconds": 0.1, "sigma": 1.0},
 }
