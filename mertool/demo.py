@@ -106,7 +106,8 @@ def report_run(recipe: dict, run_dir: Path, console) -> dict:
 
 
 def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJECT, seed: int = 0, recipe: str = "demo",
-         faces=None, workers: int = 2, device: str = "auto", console=None, progress: bool = True) -> dict:
+         faces=None, workers: int = 2, device: str = "auto", console=None, progress: bool = True,
+         spotting: bool = True) -> dict:
     """Run the demo into `out` and return its summary (also written to OUT/demo.json)."""
     from rich.console import Console
 
@@ -125,7 +126,7 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
     recipes = {name: load_recipe(recipe_path, list(extra) + [f"train.seed={seed}"]) for name, _, extra, _ in VARIANTS}
     times: dict[str, float] = {}
     state = _read_state(out)
-    steps = 5
+    steps = 5 if spotting else 4
     # the machine's own dense rate, measured in this run: timings mean little without it (machines differ 3x)
     dev = resolve_device(device)
     rate = matmul_rate(dev, min_seconds=0.2)
@@ -177,11 +178,14 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
                          "train_seconds": round(_train_seconds(run, run_dir), 1)}
     times["evaluate"] = time.perf_counter() - t
 
-    t = time.perf_counter()
-    console.print(f"[5/{steps}] spotting: synthetic long videos -> spot-cache -> both spotters -> MEGC F1 -> STR")
-    from mertool.spotting.demo import spotting_demo
-    spotting = spotting_demo(out / "spotting", runs / "estimated", seed=seed, workers=workers, console=console)
-    times["spotting"] = time.perf_counter() - t
+    if spotting:
+        t = time.perf_counter()
+        console.print(f"[5/{steps}] spotting: synthetic long videos -> spot-cache -> both spotters -> MEGC F1 -> STR")
+        from mertool.spotting.demo import spotting_demo
+        spotting = spotting_demo(out / "spotting", runs / "estimated", seed=seed, workers=workers, console=console)
+        times["spotting"] = time.perf_counter() - t
+    else:
+        spotting = None
 
     total = time.perf_counter() - t_start
     # measured again after the work: a shared or throttled machine can read low at the start (96 vs 160 seen here)

@@ -86,6 +86,8 @@ def demo_cmd(
     workers: int = typer.Option(2, "--workers", help="Processes for synth and preprocess; on CPU also the folds "
                                                      "trained at once."),
     recipe: str = typer.Option("demo", "--recipe", help="Recipe to train (default: recipes/demo.yaml)."),
+    spotting: bool = typer.Option(True, "--spotting/--no-spotting", help="End with the spotting row: synthetic "
+                                                                       "long videos, both spotters, STR."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bars."),
 ) -> None:
     """The whole pipeline on built-in synthetic data: synth -> preprocess -> train-loso (recipes/demo.yaml) ->
@@ -100,4 +102,4 @@ def demo_cmd(
     from mertool.demo import demo
 
     demo(out, subjects=subjects, per_subject=per_subject, seed=seed, recipe=recipe, faces=faces, workers=workers,
-         device=device, progress=not quiet)
+         device=device, progress=not quiet, spotting=spotting)
