@@ -123,6 +123,43 @@ RUN: dict[str, Run] = {
 }
 
 LISTED: dict[str, str] = {
+    'mertool spot interview.mp4':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_s'
+        'pot_command_timeline_csv_png_and_json runs it on a synthetic video',
+    'mertool predict interview.mp4 --model runs/casme2':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_p'
+        'redict_long_video_and_str',
+    'mertool synth long_demo --long --subjects 4 --seconds 30':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py renders'
+        ' 2 x 8 s in its fixture',
+    'mertool spot-cache long_demo --out long_demo.spot.h5':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_c'
+        'ache_holds_every_frame_the_truth_and_info',
+    'mertool train-loso spot_demo --cache long_demo.spot.h5 --out runs/spot_demo --final':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_l'
+        'earned_spotter_trains_loso_and_evaluates_the_megc_way',
+    'mertool evaluate runs/spot_demo':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_l'
+        'earned_spotter_trains_loso_and_evaluates_the_megc_way',
+    'mertool evaluate runs/spot_demo --json':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_l'
+        'earned_spotter_trains_loso_and_evaluates_the_megc_way',
+    'mertool spot-cache /data/CASME_sq --out casme_sq.spot.h5 --workers 2':
+        'needs a licensed data set (CAS(ME)^2)',
+    'mertool spot-cache long_demo --out long_demo.spot.h5 --resume':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_a'
+        'n_interrupted_cache_resumes_and_loses_nothing',
+    'mertool cache info long_demo.spot.h5':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_c'
+        'ache_holds_every_frame_the_truth_and_info',
+    'mertool spot frames/ --fps 200 --out intervals.csv --json':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_s'
+        'pot_command_timeline_csv_png_and_json',
+    'mertool spot interview.mp4 --spotter runs/spot_demo --plot timeline.png':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_s'
+        'pot_command_timeline_csv_png_and_json',
+    'mertool predict interview.mp4 --model runs/casme2 [--spotter runs/spot_demo] [--json] [--plot timeline.png]':
+        'a synopsis, not a command; tests/test_spotting_pipeline.py::test_predict_long_video_and_str',
     "mertool preprocess SAMM/ --out samm.h5": LICENSED + " (SAMM); the sandbox's samm.h5 is a synthetic cache",
     "mertool preprocess SMIC/ --out smic.h5": LICENSED + " (SMIC-HS); the sandbox's smic.h5 is a synthetic cache",
     "mertool preprocess SAMM/ --dataset samm --sheet SAMM_Micro_FACS_Codes_v2.xlsx --resume": LICENSED + " (SAMM)",

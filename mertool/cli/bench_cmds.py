@@ -38,6 +38,9 @@ def bench_cmd(
     folds_per_device: int = typer.Option(1, "--folds-per-device", help="With --loso: folds trained at once on "
                                                                        "each device; K > 1 is also timed against "
                                                                        "K = 1 (on CUDA, also cudnn.benchmark off)."),
+    spotting: bool = typer.Option(False, "--spotting", help="Only the spotting features' frames/s on a 640 x 480 "
+                                                            "video beside the matmul rate, and the projected time "
+                                                            "for SAMM Long Videos and CAS(ME)^2."),
 ) -> None:
     """Measure training against the device's dense matmul rate, the data path, alignment and predict latency.
 
@@ -51,12 +54,22 @@ def bench_cmd(
       mertool bench --device cuda --json > bench.json
       mertool bench --device cpu --image-size 112 --batch 4 --steps 4
       mertool bench --device cuda --loso --folds-per-device 4
+      mertool bench --spotting
     """
     from rich.console import Console
 
     from mertool.bench import render_bench, run_bench, to_json
 
     err = Console(stderr=True, markup=False)
+    if spotting:
+        from mertool.spotting.speed import bench_spotting, render_spot_bench
+
+        rep = bench_spotting(log=lambda msg: err.print(f"bench: {msg}"))
+        if json_:
+            typer.echo(to_json(rep))
+        else:
+            render_spot_bench(rep, Console(markup=False))
+        return
     report = run_bench(device=device, recipe=recipe, cache=cache, image_size=image_size, batch=batch, steps=steps,
                        overrides=set_, compile=compile_, threads=threads, loso=loso, devices=devices,
                        folds_per_device=folds_per_device, synthetic_samples=synthetic_samples,
