@@ -129,7 +129,7 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
               "skipped_subjects": info.get("skipped_subjects", []), "folds": folds,
               "au_source": runs.run_au_source(run_dir), "synthetic": _run_synthetic(info),
               "metrics": _pooled(parts, classes) if parts else None, "by_dataset": None, "best_on_test": None,
-              "best_on_test_note": None}
+              "best_on_test_note": None, "include": info.get("include")}
     if parts:
         report["by_dataset"] = _by_dataset(parts, classes, _subject_datasets(info, done))
     report["au_detection"] = pooled_au_detection(parts)
@@ -471,5 +471,9 @@ def render_by_dataset(report: dict, console) -> None:
             cells.append(f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}")
         t.add_row(name, str(rows[0]["n"]), *cells)
     console.print(t)
+    from mertool.include import report_lines
+
+    for line in report_lines(scored[0].get("include")):  # the official list: clips missing, extra clips left out
+        console.print(line, soft_wrap=True)
     if len(scored) > 1 and not seeds:
         console.print(f"(of {Path(scored[0]['run']).name} only: the runs differ in more than the seed)")

@@ -254,6 +254,10 @@ class Predictor:
         self.has_au_head: bool = cfg.au_head
         self.au_source: str = cfg.aus              # oracle | estimated | none: what it learnt from
         self.image_size: int = int(self.ckpt.get("image_size", 224))
+        if cfg.needs_flow:
+            raise MertoolError(f"{self.model_path}: this model reads optical flow (model.motion flow, or arch "
+                               f"{cfg.arch}); predict computes no flow yet: evaluate it on a cache with flow "
+                               f"(`mertool evaluate`)")
         self.notes: list[str] = []                 # how pairs are made, where that is not the training cache's way
         if aligner is not None:
             self.aligner = aligner
