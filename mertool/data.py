@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from mertool.cache import CacheData, load_cache
 from mertool.classmap import ClassMap
 from mertool.errors import MertoolError
+from mertool.provenance import cache_provenance
 
 
 @dataclass
@@ -40,6 +41,7 @@ class MERData:
     #                                       an AU loss masks the others out
     datasets: np.ndarray | None = None     # N str: each sample's source dataset
     excluded: dict[str, int] = field(default_factory=dict)  # other reasons a sample was left out -> count
+    provenance: dict = field(default_factory=dict)  # where the cache's data came from (mertool.provenance)
 
     def __post_init__(self):
         if self.au_known is None:
@@ -139,7 +141,8 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
         classes=list(classes), dropped=dict(sorted(dropped.items())), source=str(data.path),
         dataset=str(data.attrs.get("dataset") or ""),
         au_known=torch.from_numpy(np.asarray(data.aus_known)[keep].astype(bool)),
-        datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}))
+        datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}),
+        provenance=cache_provenance(data.attrs))
 
 
 def count_lines(data: MERData, official: dict[str, dict[str, int]]) -> list[str]:

@@ -283,8 +283,9 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
         if len(writer) == 0:
             raise MertoolError(f"{folder}: no sample could be cached ({_skip_line(tally.skipped)})")
         summary = _summary(writer, tally, report, records, out, alignment, size, workers, loop_s,
-                           time.perf_counter() - t_start)
+                           time.perf_counter() - t_start, base)
         per_sample = ("skipped_samples", "registration_samples")   # in <out>.json; the cache has them per sample
+        writer.set_attrs(provenance=json.dumps(summary["provenance"]))
         writer.set_attrs(preprocess_summary=json.dumps({k: v for k, v in summary.items() if k not in per_sample},
                                                        default=str))
     except BaseException as exc:
@@ -301,12 +302,16 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
 
 
 def _summary(writer: CacheWriter, tally: _Tally, report: dict, records, out: Path, alignment: dict, size: int,
-             workers: int, loop_s: float, total_s: float) -> dict:
-    """The run's report: counts, skips by reason, emotions in the cache, the sheet's warnings, speed."""
+             workers: int, loop_s: float, total_s: float, base: Path | None = None) -> dict:
+    """The run's report: counts, skips by reason, emotions in the cache, the sheet's warnings, speed, and where the
+    data came from (synthetic when `mertool synth` wrote the folder)."""
+    from mertool.provenance import folder_provenance
+
     meta = writer.f["meta"]
     emotions = Counter(meta["emotion"].asstr()[:])
     return {
-        "cache": str(out), "dataset": report["dataset"], "sheet": report.get("sheet"),
+        "cache": str(out), "dataset": report["dataset"], "provenance": folder_provenance(report.get("sheet") or base),
+        "sheet": report.get("sheet"),
         "frames_root": report.get("frames_root"), "alignment": alignment, "image_size": size, "workers": workers,
         "samples_read": len(records), "cached": tally.cached, "already_cached": tally.already,
         "in_cache": len(writer), "subjects_in_cache": len(set(meta["subject"].asstr()[:])),

@@ -338,7 +338,8 @@ def _write_fold(fold_dir: Path, r: FoldResult, data: MERData, train_np: np.ndarr
                "accuracy_last_epoch": r.accuracy, "final_train_loss": r.log[-1]["loss"] if r.log else None,
                "device": device_info(device), "host": platform.node(),
                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "oracle": r.oracle}
-    runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes), summary,
+    trained_on = runs.training_record(data, train_np, r.model.config.aus)
+    runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes, trained_on), summary,
                     sample_ids=data.sample_ids[test_np], subjects=data.subjects[test_np], labels=r.labels,
                     probs=r.probs, oracle_probs=None if oracle is None else oracle["probs"], classes=data.classes,
                     final=final, au_probs=r.au_probs,
@@ -449,6 +450,9 @@ def print_run_summary(out: Path, console) -> dict:
 
     from mertool.evaluate import evaluate_run
 
+    from mertool.calibration import calibrate_run
+
+    calibrate_run(out)  # once every fold is done: the per-fold temperatures, stamped into the final model
     report = evaluate_run(out, partial=True)
     table = Table(title=f"LOSO folds: {out}")
     for col in ("subject", "test samples", "accuracy (last epoch)", "seconds"):
