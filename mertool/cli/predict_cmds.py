@@ -60,6 +60,9 @@ def predict(
     plot: Path = typer.Option(None, "--plot", help="Clip: write the motion-over-time plot (PNG)."),
     explain: Path = typer.Option(None, "--explain", help="Write onset, apex, difference and CVA attention (PNG)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    force: bool = typer.Option(False, "--force", help="Give the model's class even where it cannot judge (no motion "
+                                                      "above noise, motion far outside its training pairs', "
+                                                      "implausible registration); marked as forced."),
 ) -> None:
     from rich.console import Console
 
@@ -73,7 +76,7 @@ def predict(
                        ("--aus", aus), ("--aus-from", aus_from), ("--apex-frame", apex_frame)):
             if v is not None:
                 raise MertoolError(f"{opt}: not used with --pairs (AUs come from the CSV's aus or aus_from column)")
-        raise typer.Exit(_predict_batch(pairs, model, fmt, device, err))
+        raise typer.Exit(_predict_batch(pairs, model, fmt, device, err, force))
     if aus is not None and aus_from is not None:
         raise MertoolError(f"--aus and --aus-from {aus_from}: give one source of AUs, not both")
     if apex_frame is not None and (aus_from is None or len(inputs) != 2):
@@ -85,26 +88,28 @@ def predict(
             if p.is_dir() or not _is_image(p):
                 raise MertoolError(f"{p}: expected an image file (an onset/apex pair is two images)")
         return _predict_one(inputs, model, aus, as_json, None, None, None, explain, device, err, aus_from,
-                            apex_frame)
+                            apex_frame, force)
     if len(inputs) == 1:
         src = inputs[0]
         if not src.exists():
             raise MertoolError(f"{src}: no such file or folder")
         if _is_image(src):
             raise MertoolError(f"{src}: one image given; expected ONSET APEX images, a video file or a frame folder")
-        return _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from)
+        return _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from,
+                            force=force)
     raise MertoolError(f"expected ONSET APEX images, or one video / frame folder (got {len(inputs)} inputs); "
                        f"see `mertool predict --help`")
 
 
 def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from=None,
-                 apex_frame=None) -> None:
+                 apex_frame=None, force=False) -> None:
     """One pair or one clip: table (or JSON) on stdout, pictures on request."""
     from rich.console import Console
 
     from mertool.predict import Predictor, render_prediction, sparkline
+    from mertool.provenance import trained_on_line
 
-    predictor = Predictor(model, device=device)
+    predictor = Predictor(model, device=device, force=force)
     spot = None
     if len(inputs) == 2:
         pred = predictor.predict_pair(inputs[0], inputs[1], aus, aus_from=aus_from, apex_frame=apex_frame)
@@ -123,16 +128,19 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
         if spot is not None:
             out["spotting"] = spot.to_dict()
     out["model"] = str(predictor.model_path)
+    out["trained_on"] = trained_on_line(predictor.trained_on)
+    out["trained_on_record"] = {k: v for k, v in (predictor.trained_on or {}).items() if k != "motion"} or None
     if plot is not None:
         if spot is None:
             raise MertoolError(f"--plot {plot}: nothing was spotted (both --onset and --apex were given)")
         from mertool.spot import plot_motion
         plot_motion(spot, plot, title=str(inputs[0]))
         err.print(f"wrote motion plot {plot}")
-    if explain is not None:
+    if explain is not None and pred.onset_crop is not None:
         from mertool.explain import explain_figure
-        explain_figure(pred.onset_crop, pred.apex_crop, pred.cva_maps, explain,
-                       title=f"{pred.emotion} ({pred.probabilities[pred.emotion]:.2f})")
+        title = (f"{pred.emotion} ({pred.probabilities[pred.emotion]:.2f})" if pred.emotion is not None
+                 else f"cannot judge: {pred.verdict.code}")
+        explain_figure(pred.onset_crop, pred.apex_crop, pred.cva_maps, explain, title=title)
         err.print(f"wrote explanation {explain}")
     if as_json:
         sys.stdout.write(json.dumps(out) + "\n")
@@ -143,14 +151,17 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
             con.print(f"motion {sparkline(spot.smoothed)} frames {spot.numbers[0]}..{spot.numbers[-1]}")
         how = "spotted" if spot is not None else "given"
         con.print(f"{how}: onset frame {out['onset_frame']}, apex frame {out['apex_frame']}")
-    render_prediction(pred, con, predictor.model_path)
+    render_prediction(pred, con, predictor.model_path, out["trained_on"])
 
 
-def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err) -> int:
+def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err, force: bool = False) -> int:
     """Every row of a pairs CSV -> CSV/JSONL on stdout; failed rows keep their error and make the exit code 1."""
     from mertool.predict import Predictor, batch_csv, batch_jsonl
+    from mertool.provenance import trained_on_line
 
-    predictor = Predictor(model, device=device)
+    predictor = Predictor(model, device=device, force=force)
+    err.print(trained_on_line(predictor.trained_on), markup=False, highlight=False)
+    err.print(f"probabilities: {predictor.calibration}", markup=False, highlight=False)
 
     def on_row(i, n, rec):
         if rec["error"]:
