@@ -117,11 +117,18 @@ def calibrate_run(run_dir: str | Path, write: bool = True) -> dict | None:
     if cal is None or not write:
         return cal
     path = run_dir / CALIBRATION
-    with files.locked(path):
-        files.write_json(path, cal)
+    with files.locked(path):  # a resumed run with nothing new rewrites nothing
+        try:
+            same = json.loads(path.read_text(encoding="utf-8")) == json.loads(json.dumps(cal))
+        except (OSError, ValueError):
+            same = False
+        if not same:
+            files.write_json(path, cal)
         model = runs.final_path(run_dir) / runs.FINAL_MODEL
         if model.is_file():
-            runs.stamp_checkpoint(model, calibration=checkpoint_record(cal, "final"))
+            record = checkpoint_record(cal, "final")
+            if runs.read_checkpoint_field(model, "calibration") != record:
+                runs.stamp_checkpoint(model, calibration=record)
     return cal
 
 

@@ -393,15 +393,16 @@ def _resolve(base: Path, text: str) -> Path:
 
 
 def batch_csv(results: list[dict], classes: list[str]) -> str:
-    """Batch results as CSV text: onset, apex, aus, emotion, p_<class>..., error."""
+    """Batch results as CSV text: onset, apex, aus, emotion, p_<class>..., cannot_judge (the reject option's
+    reason, emotion then empty), error."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["onset", "apex", "aus", "emotion"] + [f"p_{c}" for c in classes] + ["error", "cannot_judge"])
+    w.writerow(["onset", "apex", "aus", "emotion"] + [f"p_{c}" for c in classes] + ["cannot_judge", "error"])
     for r in results:
         probs = r.get("probabilities") or {}
         w.writerow([r["onset"], r["apex"], r["aus_input"], r.get("emotion") or ""]
                    + [f"{probs[c]:.6f}" if c in probs else "" for c in classes]
-                   + [r.get("error", ""), r.get("cannot_judge") or ""])
+                   + [r.get("cannot_judge") or "", r.get("error", "")])
     return buf.getvalue()
 
 

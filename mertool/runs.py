@@ -399,6 +399,11 @@ def training_record(data, train_idx: np.ndarray, au_source: str) -> dict:
             "motion": motion_stats(data.onset[idx], data.apex[idx])}
 
 
+def read_checkpoint_field(path: str | Path, key: str):
+    """One top-level field of a saved checkpoint (None when absent)."""
+    return torch.load(path, map_location="cpu", weights_only=True).get(key)
+
+
 def stamp_checkpoint(path: str | Path, **fields) -> None:
     """Add or replace top-level fields of a saved checkpoint (e.g. its calibration), atomically."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)

@@ -160,14 +160,14 @@ def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err, force: 
     from mertool.provenance import trained_on_line
 
     predictor = Predictor(model, device=device, force=force)
-    err.print(trained_on_line(predictor.trained_on), markup=False, highlight=False)
-    err.print(f"probabilities: {predictor.calibration}", markup=False, highlight=False)
 
     def on_row(i, n, rec):
         if rec["error"]:
             err.print(f"row {rec['row']}: {rec['error']}", markup=False, highlight=False)
 
     results = predictor.predict_csv(pairs, on_row)
+    err.print(trained_on_line(predictor.trained_on), markup=False, highlight=False, soft_wrap=True)
+    err.print(f"probabilities: {predictor.calibration}", markup=False, highlight=False, soft_wrap=True)
     sys.stdout.write(batch_csv(results, predictor.classes) if fmt == "csv" else batch_jsonl(results))
     failed = sum(bool(r["error"]) for r in results)
     err.print(f"{len(results) - failed} of {len(results)} pairs predicted" + (f", {failed} failed" if failed else ""))
