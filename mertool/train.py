@@ -232,6 +232,15 @@ def _optimizer(model: torch.nn.Module, tr: dict, device: torch.device) -> torch.
                              **kwargs)
 
 
+PAPER_LR = 8e-4   # AdamW's learning rate in the paper's schedule
+
+
+def suggested_lr(lr: float) -> float:
+    """A learning rate to try after a fold diverged at `lr`: a tenth of it, but never above the paper's 8e-4 (a
+    diverged lr of 1e6 should not suggest 1e5)."""
+    return min(lr / 10, PAPER_LR)
+
+
 def lr_factor(epoch: int, gamma: float, decay_epochs: int) -> float:
     """Exponential decay for the first decay_epochs epochs, then constant."""
     return gamma ** min(epoch, decay_epochs)
@@ -294,7 +303,7 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
             raise FoldDiverged(f"{name}: training diverged at epoch {epoch + 1} of {epochs} (loss {loss_total}), no "
                                f"predictions written; the learning rate comes from train.lr = {tr['lr']:g}, "
                                f"train.gamma = {tr['gamma']:g}, train.decay_epochs = {tr['decay_epochs']}: lower "
-                               f"train.lr (e.g. --set train.lr={float(tr['lr']) / 10:g})")
+                               f"train.lr (e.g. --set train.lr={suggested_lr(float(tr['lr'])):g})")
         rec = {"epoch": epoch + 1, "loss": loss_total / len(train_np), "train_acc": n_correct / len(train_np),
                "lr": lr_now, "seconds": round(time.perf_counter() - t0, 4)}
         if model.config.au_head:
@@ -353,11 +362,13 @@ class _Progress:
     """Rich progress: a bar over folds, a bar over the current fold's epochs with its loss and accuracy."""
 
     def __init__(self, console, total_folds: int, enabled: bool = True):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
 
         self.enabled = enabled
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("left"),
+                                 TimeRemainingColumn(), console=console,
                                  disable=not enabled, transient=False)
         self.folds = self.progress.add_task("folds", total=total_folds, info="")
         self.epochs = None
@@ -401,6 +412,12 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
     console.print(f"{len(data)} samples, {len(plan.folds)} folds ({len(todo)} here), device {device}, "
                   f"run folder {out}")
 
+    from mertool.estimate import announce, fold_sizes
+
+    left = [s for s in todo if not fold_done(out, plan.fold_dirs[s])]
+    train_final = final and not runs.final_done(out)
+    announce(console, [(recipe, out, fold_sizes(data, left, train_final))], device, 1,
+             f"{len(left) + int(train_final)} training(s) one after another on {device.type}")
     data = data.to(device)  # once: the whole dataset stays on the device for every fold
     epochs = int(recipe["train"]["epochs"])
     diverged: list[str] = []

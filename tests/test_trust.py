@@ -198,3 +198,97 @@ def test_reject_no_motion_judges_shifted_pairs_and_refuses_far_motion():
     assert not v.ok and v.code == "out-of-range"
     v = judge(moved, stats, registration={"residual": 4.0, "rotation": 20.0})
     assert not v.ok and v.code == "registration"
+
+
+# ------------------------------------------------------------------------------------------------ estimates
+
+def test_estimate_from_flops_and_rate_then_from_finished_folds(tmp_path):
+    from mertool.bench import model_flops
+    from mertool.estimate import MFU, slow_hint, training_estimate
+    from mertool.recipe import load_recipe
+
+    recipe = load_recipe("demo")
+    rate = {"flops": 50e9, "dtype": "float32"}
+    est = training_estimate([(recipe, tmp_path / "run", [140, 140, 160])], torch.device("cpu"), 2, rate)
+    flops = model_flops(recipe["model"], 2)["train_per_sample"] * 440 * recipe["train"]["epochs"]
+    assert est["flops"] == pytest.approx(flops)
+    assert est["seconds"] == pytest.approx((flops / (50e9 * MFU["cpu"][1]), flops / (50e9 * MFU["cpu"][0])))
+    assert slow_hint(est, torch.device("cpu"), recipe) is None  # the demo: minutes
+    paper = load_recipe("casme2")
+    slow = training_estimate([(paper, tmp_path / "p", [240] * 26)], torch.device("cpu"), 1, rate)
+    assert "--executor slurm" in slow_hint(slow, torch.device("cpu"), paper)
+    # resumed: two finished folds took 1 s per sample-epoch on 2 workers, 440 sample-epochs x epochs are left
+    for s in ("a", "b"):
+        (tmp_path / "run" / "folds" / s).mkdir(parents=True)
+        (tmp_path / "run" / "folds" / s / "fold.json").write_text(json.dumps({"seconds": 30.0, "n_train": 10,
+                                                                              "epochs": 3}))
+    est = training_estimate([(recipe, tmp_path / "run", [140, 140, 160])], torch.device("cpu"), 2, rate)
+    mid = sum(est["seconds"]) / 2
+    assert est["basis"] == "2 finished fold(s)" and mid == pytest.approx(440 * recipe["train"]["epochs"] / 2)
+
+
+# ------------------------------------------------------------------------------------------------ small things
+
+def test_ablation_table_wraps_names_at_80_columns_and_tests_differences(tmp_path):
+    from rich.console import Console
+
+    from mertool.ablate import load_table, report_table
+
+    long = "Vertical attention with position focaliser and hand-coded action units"
+    (tmp_path / "t.yaml").write_text(
+        "title: width test\nbase: {'*': ../demo.yaml}\npaper_columns: [accuracy, f1]\nvariants:\n"
+        "  - {name: base, label: Baseline without attention, paper: {test: {accuracy: 80.0, f1: 0.8}}}\n"
+        f"  - {{name: full, label: '{long}', paper: {{test: {{accuracy: 90.0, f1: 0.9}}}}}}\n"
+        "  - {name: same, label: Baseline again}\n")
+    rng = np.random.default_rng(1)
+    ys = {f"s{i:02d}": rng.integers(0, 3, 10) for i in range(12)}
+    make_run(tmp_path / "runs" / "t" / "base", folds={s: (y, (y + (np.arange(10) % 2)) % 3) for s, y in ys.items()})
+    make_run(tmp_path / "runs" / "t" / "full", folds={s: (y, y) for s, y in ys.items()})
+    make_run(tmp_path / "runs" / "t" / "same", folds={s: (y, (y + (np.arange(10) % 2)) % 3) for s, y in ys.items()})
+    console = Console(width=80, record=True)
+    rep = report_table(load_table(tmp_path / "t.yaml"), tmp_path / "runs" / "t", "test", console=console)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
+    assert all(word in text for word in long.split())
+    rows = {r["variant"]: r for r in rep["rows"]}
+    assert rows["full"]["differs_beyond_uncertainty"] and not rows["same"]["differs_beyond_uncertainty"]
+    assert rows["full"]["diff_accuracy"] == pytest.approx(0.5, abs=0.01)  # half the baseline's answers were wrong
+    assert "paired bootstrap over 12 subjects" in (tmp_path / "runs" / "t" / "table.md").read_text()
+
+
+def test_preprocess_warns_when_most_samples_are_skipped():
+    from mertool.preprocess import mostly_skipped
+
+    summary = {"samples_read": 255, "in_cache": 1, "frames_root": "/data/CASME2/CASME2-RAW",
+               "skipped_samples": {"missing frame file": [{"detail": "sub01/EP02_01: img46.jpg not found"}] * 250,
+                                   "no face": [{"detail": "x"}] * 4}}
+    line = mostly_skipped(summary)
+    assert "254 of 255 samples were skipped" in line and "missing frame file (250 samples)" in line
+    assert "/data/CASME2/CASME2-RAW" in line and "img46.jpg not found" in line
+    assert mostly_skipped({**summary, "samples_read": 600}) is None
+
+
+def test_divergence_hint_and_flat_attention(tmp_path):
+    from mertool.explain import explain_figure, uniform_note
+    from mertool.train import suggested_lr
+
+    assert suggested_lr(1e6) == 8e-4 and suggested_lr(1e-3) == pytest.approx(1e-4)
+    assert "nearly uniform" in uniform_note(0.581, 0.588) and uniform_note(0.2, 0.9) == ""
+    crop = np.zeros((32, 32, 3), np.uint8)
+    flat = [torch.full((4, 8, 1), 0.585)]
+    assert explain_figure(crop, crop, flat, tmp_path / "why.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gitignore_covers_what_the_docs_write_and_scripts_spare_tracked_files():
+    import re
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    if not (root / ".git").exists():
+        pytest.skip("not a git checkout")
+    for path in ("demo_data/x.jpg", "demo_out/demo.h5", "casme2.h5", "casme2.h5.json", "why.png", "runs/x"):
+        assert subprocess.run(["git", "-C", str(root), "check-ignore", "-q", path]).returncode == 0, path
+    tracked = set(subprocess.run(["git", "-C", str(root), "ls-files"], capture_output=True, text=True).stdout.split())
+    for script in root.glob("benchmarks/*.sh"):
+        for target in re.findall(r"(?:--png|--out|>)\s+\"?([\w./-]+)", script.read_text()):
+            assert target not in tracked, f"{script.name} writes over the tracked {target}"

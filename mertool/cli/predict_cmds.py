@@ -18,6 +18,18 @@ against that frame measured over time; apex = where it first peaks, onset = the 
 
 AUs: a model with an AU head estimates them itself when --aus is not given (--aus auto); --aus 6+12 gives
 hand-coded AUs, --aus-from reads OpenFace 2.x's per-frame CSV, --aus none runs with an empty AU vector.
+What a given AU vector does depends on what the model learnt from (model.aus; predict names it):
+  oracle     trained on hand-coded AUs: the vector is an input it leans on, so give it (--aus or --aus-from).
+  estimated  trained on its own AU head's estimates: a given vector replaces the estimate but it never saw such
+             input, and the answer moves little (demo model: happiness 0.367 estimated, 0.369 with 6+12, 0.361
+             with 4+9); leave --aus out to use its own estimate.
+  none       images only: a given vector is ignored (and said to be).
+
+The answer is "cannot judge", with the reason, when the face is not found, the registration is implausible,
+nothing moved beyond the frames' noise ("no expression detected") or the motion is far outside the training
+pairs'; --force gives the class anyway, marked. Probabilities are calibrated (temperature scaling, fitted on
+held-out LOSO predictions) when the model has a temperature, and predict says which. A clip also reports how
+stable the class is with the apex moved by -2..+2 frames.
 
 Examples:
   mertool predict onset.jpg apex.jpg --model runs/casme2
@@ -142,6 +154,13 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
                  else f"cannot judge: {pred.verdict.code}")
         explain_figure(pred.onset_crop, pred.apex_crop, pred.cva_maps, explain, title=title)
         err.print(f"wrote explanation {explain}")
+        if pred.cva_maps:
+            from mertool.explain import attention_image, uniform_note
+
+            att = attention_image(pred.cva_maps[-1], 8)
+            note = uniform_note(float(att.min()), float(att.max()))
+            if note:
+                err.print(f"attention: {note}")
     if as_json:
         sys.stdout.write(json.dumps(out) + "\n")
         return
