@@ -104,6 +104,12 @@ def report_run(recipe: dict, run_dir: Path, console) -> dict:
                                       f"{recipe.get('name', 'demo')}: LOSO confusion, last epoch"))
     au_png = au_f1_png(report, run_dir / "au_f1.png")
     report["au_png"] = str(au_png) if au_png else None
+    cal = report["runs"][0].get("calibration")
+    if cal:
+        from mertool.calibration import calibration_png
+
+        report["calibration_png"] = str(calibration_png(cal, run_dir / "calibration.png",
+                                                        f"{recipe.get('name', 'demo')}: reliability, pooled LOSO"))
     render(report, console)
     write_json(run_dir / "report.json", report)
     return report
@@ -177,6 +183,8 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
         results[name] = {"title": title, "run": str(run_dir), "confusion_png": report["png"],
                          "au_png": report.get("au_png"), "accuracy": m["accuracy"], "uf1": m["uf1"],
                          "uar": m["uar"], "n": m["n"], "au_mean_f1": det.get("mean_f1"),
+                         "intervals": run.get("intervals"),
+                         "ece": [(run.get("calibration") or {}).get(k) for k in ("ece_before", "ece_after")],
                          "au_counted": len(det.get("aus_counted") or []),
                          "train_seconds": round(_train_seconds(run, run_dir), 1)}
     times["evaluate"] = time.perf_counter() - t
@@ -217,9 +225,17 @@ def print_demo(summary: dict, console) -> None:
         table.add_column(col, justify="left" if col == "AU source" else "right")
     for r in summary["results"].values():
         au = "-" if r.get("au_mean_f1") is None else f"{r['au_mean_f1']:.3f}"
-        table.add_row(r["title"], f"{r['accuracy']:.3f}", f"{r['uf1']:.3f}", f"{r['uar']:.3f}", au, str(r["n"]),
+        ci = (r.get("intervals") or {}).get("accuracy")
+        acc = f"{r['accuracy']:.2f}" + (f" [{ci['lo']:.2f}, {ci['hi']:.2f}]" if ci else "")
+        table.add_row(r["title"], acc, f"{r['uf1']:.2f}", f"{r['uar']:.2f}", au, str(r["n"]),
                       f"{r['train_seconds']:.0f} s")
     console.print(table)
+    console.print("accuracy [lo, hi]: 95 % interval, bootstrap over the subjects; synthetic faces: not comparable "
+                  "with results published on real datasets")
+    for name, r in summary["results"].items():
+        if (r.get("ece") or [None])[0] is not None:
+            console.print(f"calibration {name}: ECE {r['ece'][0]:.3f} -> {r['ece'][1]:.3f} after temperature scaling "
+                          f"({Path(r['run']) / 'calibration.png'})")
     console.print(f"AU F1: the AU head's mean F1 on held-out subjects over AUs with >= {summary['au_min_support']} "
                   f"positives (threshold {summary['au_threshold']}); training: the run's folds' own times, summed "
                   "(the runs shared one pool of workers)")

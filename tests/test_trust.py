@@ -292,3 +292,19 @@ def test_gitignore_covers_what_the_docs_write_and_scripts_spare_tracked_files():
     for script in root.glob("benchmarks/*.sh"):
         for target in re.findall(r"(?:--png|--out|>)\s+\"?([\w./-]+)", script.read_text()):
             assert target not in tracked, f"{script.name} writes over the tracked {target}"
+
+
+def test_demo_next_commands_use_the_unseen_subject_and_a_still_pair(tmp_path):
+    from mertool.demo import UNSEEN, next_commands
+
+    unseen = tmp_path / UNSEEN
+    samples = [{"subject": "01", "sample_id": f"EP0{i}_01", "first": 3, "onset": 6, "apex": 14, "emotion": "happiness"}
+               for i in range(3)]
+    (unseen).mkdir()
+    (unseen / "synth.json").write_text(json.dumps({"samples": samples}))
+    cmds = next_commands(tmp_path, unseen, tmp_path / "runs")
+    assert len(cmds) == 3 and all(str(unseen) in c and "/data/" not in c for c in cmds)
+    assert "EP00_01 --model" in cmds[0] and "--explain" in cmds[0]
+    assert cmds[1].split()[2:4] == [str(unseen / "CASME2-RAW/sub01/EP01_01/img6.jpg"),
+                                    str(unseen / "CASME2-RAW/sub01/EP01_01/img14.jpg")]
+    assert "img3.jpg" in cmds[2] and "img6.jpg" in cmds[2] and "no motion" in cmds[2]
