@@ -166,6 +166,10 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     plan = plan_folds(data, cache_data.subjects)
     todo = select_subjects(plan, subjects)
     prepare_run(Path(out), recipe, data, plan, device)
+    from mertool.provenance import words
+
+    console.print(f"data: {words(data.provenance)}" + (f" ({data.provenance['detected']})"
+                                                       if data.provenance.get("detected") else ""))
     if plan.skipped:
         console.print(f"skipped subjects (no sample of {', '.join(data.classes)}): {', '.join(plan.skipped)}")
     if data.dropped:

@@ -494,8 +494,16 @@ def print_run_summary(out: Path, console) -> dict:
         console.print(f"{len(report['expected_folds']) - len(report['missing'])}/{len(report['expected_folds'])} "
                       f"folds done; missing: {', '.join(report['missing'])}")
     if m:
+        ci = report.get("intervals") or {}
         console.print(f"pooled over {m['n']} samples{' (partial)' if report['missing'] else ''}: accuracy "
-                      f"{m['accuracy']:.4f}  UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  macro F1 {m['macro_f1']:.4f}")
+                      f"{m['accuracy']:.2f}" + (f" [{ci['accuracy']['lo']:.2f}, {ci['accuracy']['hi']:.2f}]" if ci
+                                                else "")
+                      + f"  UF1 {m['uf1']:.2f}  UAR {m['uar']:.2f}  macro F1 {m['macro_f1']:.2f}"
+                      + (" (95 % intervals over subjects)" if ci else ""))
+        from mertool.provenance import is_synthetic, words
+
+        if is_synthetic(report.get("provenance")) is not False:
+            console.print(f"data: {words(report.get('provenance'))}")
     if has_oracle:
         o = report["oracle"]
         console.print(f"{ORACLE_LABEL.upper()}, not a valid estimate: accuracy {o['accuracy']:.4f}  "
