@@ -239,7 +239,7 @@ def evaluate_runs(run_dirs, partial: bool = False) -> dict:
 def provenance_note(synthetic: list) -> str | None:
     """One line for a report whose runs are not all on real data."""
     if any(synthetic):
-        return "data: synthetic faces (mertool synth), not a real dataset; " + provenance.DATA_DIFFER
+        return "data: synthetic faces (mertool synth), not a real dataset"
     if None in synthetic:
         return "data: unknown provenance (a cache from before mertool recorded it; it may be synthetic)"
     return None
