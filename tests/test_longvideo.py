@@ -112,6 +112,9 @@ def test_unknown_header_is_one_line(tmp_path, capsys):
     assert main(["evaluate-spot", str(pred), "--gt", str(sheet)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Who, Clip, Start" in err
+    assert main(["evaluate-spot", str(pred), "--gt", str(tmp_path)]) == 2  # a folder: each sheet's header shown
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "other.xlsx (sheet 'AU+Emotion': Who, Clip" in err and "p.csv (sheet" in err
 
 
 def test_bad_sheet_row_names_the_row(tmp_path):

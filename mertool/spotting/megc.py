@@ -242,7 +242,7 @@ def load_ground_truth(path, fps: float | None = None) -> list[DatasetGT]:
     """The ground truth `evaluate-spot --gt` names: a long-video sheet, a data set folder (every long-video sheet
     under it, one DatasetGT each), or an intervals CSV (video,onset,offset[,apex,type]: a data set named after the
     file). `fps` overrides the data sets' frame rates (used to type intervals that have no type)."""
-    from mertool.datasets.longvideo import find_long_sheets, load_long_videos
+    from mertool.datasets.longvideo import find_long_sheets, headers_found, load_long_videos
     from mertool.errors import MertoolError
     from mertool.spotting.intervals import read_intervals_csv
 
@@ -253,7 +253,7 @@ def load_ground_truth(path, fps: float | None = None) -> list[DatasetGT]:
         sheets = find_long_sheets(path)
         if not sheets:
             raise MertoolError(f"{path}: no long-video sheet (CAS(ME)^2, SAMM Long Videos, CAS(ME)^3 part A) found "
-                               f"under the folder")
+                               f"under the folder{headers_found(path)}")
         sets = [load_long_videos(sheet, kind, frames=path) for sheet, kind in sheets]
         names = [s.dataset for s in sets]
         if len(set(names)) < len(names):
