@@ -82,6 +82,10 @@ RUN: dict[str, Run] = {
     "mertool cache verify casme2.h5": Run(),
     "mertool cache show casme2.h5 01/EP02_01f --png ep.png": Run(subst={"01/EP02_01f": "0"}, files=("ep.png",)),
     "mertool cache merge casme2.h5 samm.h5 --out composite.h5": Run(files=("composite.h5",)),
+    "mertool preprocess CASME2/ --out casme2-flow.h5 --flow tvl1": Run(
+        expect=("flow: tvl1 (scikit-image", "on 10 pairs"), files=("casme2-flow.h5",)),
+    "mertool cache add-flow casme2.h5 --flow tvl1": Run(expect=("tvl1 flow and strain for 10 pairs",)),
+    "mertool cache add-flow casme2.h5 --flow dis --replace": Run(expect=("(replacing tvl1 flow)",)),
     # evaluation and MEGC 2019 (samm.h5 and smic.h5 in the sandbox are synthetic caches of those data sets)
     "mertool evaluate runs/casme2-seed0 runs/casme2-seed1 runs/casme2-seed2 --json > results.json": Run(
         files=("results.json",)),
@@ -119,6 +123,43 @@ RUN: dict[str, Run] = {
 }
 
 LISTED: dict[str, str] = {
+    'mertool spot interview.mp4':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_s'
+        'pot_command_timeline_csv_png_and_json runs it on a synthetic video',
+    'mertool predict interview.mp4 --model runs/casme2':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_p'
+        'redict_long_video_and_str',
+    'mertool synth long_demo --long --subjects 4 --seconds 30':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py renders'
+        ' 2 x 8 s in its fixture',
+    'mertool spot-cache long_demo --out long_demo.spot.h5':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_c'
+        'ache_holds_every_frame_the_truth_and_info',
+    'mertool train-loso spot_demo --cache long_demo.spot.h5 --out runs/spot_demo --final':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_l'
+        'earned_spotter_trains_loso_and_evaluates_the_megc_way',
+    'mertool evaluate runs/spot_demo':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_l'
+        'earned_spotter_trains_loso_and_evaluates_the_megc_way',
+    'mertool evaluate runs/spot_demo --json':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_l'
+        'earned_spotter_trains_loso_and_evaluates_the_megc_way',
+    'mertool spot-cache /data/CASME_sq --out casme_sq.spot.h5 --workers 2':
+        'needs a licensed data set (CAS(ME)^2)',
+    'mertool spot-cache long_demo --out long_demo.spot.h5 --resume':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_a'
+        'n_interrupted_cache_resumes_and_loses_nothing',
+    'mertool cache info long_demo.spot.h5':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_c'
+        'ache_holds_every_frame_the_truth_and_info',
+    'mertool spot frames/ --fps 200 --out intervals.csv --json':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_s'
+        'pot_command_timeline_csv_png_and_json',
+    'mertool spot interview.mp4 --spotter runs/spot_demo --plot timeline.png':
+        'minutes of CPU on long videos (every frame is tracked); tests/test_spotting_pipeline.py::test_s'
+        'pot_command_timeline_csv_png_and_json',
+    'mertool predict interview.mp4 --model runs/casme2 [--spotter runs/spot_demo] [--json] [--plot timeline.png]':
+        'a synopsis, not a command; tests/test_spotting_pipeline.py::test_predict_long_video_and_str',
     "mertool preprocess SAMM/ --out samm.h5": LICENSED + " (SAMM); the sandbox's samm.h5 is a synthetic cache",
     "mertool preprocess SMIC/ --out smic.h5": LICENSED + " (SMIC-HS); the sandbox's smic.h5 is a synthetic cache",
     "mertool preprocess SAMM/ --dataset samm --sheet SAMM_Micro_FACS_Codes_v2.xlsx --resume": LICENSED + " (SAMM)",
@@ -473,3 +514,12 @@ def test_every_command_is_in_the_readme_table():
             if not re.search(rf"[ /]{re.escape(sub)}\b", first):
                 missing.append(f"{name} {sub}")
     assert not missing, "commands missing from README.md's table of commands: " + ", ".join(missing)
+
+
+def test_readme_stays_a_first_page():
+    """Issue #22: the README is read in five minutes (about 200 lines); the manual lives in docs/."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 220, f"README.md has {len(lines)} lines; move detail into a guide under docs/"
+    first_screen = "\n".join(lines[:40])
+    assert "make demo" in first_screen and "your own video" in first_screen.lower(), \
+        "the first screen should say how to see mertool work and how to run it on your own data"
