@@ -95,7 +95,7 @@ def train_loso_cmd(
 
     Example:
       mertool train-loso --subjects all
-      mertool train-loso recipes/casme2.yaml --cache casme2.h5 --out runs/casme2-s0 --final
+      mertool train-loso recipes/casme2.yaml --cache casme2.h5 --out runs/casme2-seed0 --final
       mertool train-loso demo --cache demo.h5 --set train.epochs=5 --subjects 01,02
       mertool train-loso casme2 --cache casme2.h5 --devices cuda:0,cuda:1 --folds-per-device 4
       mertool train-loso casme2 --cache casme2.h5 --executor slurm --slurm-partition gpu --folds-per-job 6
