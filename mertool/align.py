@@ -322,8 +322,9 @@ class FaceAligner:
         if not boxes:
             raise AlignSkip(NO_FACE, f"{name or 'image'}: no face found by the dlib detector "
                                      f"(upsample {self.upsample_first}..{self.upsample})")
-        pts = self.landmarks(rgb, boxes[0])
-        chip = dlib.get_face_chip_details(self._predictor(rgb, boxes[0]), self.size, self.padding)
+        shape = self._predictor(rgb, boxes[0])   # once: the landmarks and the chip both come from it
+        pts = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+        chip = dlib.get_face_chip_details(shape, self.size, self.padding)
         b = boxes[0]
         return Located(chip, pts, len(boxes), (b.left(), b.top(), b.right(), b.bottom()), up)
 
@@ -375,9 +376,11 @@ class FaceAligner:
             _warp(rgb, np.linalg.inv(_h(chip_matrix(loc.chip)))[:2], self.size)
         lm = to_chip(loc.landmarks, loc.chip)
         mask = upper_face_mask(lm, self.size)
+        ecc = self.register_mode == "ecc"   # the other modes use neither ECC's regions nor a window around the face
         return Reference(loc, crop, lm, chip_matrix(loc.chip), _gray(crop), mask,
-                         tuple(upper_face_mask(lm, self.size, r) for r in ECC_REGIONS), _window(mask),
-                         face_patches(lm, self.size), _around(rgb, loc.box))
+                         tuple(upper_face_mask(lm, self.size, r) for r in ECC_REGIONS) if ecc else (), _window(mask),
+                         face_patches(lm, self.size), _around(rgb, loc.box) if self.register_mode == "consensus"
+                         else ((0, 0), None))
 
     def register(self, ref: Reference, rgb: np.ndarray,
                  before: bool = True) -> tuple[np.ndarray, Registration | None]:
