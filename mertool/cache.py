@@ -19,12 +19,18 @@ Layout (schema 1):
   /registration/flag    utf-8 N            (why the pair's registration was refused or is doubtful; "" = trusted)
   /registration/method  utf-8 N            (consensus | ecc | landmarks | "" when the apex was not registered)
   /registration/upsample int8 N            (detector upsampling that found the onset's face; -1 = no detection)
-  attrs: schema_version, dataset, au_vocab, image_size, alignment (JSON), mertool_version, created
+  /flow              float16 N x S x S x 2  (optional: optical flow onset -> apex, crop px, u then v; NaN = not yet
+                                            computed; mertool.flow)
+  /strain            float16 N x S x S      (optional: magnitude of the optical strain tensor of /flow)
+  attrs: schema_version, dataset, au_vocab, image_size, alignment (JSON), mertool_version, created,
+         flow (JSON: method, parameters, library; only with /flow)
 The class map is not stored: recipes choose it when the cache is loaded. `dataset` and `aus_known` came after the
 first release; caches without them still load, with values inferred from the `dataset` attribute (a merged cache's
 subjects carry their dataset as a prefix): AUs are known for every dataset but SMIC. Caches written before
 registration have no /registration group: they load as before, and read as "not recorded"; caches made before
 flags and patch figures existed have no /registration/quality or /flag: they read as NaN and "" (nothing flagged).
+Flow is optional (`preprocess --flow`, `cache add-flow`): a cache without it loads as before, with `flow` and
+`strain` None.
 """
 from __future__ import annotations
 
@@ -80,6 +86,8 @@ class CachedSample:
     upsample: int = -1                 # detector upsampling that found the onset's face; -1 = none
     dataset: str = ""            # '' = the cache's own dataset
     aus_known: bool | None = None  # None = as the dataset has it (unknown for SMIC)
+    flow: np.ndarray | None = None     # S x S x 2 (u, v) when the cache holds flow (merge copies it); else NaN
+    strain: np.ndarray | None = None   # S x S
 
 
 def infer_datasets(dataset_attr: str, subjects) -> np.ndarray:
@@ -181,6 +189,11 @@ class CacheWriter:
         r, reg = f["registration"], s.registration or {}
         for name in ("motion", "method", "upsample", "quality", "flag"):
             r[name].resize(n + 1, axis=0)
+        if "flow" in f:   # a cache with flow: a new sample's rows stay NaN until flow.fill_flow computes them
+            for name, value in (("flow", s.flow), ("strain", s.strain)):
+                f[name].resize(n + 1, axis=0)
+                if value is not None:
+                    f[name][n] = value
         r["motion"][n] = [reg.get(k, np.nan) for k in REGISTRATION_FIELDS]
         r["quality"][n] = [np.nan if reg.get(k) is None else reg[k] for k in QUALITY_FIELDS]
         r["flag"][n] = str(reg.get("flag", "") or "")
@@ -230,6 +243,23 @@ def _add_registration(f: h5py.File) -> None:
         g["quality"].attrs["columns"] = json.dumps(QUALITY_FIELDS)
     if "flag" not in g:
         g.create_dataset("flag", (n,), maxshape=(None,), dtype=_STR)
+
+
+def create_flow_datasets(f: h5py.File) -> None:
+    """/flow and /strain for every sample of `f` (NaN: not computed yet), one sample per chunk like the frames."""
+    n, s = f["onset"].shape[0], int(f.attrs["image_size"])
+    for name, shape in (("flow", (s, s, 2)), ("strain", (s, s))):
+        if name not in f:
+            f.create_dataset(name, (n, *shape), maxshape=(None, *shape), dtype="float16", chunks=(1, *shape),
+                             fillvalue=np.nan)
+    f["flow"].attrs["columns"] = json.dumps(["u", "v"])
+
+
+def read_flow_settings(f: h5py.File) -> dict | None:
+    """The cache's flow settings (method, params, library, ...), or None for a cache without flow."""
+    if "flow" not in f or "flow" not in f.attrs:
+        return None
+    return json.loads(f.attrs["flow"])
 
 
 def read_registration(f: h5py.File) -> dict | None:
@@ -364,6 +394,8 @@ class CacheData:
     aus: np.ndarray          # N x 21 uint8
     landmarks: np.ndarray    # N x 68 x 2 float32
     meta: dict = field(default_factory=dict)  # name -> np.ndarray (str objects or ints)
+    flow: np.ndarray | None = None     # N x S x S x 2 float16 (u, v), onset -> apex, crop px; None: no flow
+    strain: np.ndarray | None = None   # N x S x S float16
 
     def __len__(self) -> int:
         return len(self.onset)
@@ -388,9 +420,18 @@ class CacheData:
     def aus_known(self) -> np.ndarray:
         return self.meta["aus_known"]
 
+    @property
+    def flow_settings(self) -> dict | None:
+        """How the flow was made (method, params, library), or None when the cache has none (or it was not read)."""
+        if self.flow is None or not isinstance(self.attrs.get("flow"), str):
+            return None
+        return json.loads(self.attrs["flow"])
 
-def load_cache(path: str | Path) -> CacheData:
-    """Read a whole cache into memory once."""
+
+def load_cache(path: str | Path, flow: bool = True) -> CacheData:
+    """Read a whole cache into memory once; its flow and strain too when it has them and `flow` is set.
+
+    Flow with pairs not yet computed (an interrupted `preprocess --flow`) is an error naming the fix."""
     with open_cache(path) as f:
         try:
             attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
@@ -401,7 +442,15 @@ def load_cache(path: str | Path) -> CacheData:
                 else:
                     meta[name] = ds[:]
             meta["dataset"], meta["aus_known"] = sample_fields(str(attrs.get("dataset", "")), meta)
-            return CacheData(Path(path), attrs, f["onset"][:], f["apex"][:], f["aus"][:], f["landmarks"][:], meta)
+            motion = {}
+            if flow and read_flow_settings(f) is not None:
+                motion = {"flow": f["flow"][:], "strain": f["strain"][:]}
+                missing = np.flatnonzero(~np.isfinite(motion["flow"][:, 0, 0, 0]))
+                if len(missing):
+                    raise MertoolError(f"{path}: flow of {len(missing)} sample(s) not computed (e.g. #{missing[0]}); "
+                                       f"run `mertool cache add-flow {path} --replace`")
+            return CacheData(Path(path), attrs, f["onset"][:], f["apex"][:], f["aus"][:], f["landmarks"][:], meta,
+                             **motion)
         except (KeyError, OSError) as exc:
             raise MertoolError(f"{path}: damaged cache ({exc})") from None
 
@@ -414,7 +463,7 @@ def _texts(ds) -> np.ndarray:
 
 def _attrs(f: h5py.File) -> dict:
     out = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in f.attrs.items()}
-    for k in ("alignment", "preprocess_summary", "merged_from"):
+    for k in ("alignment", "preprocess_summary", "merged_from", "flow"):
         if isinstance(out.get(k), str):
             try:
                 out[k] = json.loads(out[k])
@@ -449,9 +498,44 @@ def cache_info(path: str | Path) -> dict:
                     "aus": {int(au): int(n) for au, n in zip(AU_VOCAB, aus.sum(0)) if n},
                     "apex_estimated": int(m["apex_estimated"][:].sum()),
                     "with_landmarks": int(np.isfinite(lm).all(axis=(1, 2)).sum()),
-                    "registration": registration_summary(read_registration(f))}
+                    "registration": registration_summary(read_registration(f)), "flow": flow_summary(f)}
         except (KeyError, OSError, ValueError) as exc:
             raise MertoolError(f"{path}: damaged cache ({exc})") from None
+
+
+def flow_summary(f: h5py.File, block: int = 16) -> dict | None:
+    """The cache's flow settings with how many pairs have it and the median / p99 flow length and strain over all
+    pixels of those pairs; None without flow."""
+    settings = read_flow_settings(f)
+    if settings is None:
+        return None
+    n = f["flow"].shape[0]
+    done, lengths, strains = 0, [], []
+    for start in range(0, n, block):
+        fl = f["flow"][start:start + block].astype(np.float32)
+        ok = np.isfinite(fl[:, 0, 0, 0])
+        done += int(ok.sum())
+        lengths.append(np.hypot(fl[ok, ..., 0], fl[ok, ..., 1]).ravel()[::7])   # a sample of pixels is enough
+        strains.append(f["strain"][start:start + block][ok].astype(np.float32).ravel()[::7])
+    length, strain = np.concatenate(lengths), np.concatenate(strains)
+
+    def stats(v):
+        return {"median": round(float(np.median(v)), 4), "p99": round(float(np.percentile(v, 99)), 4)} \
+            if len(v) else None
+
+    return {**settings, "pairs": done, "samples": n, "length_px": stats(length), "strain": stats(strain)}
+
+
+def flow_line(summary: dict | None) -> str:
+    """`cache info`'s one-line account of flow_summary()."""
+    if summary is None:
+        return "none (add it with `mertool cache add-flow`)"
+    params = ", ".join(f"{k}={v}" for k, v in summary["params"].items())
+    text = f"{summary['method']} ({summary['library']}; {params}); {summary['pairs']} of {summary['samples']} pairs"
+    if summary["length_px"]:
+        text += (f"; length median {summary['length_px']['median']:.2f} / p99 {summary['length_px']['p99']:.2f} px,"
+                 f" strain median {summary['strain']['median']:.4f} / p99 {summary['strain']['p99']:.4f}")
+    return text
 
 
 def verify_cache(path: str | Path, block: int = 64) -> dict:
@@ -494,6 +578,14 @@ def verify_cache(path: str | Path, block: int = 64) -> dict:
                 found = f["registration"][k].shape if k in f["registration"] else None
                 if found != shape:
                     problems.append(f"/registration/{k}: shape {found}, expected {shape}")
+        if "flow" in f or "strain" in f or "flow" in f.attrs:   # optional: caches without flow have none of them
+            for k, shape in (("flow", (n, s, s, 2)), ("strain", (n, s, s))):
+                ds = f[k] if k in f else None
+                if ds is None or ds.shape != shape or ds.dtype != np.float16:
+                    problems.append(f"/{k}: " + ("missing" if ds is None else f"shape {ds.shape} {ds.dtype}")
+                                    + f", expected {shape} float16")
+            if "flow" not in f.attrs:
+                problems.append("attribute 'flow' missing (how the flow was made)")
         vocab = tuple(np.asarray(f.attrs.get("au_vocab", ())).tolist())
         if vocab != AU_VOCAB:
             problems.append(f"attribute au_vocab {vocab}, expected {AU_VOCAB}")
@@ -530,6 +622,13 @@ def verify_cache(path: str | Path, block: int = 64) -> dict:
                     if c != int(stored[i]):
                         problems.append(f"{names[i]}: checksum mismatch (stored {int(stored[i]):08x}, "
                                         f"frames give {c:08x})")
+            if "flow" in f:
+                for start in range(0, n, block):
+                    fl, st = f["flow"][start:start + block], f["strain"][start:start + block]
+                    for j in range(len(fl)):
+                        if not np.isfinite(fl[j]).all() or not np.isfinite(st[j]).all():
+                            what = "not computed" if np.isnan(fl[j, 0, 0, 0]) else "has non-finite values"
+                            problems.append(f"{names[start + j]}: flow {what} (`mertool cache add-flow --replace`)")
         except (OSError, KeyError) as exc:
             problems.append(f"cannot read the samples ({exc}); the file is damaged")
     return {"path": str(path), "samples": n, "ok": not problems, "problems": problems}
@@ -573,6 +672,12 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
                     for k, ds in f["meta"].items()}
             dataset = str(f.attrs.get("dataset", ""))
             reg = read_registration(f)
+            flow_set = read_flow_settings(f)
+            flow = strain = None
+            if flow_set is not None:
+                flow, strain = f["flow"][i].astype(np.float32), f["strain"][i].astype(np.float32)
+                if not np.isfinite(flow).all():
+                    flow = strain = None   # this pair's flow was not computed: drawn as the pair alone
         except (KeyError, OSError) as exc:
             raise MertoolError(f"{path}: damaged cache ({exc})") from None
     reg = None if reg is None else {k: v[i] for k, v in reg.items()}
@@ -582,9 +687,10 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
         gain = 255.0 / peak if peak > 0 else 1.0
     if not 20 <= dpi <= 600:
         raise MertoolError(f"--dpi {dpi}: expected 20 to 600")
-    fig = Figure(figsize=(16, 4.6), dpi=dpi)
+    panels = 4 if flow is None else 6
+    fig = Figure(figsize=(4 * panels, 4.6), dpi=dpi)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 4)
+    axes = fig.subplots(1, panels)
     frames = (meta.get("onset_frame", -1), meta.get("apex_frame", -1))
     titles = [f"onset (frame {frames[0]})", f"apex (frame {frames[1]})",
               f"|apex - onset| x{gain:.1f}" if peak > 0 else "|apex - onset| (no difference)",
@@ -597,6 +703,9 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
         axes[0].scatter(lm[:, 0], lm[:, 1], s=4, c="#00ff88")
     axes[3].text(0.02, 0.02, registration_text(reg), transform=axes[3].transAxes, color="white", fontsize=10, wrap=True,
                  va="bottom", bbox={"facecolor": "black", "alpha": 0.6, "pad": 3})
+    drawn_flow = None
+    if flow is not None:
+        drawn_flow = _draw_flow(axes[4], axes[5], flow, strain, flow_set["method"])
     fig.suptitle(f"{dataset} {meta['subject']}/{meta['sample_id']}: {meta['emotion'] or '(no emotion)'}, "
                  f"AUs {meta['aus_raw'] or '?'}")
     fig.tight_layout()
@@ -606,7 +715,27 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
     return {"index": i, "subject": meta["subject"], "sample_id": meta["sample_id"], "emotion": meta["emotion"],
             "gain": gain, "max_abs_diff": float(diff.max()), "png": str(png),
             "registration": None if reg is None else {k: (v.item() if hasattr(v, "item") else v)
-                                                      for k, v in reg.items()}}
+                                                      for k, v in reg.items()},
+            "flow": drawn_flow}
+
+
+def _draw_flow(ax_flow, ax_strain, flow: np.ndarray, strain: np.ndarray, method: str) -> dict:
+    """The flow as a colour wheel (with its key) and the strain as a heat map; returns the scales drawn."""
+    from mertool.flow import colour_wheel, flow_to_rgb
+
+    rgb, max_px = flow_to_rgb(flow)
+    ax_flow.imshow(rgb)
+    ax_flow.set_title(f"{method} flow (full colour = {max_px:.2f} px)")
+    key = ax_flow.inset_axes((0.78, 0.78, 0.2, 0.2))
+    key.imshow(colour_wheel(64))
+    key.axis("off")
+    top = float(np.percentile(strain, 99.5))
+    ax_strain.imshow(strain, cmap="magma", vmin=0, vmax=top if top > 0 else 1)
+    ax_strain.set_title(f"optical strain (full = {top:.3f})")
+    for ax in (ax_flow, ax_strain):
+        ax.axis("off")
+    length = np.hypot(flow[..., 0], flow[..., 1])
+    return {"method": method, "max_px": max_px, "median_px": float(np.median(length)), "strain_top": top}
 
 
 def overlay(onset: np.ndarray, apex: np.ndarray) -> np.ndarray:
@@ -659,6 +788,16 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
         aligns = [json.loads(f.attrs["alignment"]) for f in files]
         alignment = aligns[0] if all(a == aligns[0] for a in aligns) else {"merged": aligns}
         writer = CacheWriter(out, dataset="+".join(parts), image_size=sizes[paths[0]], alignment=alignment)
+        # flow is kept when every input has it, made the same way; otherwise it is left out (cache add-flow)
+        flows = [read_flow_settings(f) for f in files]
+        same = all(fl is not None and (fl["method"], fl["params"]) == (flows[0]["method"], flows[0]["params"])
+                   for fl in flows)
+        if same:
+            create_flow_datasets(writer.f)
+            writer.set_attrs(flow=json.dumps(flows[0], sort_keys=True))
+        flow_note = ("kept" if same else None if not any(flows) else
+                     "left out: the inputs' flow differs or is missing (" + ", ".join(
+                         f"{p}: {fl['method'] if fl else 'none'}" for p, fl in zip(paths, flows)) + ")")
         origin: dict[tuple[str, str], Path] = {}
         try:
             for p, f, name in zip(paths, files, names):
@@ -672,6 +811,7 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                 for start in range(0, f["onset"].shape[0], block):
                     sl = slice(start, start + block)
                     onset, apex, aus, lm = f["onset"][sl], f["apex"][sl], f["aus"][sl], f["landmarks"][sl]
+                    flow, strain = (f["flow"][sl], f["strain"][sl]) if same else ([None] * len(onset),) * 2
                     for j in range(len(onset)):
                         i = start + j
                         subject = f"{name}_{text['subject'][i]}" if rename else text["subject"][i]
@@ -685,7 +825,7 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                             **{k: int(ints[k][i]) for k in INT_FIELDS}, apex_estimated=bool(ints["apex_estimated"][i]),
                             dataset=str(datasets[i]), aus_known=bool(known[i]),
                             registration={k: v[i] for k, v in reg.items()} or None,
-                            upsample=int(reg["upsample"][i]) if reg else -1))
+                            upsample=int(reg["upsample"][i]) if reg else -1, flow=flow[j], strain=strain[j]))
             sources = [{"path": str(p), "dataset": n, "samples": int(f["onset"].shape[0]),
                         "created": str(f.attrs.get("created", "")), "subjects_prefixed": prefix and "+" not in n}
                        for p, f, n in zip(paths, files, names)]
@@ -700,4 +840,4 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
         for f in files:
             f.close()
     return {"out": str(out), "dataset": "+".join(parts), "samples": total, "subjects_prefixed": prefix,
-            "sources": sources}
+            "sources": sources, "flow": flow_note}

@@ -6,6 +6,10 @@ Worker processes read the frames and align them (each builds its own FaceAligner
 the cache, in sheet order. A sample that cannot be used (missing frame file, unreadable image, no face) is skipped and
 recorded by reason; several faces in a frame is a note, not a skip (the largest face is used). The summary is returned,
 stored in the cache's attributes and written beside it as `<out>.json`.
+
+With `flow` (tvl1 | dis | farneback) a second step computes the optical flow and strain of every cached pair, onset
+to apex, on the registered crops (mertool.flow.fill_flow, with its own progress bar), before the cache gets its
+final name.
 """
 from __future__ import annotations
 
@@ -220,18 +224,25 @@ def _settings(align: bool, size: int, padding: float, upsample: int, detect_max_
 def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: int = 2, align: bool = True,
                resume: bool = False, size: int = 224, progress: bool = True, layout: str | None = None,
                padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640,
-               options: dict | None = None, register: str = DEFAULT_REGISTER) -> dict:
+               options: dict | None = None, register: str = DEFAULT_REGISTER, flow: str = "none",
+               flow_options: dict | None = None) -> dict:
     """Turn a dataset folder into one HDF5 cache and return the run's summary (also written to `<out>.json`).
 
     `layout` ('raw' | 'cropped') picks the frame folders when a dataset has both; by default raw frames are aligned,
     and with `align=False` the cropped ones are resized to `size`. `options` go to the dataset adapter (SMIC's part
-    and apex method, `smic_options`). `register` (none | landmarks | ecc | consensus) is how the apex is brought onto the onset
-    (align.FaceAligner.register).
+    and apex method, `smic_options`). `register` (consensus | ecc | landmarks | none) is how the apex is brought onto
+    the onset (align.FaceAligner.register). `flow` (none | tvl1 | dis | farneback) adds optical flow and strain to the
+    cache, `flow_options` that method's parameters (mertool.flow.FLOW_DEFAULTS).
     """
     if size < 16:
         raise MertoolError(f"--size {size}: expected at least 16 px")
     if workers < 0:
         raise MertoolError(f"--workers {workers}: expected 0 or more")
+    flow_wanted = None
+    if flow != "none":
+        from mertool.flow import flow_params
+
+        flow_wanted = {"method": flow, "params": flow_params(flow, **(flow_options or {}))}
     t_start = time.perf_counter()
     if options is None and kind in (None, "smic") and sheet is None and Path(folder).expanduser().is_dir():
         from mertool.datasets import detect_dataset
@@ -250,7 +261,7 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
     if align:  # load the models here: a broken install fails once, clearly, and forked workers inherit them
         FaceAligner(**settings["aligner"])
     if resume:
-        _check_resumable(out, kind, alignment)
+        _check_resumable(out, kind, alignment, flow_wanted)
 
     writer = CacheWriter(out, dataset=kind, image_size=size, alignment=alignment, resume=resume)
     tally = _Tally()
@@ -282,8 +293,10 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
         loop_s = time.perf_counter() - t_loop
         if len(writer) == 0:
             raise MertoolError(f"{folder}: no sample could be cached ({_skip_line(tally.skipped)})")
+        flow_report = _flow_step(writer, flow_wanted, workers, progress) if flow_wanted else None
         summary = _summary(writer, tally, report, records, out, alignment, size, workers, loop_s,
                            time.perf_counter() - t_start)
+        summary["flow"] = flow_report
         per_sample = ("skipped_samples", "registration_samples")   # in <out>.json; the cache has them per sample
         writer.set_attrs(preprocess_summary=json.dumps({k: v for k, v in summary.items() if k not in per_sample},
                                                        default=str))
@@ -298,6 +311,19 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
     writer.close()
     write_json(summary_path(out), summary)
     return summary
+
+
+def _flow_step(writer: CacheWriter, wanted: dict, workers: int, progress: bool) -> dict:
+    """Flow and strain for every cached pair without them (all of them, or a resumed run's new ones)."""
+    from mertool.flow import fill_flow
+
+    with _progress(progress) as bar:
+        job = bar.add_task(f"flow {wanted['method']}", total=None, note="")
+
+        def on_pair(done: int, total: int) -> None:
+            bar.update(job, completed=done, total=total)
+
+        return fill_flow(writer.f, wanted["method"], wanted["params"], max(workers, 1), on_pair)
 
 
 def _summary(writer: CacheWriter, tally: _Tally, report: dict, records, out: Path, alignment: dict, size: int,
@@ -348,19 +374,26 @@ def published_line(p: dict) -> str:
     return f"{p['name']} published: {fmt(p)}; read: {fmt(p['read'])}; cached: {fmt(p['cached'])}: {verdict}"
 
 
-def _check_resumable(out: Path, kind: str, alignment: dict) -> None:
-    """--resume must not mix datasets or alignment settings in one cache."""
+def _check_resumable(out: Path, kind: str, alignment: dict, flow: dict | None = None) -> None:
+    """--resume must not mix datasets, alignment or flow settings in one cache (a cache without flow may get it)."""
     for path in (out.with_name(out.name + ".tmp"), out):
         if not path.exists():
             continue
         try:
             with open_cache(path) as f:
                 found = (str(f.attrs["dataset"]), json.loads(f.attrs["alignment"]))
+                found_flow = json.loads(f.attrs["flow"]) if "flow" in f.attrs else None
         except (MertoolError, KeyError, ValueError):
             continue  # CacheWriter starts a damaged .tmp over, and reports a wrong schema of the final file
         if found != (kind, alignment):
             raise MertoolError(f"{path}: made with dataset {found[0]!r} and alignment {found[1]}; this run would use "
                                f"{kind!r} and {alignment}: resume with the same options or choose a new --out")
+        if found_flow is not None:
+            had = {"method": found_flow.get("method"), "params": found_flow.get("params")}
+            if had != flow:
+                asked = f"--flow {flow['method']} with {flow['params']}" if flow else "--flow none"
+                raise MertoolError(f"{path}: holds {had['method']} flow with {had['params']}; this run asks for "
+                                   f"{asked}: resume with --flow {had['method']} or choose a new --out")
         return
 
 
@@ -415,6 +448,11 @@ def print_summary(summary: dict, console=None) -> None:
     if summary["aus_outside"]:
         console.print("AU codes outside the 21-AU vocabulary (kept in the raw string): " +
                       ", ".join(f"{c} x{n}" for c, n in summary["aus_outside"].items()))
+    fl = summary.get("flow")
+    if fl:
+        per = f", {fl['seconds_per_pair']:.2f} s a pair in a worker" if fl["seconds_per_pair"] else ""
+        console.print(f"flow: {fl['method']} ({fl['library']}) on {fl['pairs']} pairs in {fl['seconds']:.1f} s{per}; "
+                      f"stored as /flow and /strain")
     reg = summary.get("registration")
     if reg and reg["registered"]:
         r, b = reg["residual_px"], reg["residual_before_px"]

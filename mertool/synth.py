@@ -627,6 +627,73 @@ def _head_source(head: dict, f: float, xs: np.ndarray, ys: np.ndarray) -> tuple[
     return c * dx + s * dy + np.float32(cx), -s * dx + c * dy + np.float32(cy)
 
 
+# ------------------------------------------------------------------------------- one pair with dense ground truth
+
+# AU patterns whose flow is measured (bench.bench_flow): one or two per class of CLASS_PATTERNS, upper and lower face
+FLOW_PATTERNS = ((1, 2), (4,), (6, 12), (4, 9), (14,), (15, 17))
+
+
+@dataclass
+class MotionPair:
+    """An aligned onset, the same face moved by Action Units as its apex, and the motion's ground truth."""
+
+    onset: np.ndarray            # S x S x 3 uint8
+    apex: np.ndarray
+    flow: np.ndarray             # S x S x 2 float32: onset pixel (x, y) is at (x, y) + flow in the apex (crop px)
+    face: np.ndarray             # S x S bool: inside the convex hull of the 68 landmarks (the face, brows to chin)
+    landmarks: np.ndarray        # 68 x 2, crop px
+    aus: tuple[int, ...]
+    peak: float                  # largest landmark displacement, crop px
+
+
+def au_motion_pair(rgb: np.ndarray, aus=(1, 2), peak: float = 1.0, size: int = int(ALIGNED), noise: float = 0.0,
+                   seed: int = 0, aligner=None, sides: dict[int, str] | None = None) -> MotionPair:
+    """A face photo aligned as preprocess aligns it, and its apex: the AUs' landmark motion (AU_MOTION, the largest
+    landmark displacement `peak` crop px), spread by the same thin-plate spline as synth's clips.
+
+    Onset and apex are both sampled from the photo once (bicubic, through the chip's map), so they differ by the
+    motion alone (plus sensor noise of sigma `noise` grey levels, drawn for each frame). The ground-truth flow F
+    solves F(x) = -B(x + F(x)) for the backward field B that made the apex (fixed-point iteration to 1e-4 px).
+    """
+    import cv2
+
+    from mertool.align import FaceAligner, chip_matrix, to_chip
+
+    aligner = aligner or FaceAligner(size=size)
+    loc = aligner.locate(rgb)
+    lm = to_chip(loc.landmarks, loc.chip).astype(np.float64)
+    pts = with_virtual(lm)
+    disp = clamp_to_neighbours(pts, aligned_displacement(aus, sides or {}, {}, peak) * (size / ALIGNED))
+    anchors = np.vstack([border_anchors((size, size)), ring_anchors(pts)])
+    back = backward_field(pts, disp, anchors, (size, size))
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32)
+    flow = -back
+    for _ in range(50):
+        new = -np.stack([cv2.remap(back[..., k], xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
+                                   borderMode=cv2.BORDER_REPLICATE) for k in (0, 1)], -1)
+        step, flow = float(np.abs(new - flow).max()), new
+        if step < 1e-4:
+            break
+    to_frame = np.linalg.inv(np.vstack([chip_matrix(loc.chip), [0, 0, 1]]))[:2]
+    photo = np.ascontiguousarray(rgb, np.float32)
+    rng = np.random.default_rng(seed)
+
+    def sample(px: np.ndarray, py: np.ndarray) -> np.ndarray:
+        fx = to_frame[0, 0] * px + to_frame[0, 1] * py + to_frame[0, 2]
+        fy = to_frame[1, 0] * px + to_frame[1, 1] * py + to_frame[1, 2]
+        img = cv2.remap(photo, fx.astype(np.float32), fy.astype(np.float32), cv2.INTER_CUBIC,
+                        borderMode=cv2.BORDER_REFLECT101)
+        if noise > 0:
+            img = img + rng.standard_normal(img.shape).astype(np.float32) * np.float32(noise)
+        return np.clip(img.round(), 0, 255).astype(np.uint8)
+
+    face = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(face, cv2.convexHull(lm.round().astype(np.int32)), 1)
+    return MotionPair(sample(xs, ys), sample(xs + back[..., 0], ys + back[..., 1]), flow.astype(np.float32),
+                      face.astype(bool), lm.astype(np.float32), tuple(aus),
+                      float(np.linalg.norm(disp, axis=1).max()))
+
+
 # -------------------------------------------------------------------------------------------------- writing
 
 _WORKER: dict = {}

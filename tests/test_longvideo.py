@@ -138,7 +138,8 @@ def test_evaluate_spot_cli(casme3_folder, tmp_path, capsys):
         assert set(out[kind]) == {"tp", "predicted", "ground_truth", "precision", "recall", "f1"}
     assert "spNO.9_z" in captured.err and "spNO.1_b" not in captured.err
     lines = log.read_text().splitlines()
-    assert lines[0] == "casme3_lv" and "spNO.1_a 10 20 11 20 TP micro" in lines and "spNO.2_j 5 12 - - FN micro" in lines
+    assert lines[0] == "casme3_lv"
+    assert "spNO.1_a 10 20 11 20 TP micro" in lines and "spNO.2_j 5 12 - - FN micro" in lines
 
 
 def test_evaluate_spot_bad_prediction_row(casme3_folder, tmp_path, capsys):
@@ -161,3 +162,66 @@ def test_evaluate_spot_csv_ground_truth_needs_fps_without_type(tmp_path, capsys)
     assert main(["evaluate-spot", str(pred), "--gt", str(gt), "--fps", "30", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["micro"]["tp"] == 1 and out["macro"]["ground_truth"] == 1 and out["overall"]["recall"] == 0.5
+
+
+def _book(path: Path, sheets: dict[str, list]):
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.remove(wb.active)
+    for title, rows in sheets.items():
+        ws = wb.create_sheet(title)
+        for r in rows:
+            ws.append(list(r))
+    wb.save(path)
+
+
+def _frames(folder: Path, names=("img1.jpg",)):
+    folder.mkdir(parents=True)
+    for n in names:
+        (folder / n).write_bytes(b"")
+
+
+def test_casme_sq_layout(tmp_path):
+    root = tmp_path / "CASME_sq"
+    root.mkdir()
+    _book(root / "gt.xlsx", {  # headerless, as released; the naming rules name folders and video codes
+        "CASFEcode_final": [(1, "anger1_1", 557, 572, 608, "4+10", "negative", "macro-expression", "anger"),
+                            (1, "disgust1_2", 10, 14, 0, 4, "others", "macro-expression", "fear"),   # offset 0
+                            (2, "happy1_1", 5, 0, 12, 12, "positive", "micro-expression", "happiness")],  # apex 0
+        "naming rule1": [(15, "s15", 1), (15, "s15", 1), (16, "s16", 2)],
+        "naming rule2": [("0401", "anger1"), ("0101", "disgust1"), ("0502", "happy1")]})
+    for sub in ("rawpic", "cropped"):
+        _frames(root / sub / "s15" / "15_0401girlcrashing")
+    _frames(root / "rawpic" / "s15" / "15_0101disgustingteeth")
+    _frames(root / "rawpic" / "s15" / "15_0102eatingworms")  # a video without expressions
+    got = load_long_videos(root)
+    assert got.dataset == "casme_sq" and got.fps == 30.0
+    assert [(iv.video, iv.subject, iv.onset, iv.apex, iv.offset, iv.type) for iv in got.intervals] == [
+        ("15_0401", "s15", 557, 572, 608, "macro"), ("15_0101", "s15", 10, 14, 14, "macro"),
+        ("16_0502", "s16", 5, None, 12, "micro")]
+    assert [e.emotion for e in got.expressions] == ["negative", "others", "positive"]
+    assert got.videos["15_0401"].frames == root / "rawpic/s15/15_0401girlcrashing"
+    assert got.videos["15_0102"].frames == root / "rawpic/s15/15_0102eatingworms"
+    assert got.videos["16_0502"].frames is None and "1 of 4 videos have no frame folder" in " ".join(got.warnings)
+    cropped = load_long_videos(root, layout="cropped")
+    assert cropped.videos["15_0401"].frames == root / "cropped/s15/15_0401girlcrashing"
+
+
+def test_samm_lv_layout(tmp_path):
+    root = tmp_path / "SAMM_LV"
+    root.mkdir()
+    title = [("SAMM Long Videos Dataset - FACS Codes",)] + [("",)] * 8  # header on row 10, as in V2
+    header = ("Subject", "Filename", "Inducement Code", "Onset", "Apex", "Offset", "Duration", "Type", "Action Units",
+              "Notes")
+    _book(root / "labels.xlsx", {"FACS_Movement_Only": title + [
+        header, ("006", "006_1_1", 1, 566.4, 647.6, 743.2, 176.8, "Macro", "4+7", ""),
+        (7, "007_3_2", 3, 100, -1, 180, 80, "Micro - 1/2", "12", "")]})
+    _frames(root / "SAMM_longvideos" / "006_1", ("006_1_0001.jpg",))
+    _frames(root / "SAMM_longvideos" / "006_2", ("006_2_0001.jpg",))
+    got = load_long_videos(root)
+    assert got.dataset == "samm_lv" and got.fps == 200.0
+    assert [(iv.video, iv.subject, iv.onset, iv.apex, iv.offset, iv.type) for iv in got.intervals] == [
+        ("006_1", "006", 566, 648, 743, "macro"), ("007_3", "007", 100, None, 180, "micro")]
+    assert got.expressions[0].row == 11
+    assert got.videos["006_2"].frames == root / "SAMM_longvideos/006_2" and got.videos["007_3"].frames is None

@@ -6,7 +6,8 @@ import pytest
 
 from mertool.errors import MertoolError
 from mertool.spotting.intervals import Interval, read_intervals_csv, type_from_duration, write_intervals_csv
-from mertool.spotting.megc import DatasetGT, evaluate, format_megc_log, iou, recognition_f1, score_spotting, str_score
+from mertool.spotting.megc import (DatasetGT, evaluate, evaluate_str, format_megc_log, iou, recognition_f1,
+                                   score_spotting, str_score)
 
 FPS = 30.0
 # Ground truth of video v1 (30 fps), and a second video v0 that has no expressions.
@@ -128,3 +129,14 @@ def test_intervals_csv_round_trip_and_errors(tmp_path):
     bad.write_text("name,start,end\nv,1,2\n")
     with pytest.raises(MertoolError, match="lacks video, onset, offset"):
         read_intervals_csv(bad)
+
+
+def test_evaluate_str_from_classified_predictions():
+    truth = {10: "positive", 40: "negative", 60: "negative", 64: "surprise", 100: "positive", 300: "negative"}
+    said = {12: "positive", 40: "negative", 62: "surprise", 64: "surprise", 100: "negative"}  # keyed by pred onset
+    gt = DatasetGT("casme_sq", GT, FPS, {"v0", "v1"}, {g: truth[g.onset] for g in GT if g.onset in truth})
+    out = evaluate_str([(p, said.get(p.onset, "others")) for p in PRED], gt)
+    # the same TP pairs as test_str_score (12..21 -> 10..19, 62..71 -> 60..69, ...): same UF1 11/18, F1 10/17
+    assert out["str"]["overall"]["str"] == pytest.approx(10 / 17 * 11 / 18)
+    assert out["str"]["micro"]["pairs"] == 4 and out["unlabelled"] == 0  # 501..501 has no class but is not a TP
+    assert out["overall"]["tp"] == 5

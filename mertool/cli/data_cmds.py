@@ -7,6 +7,7 @@ from typing import List, Literal, Optional
 import typer
 
 from mertool.cli.app import app
+from mertool.errors import MertoolError
 
 cache_app = typer.Typer(help="Inspect, check, picture and merge HDF5 caches made by `mertool preprocess`.",
                         no_args_is_help=True)
@@ -47,6 +48,9 @@ def preprocess_cmd(
     smic_apex: Optional[Literal["spot", "middle"]] = typer.Option(None, "--smic-apex", help="SMIC gives no apex: spot (default: mertool's "
                                                                       "spotter finds it) or middle (the middle frame)."),
     smic_part: Optional[Literal["HS", "VIS", "NIR"]] = typer.Option(None, "--smic-part", help="SMIC part: HS (default), VIS or NIR."),
+    flow: Literal["none", "tvl1", "dis", "farneback"] = typer.Option(
+        "none", "--flow", help="Also store optical flow (onset -> apex) and optical strain of every pair: tvl1 "
+                               "(scikit-image TV-L1, ~0.4 s a pair), dis or farneback (OpenCV, faster, coarser)."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
 ) -> None:
     """Turn a dataset folder (annotation sheet + frames) into one HDF5 cache of aligned onset/apex pairs.
@@ -56,9 +60,11 @@ def preprocess_cmd(
     is refused and the pair flagged.
 
     Skipped samples (missing frame, unreadable image, no face) are listed in the summary and in <out>.json.
+    With --flow, the flow and strain of each registered pair are stored as /flow and /strain.
 
     Example:
       mertool preprocess /data/CASME2 --out casme2.h5 --workers 2
+      mertool preprocess /data/CASME2 --out casme2-flow.h5 --flow tvl1
       mertool preprocess /data/CASME2 --no-align --out casme2-cropped.h5
       mertool preprocess /data/SAMM --dataset samm --sheet SAMM_Micro_FACS_Codes_v2.xlsx --resume
       mertool preprocess /data/SMIC --smic-part HS --smic-apex spot --out smic.h5
@@ -73,7 +79,7 @@ def preprocess_cmd(
         dataset = "smic"
     summary = preprocess(dataset_dir, kind=dataset, sheet=sheet, out=out, workers=workers, align=not no_align,
                          resume=resume, size=size, progress=not quiet, layout=layout, padding=padding,
-                         upsample=upsample, options=options, register=register)
+                         upsample=upsample, options=options, register=register, flow=flow)
     print_summary(summary, _console())
 
 
@@ -86,7 +92,7 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     """
     from rich.table import Table
 
-    from mertool.cache import cache_info, registration_line
+    from mertool.cache import cache_info, flow_line, registration_line
 
     info = cache_info(file)
     con = _console()
@@ -103,6 +109,7 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     t.add_row("with landmarks", str(info["with_landmarks"]))
     t.add_row("apex estimated", str(info["apex_estimated"]))
     t.add_row("registration", registration_line(info["registration"]))
+    t.add_row("flow", flow_line(info["flow"]))
     unknown = info["aus_unknown"]
     t.add_row("AU codes known", f"{info['aus_known']} of {info['samples']}"
               + (f" ({unknown} unknown: the dataset codes no AUs)" if unknown else "")
@@ -158,7 +165,8 @@ def show_cmd(
     dpi: int = typer.Option(100, "--dpi", help="Picture resolution (100: 1600 x 460 px)."),
 ) -> None:
     """Draw one sample's onset, apex, amplified |apex - onset| and their red/cyan overlay (with the registration's
-    head motion and residual) side by side into a PNG.
+    head motion and residual) side by side into a PNG; with the cache's flow (a colour wheel: hue is the direction,
+    saturation the length) and optical strain beside them when it has them.
 
     Example:
       mertool cache show casme2.h5 01/EP02_01f --png ep02.png
@@ -166,8 +174,51 @@ def show_cmd(
     from mertool.cache import registration_text, show_sample
 
     r = show_sample(file, sample, png, gain, dpi)
+    fl = r["flow"]
+    flow = f"; {fl['method']} flow median {fl['median_px']:.2f} px, full colour {fl['max_px']:.2f} px" if fl else ""
     typer.echo(f"{r['png']}: {r['subject']}/{r['sample_id']} ({r['emotion']}), difference x{r['gain']:.1f}; "
-               + registration_text(r["registration"]).replace("\n", "; "))
+               + registration_text(r["registration"]).replace("\n", "; ") + flow)
+
+
+@cache_app.command("add-flow")
+def add_flow_cmd(
+    file: Path = typer.Argument(..., help="Cache file (.h5) made by `mertool preprocess`."),
+    flow: Literal["tvl1", "dis", "farneback"] = typer.Option("tvl1", "--flow", help="Flow method: tvl1 "
+                                                             "(scikit-image TV-L1), dis or farneback (OpenCV)."),
+    replace: bool = typer.Option(False, "--replace", help="Compute the flow again when the cache already has flow."),
+    workers: int = typer.Option(2, "--workers", help="Processes computing flow (0 or 1: in this process)."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Add optical flow (onset -> apex, crop pixels) and optical strain to an existing cache, without aligning again.
+
+    The cache is rewritten to a temporary file and renamed over the old one only when every pair is done: an
+    interrupted run leaves it as it was. A cache that has flow is refused unless --replace.
+
+    Example:
+      mertool cache add-flow casme2.h5 --flow tvl1
+      mertool cache add-flow casme2.h5 --flow dis --replace
+    """
+    from mertool.flow import add_flow
+    from mertool.preprocess import _progress
+
+    if workers < 0:
+        raise MertoolError(f"--workers {workers}: expected 0 or more")
+    bar, state = _progress(not quiet), {}
+
+    def on_pair(done: int, total: int) -> None:   # the bar starts with the first pair: a refusal prints no bar
+        if "job" not in state:
+            bar.start()
+            state["job"] = bar.add_task(f"flow {flow}", total=total, note="")
+        bar.update(state["job"], completed=done, total=total)
+
+    try:
+        r = add_flow(file, flow, replace=replace, workers=workers, on_pair=on_pair)
+    finally:
+        bar.stop()
+    per = f", {r['seconds_per_pair']:.2f} s a pair in a worker" if r["seconds_per_pair"] else ""
+    again = f" (replacing {r['replaced']} flow)" if r["replaced"] else ""
+    typer.echo(f"{r['cache']}: {r['method']} flow and strain for {r['pairs']} pairs{again} in {r['seconds']:.1f} s"
+               f"{per}")
 
 
 @cache_app.command("merge")
@@ -186,4 +237,5 @@ def merge_cmd(
 
     r = merge_caches(files, out)
     note = " (subjects prefixed with their dataset)" if r["subjects_prefixed"] else ""
-    typer.echo(f"{r['out']}: {r['samples']} samples, dataset {r['dataset']}{note}")
+    flow = f"; flow {r['flow']}" if r["flow"] else ""
+    typer.echo(f"{r['out']}: {r['samples']} samples, dataset {r['dataset']}{note}{flow}")

@@ -131,8 +131,8 @@ def _find_sheet(folder: Path, kind: str | None) -> tuple[Path, str]:
         raise MertoolError(f"{folder}: no {what} long-video sheet found (sheets are recognised by their header "
                            f"anywhere under the folder); pass the sheet itself")
     if len(found) > 1:
-        raise MertoolError(f"{folder}: several long-video sheets found ({', '.join(f'{p.name}: {k}' for p, k in found)})"
-                           f"; pass the sheet itself")
+        listing = ", ".join(f"{p.name}: {k}" for p, k in found)
+        raise MertoolError(f"{folder}: several long-video sheets found ({listing}); pass the sheet itself")
     return found[0]
 
 
@@ -167,7 +167,9 @@ def read_workbook(path: Path, max_rows: int | None = None) -> list[tuple[str, Ro
 
     try:
         book = CalamineWorkbook.from_path(str(path))
-        return [(name, [tuple(r) for r in book.get_sheet_by_name(name).to_python(skip_empty_area=False, nrows=max_rows)])
+        # skip_empty_area=False keeps leading empty rows, so row numbers in messages are the sheet's own
+        return [(name, [tuple(r) for r in book.get_sheet_by_name(name).to_python(skip_empty_area=False,
+                                                                                  nrows=max_rows)])
                 for name in book.sheet_names]
     except Exception as e:  # calamine raises its own error types for damaged or foreign files
         raise MertoolError(f"{path}: cannot read spreadsheet ({type(e).__name__}: {e})") from None

@@ -43,6 +43,10 @@ mean over classes of the per-class F1) of the predicted classes against the grou
     UF1, not used in STR).
 UF1 averages over the classes that occur among the matched pairs' ground truths or predictions (a class predicted
 but never true has F1 0); `classes` may name them instead.
+
+Entry points: `evaluate(pred, gt, log_path)` (figures + MEGC log: what `evaluate-spot` and `evaluate` on a spotting
+run call), `evaluate_str(classified predictions, gt, log_path)` (the same plus STR), `score_spotting` (one data set,
+with the log rows and the TP pairs) and `str_score` (STR from a score and classified TP pairs).
 """
 from __future__ import annotations
 
@@ -55,8 +59,9 @@ from mertool.spotting.intervals import TYPES, Interval, with_type
 
 THRESHOLD = 0.5
 MEGC_IDS = {"samm_lv": "1", "casme_sq": "2"}  # the 2019 guideline's data set labels in the log
-__all__ = ["DatasetGT", "SpottingScore", "evaluate", "figures", "format_figures", "iou", "load_ground_truth", "match",
-           "recognition_f1", "score_datasets", "score_spotting", "str_score", "write_megc_log"]
+__all__ = ["DatasetGT", "SpottingScore", "evaluate", "evaluate_str", "figures", "format_figures", "iou",
+           "load_ground_truth", "match", "recognition_f1", "score_datasets", "score_spotting", "str_score",
+           "write_megc_log"]
 
 
 # ------------------------------------------------------------------------------------------------ results
@@ -106,6 +111,7 @@ class DatasetGT:
     intervals: list[Interval]
     fps: float | None = None
     videos: set[str] | None = None     # None: the videos the intervals name
+    classes: dict[Interval, str] | None = None  # ground-truth class of each interval, for STR
 
     def video_ids(self) -> set[str]:
         return set(self.videos) if self.videos is not None else {iv.video for iv in self.intervals}
@@ -248,7 +254,8 @@ def load_ground_truth(path, fps: float | None = None) -> list[DatasetGT]:
                                f"pass the sheet itself")
     else:
         sets = [load_long_videos(path)]
-    return [DatasetGT(s.dataset, s.intervals, fps or s.fps, set(s.videos)) for s in sets]
+    return [DatasetGT(s.dataset, s.intervals, fps or s.fps, set(s.videos),
+                      {e.interval: e.emotion for e in s.expressions if e.emotion}) for s in sets]
 
 
 def _is_intervals_csv(path: Path) -> bool:
@@ -333,6 +340,44 @@ def recognition_f1(pairs: Iterable[tuple[str, str]], classes: Sequence[str] | No
             recalls.append(tp / (tp + fn))
     return {"pairs": len(pairs), "classes": names,
             "uf1": sum(f1s) / len(f1s) if f1s else None, "uar": sum(recalls) / len(recalls) if recalls else None}
+
+
+def evaluate_str(predictions: Iterable[tuple[Interval, str]], gt: DatasetGT | Sequence[DatasetGT], log_path=None,
+                 classes: Sequence[str] | None = None, threshold: float = THRESHOLD) -> dict:
+    """Spot-then-recognise: score classified predictions against ground truths that carry classes.
+
+    `predictions` are (interval, predicted class) for every spotted interval; each DatasetGT needs `classes`
+    (its intervals' true classes: `load_ground_truth` fills them from the sheets' emotion columns). Returns what
+    `evaluate` returns plus 'str' {micro, macro, overall} (see `str_score`), also per data set under 'datasets'
+    when there are several, and writes the MEGC log to `log_path` when given. A ground truth without a class
+    leaves its pair out of the recognition F1 (it still counts for spotting); the count is under 'unlabelled'.
+    """
+    from dataclasses import replace
+
+    predictions = list(predictions)
+    said = {replace(p, type=None): c for p, c in predictions}  # typing by duration may replace the interval
+    sets = [gt] if isinstance(gt, DatasetGT) else list(gt)
+    scores, combined = score_datasets([p for p, _ in predictions], sets, threshold)
+    if log_path is not None:
+        write_megc_log(log_path, scores.values())
+    truth = {iv: c for s in sets for iv, c in (s.classes or {}).items()}
+    per_set, all_pairs, unlabelled = {}, [], 0
+    for name, score in scores.items():
+        pairs = []
+        for p, g in score.true_positives():
+            if g in truth:
+                pairs.append((p, said[replace(p, type=None)], g, truth[g]))
+            else:
+                unlabelled += 1
+        per_set[name] = str_score(score, pairs, classes)
+        all_pairs += pairs
+    out = dict(combined)
+    out["str"] = str_score(combined, all_pairs, classes)
+    if len(scores) > 1:
+        out["datasets"] = {name: {**s.figures(), "str": per_set[name]} for name, s in scores.items()}
+    out["unknown_videos"] = sorted({v for s in scores.values() for v in s.unknown_videos})
+    out["unlabelled"] = unlabelled
+    return out
 
 
 def str_score(spotting: SpottingScore | Mapping, pairs: Iterable[tuple[Interval, str, Interval, str]],
