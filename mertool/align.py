@@ -13,7 +13,9 @@ two frames; otherwise the apex is registered onto the onset crop by a rigid moti
 small patches tracked by Lucas-Kanade, a robust rigid fit that treats the patches an expression moves as outliers),
 so that no one AU region can pull it; "ecc" (the previous default, kept so that caches made with it are reproduced)
 registers brows and eyes by ECC, which takes part of a brow raise or frown away with the head. A motion beyond
-what a head does between onset and apex (IMPLAUSIBLE) is refused and flagged, never applied silently. The detector tries upsample 0 before 1 (a third to a fifth of the time). The 68-point model
+what a head does between onset and apex (IMPLAUSIBLE) is refused and flagged, never applied silently.
+
+The detector tries upsample 0 before 1 (a third to a fifth of the time). The 68-point model
 ships with face_recognition_models; it was trained on iBUG 300-W, whose terms exclude commercial use.
 """
 from __future__ import annotations
@@ -98,6 +100,26 @@ MIN_STILL = 12          # fewer still patches than this: no consensus, the landm
 # real wolfgang_langer grimace ECC put -29.8 deg and 38.8 px between frames 14 and 39; a micro-expression lasts
 # under 0.5 s, in which a head turning 5 deg in the image plane is already unusual.
 IMPLAUSIBLE = {"shift": 0.15, "rotation": 5.0, "scale": 0.05}   # shift: 34 px of a 224 crop
+# the consensus settings as FaceAligner(consensus={...}) takes them and a cache records them (alignment attribute)
+CONSENSUS = {"patch_step": PATCH_STEP, "patch_win": PATCH_WIN, "track_back_px": TRACK_BACK_PX, "ransac_px": RANSAC_PX,
+             "still_k": STILL_K, "still_min_px": STILL_MIN_PX, "rounds": CONSENSUS_ROUNDS, "min_still": MIN_STILL,
+             "max_shift": IMPLAUSIBLE["shift"], "max_rotation": IMPLAUSIBLE["rotation"],
+             "max_scale_change": IMPLAUSIBLE["scale"]}
+
+
+def consensus_settings(overrides: dict | None = None) -> dict:
+    """CONSENSUS with `overrides` applied, checked: known keys, positive numbers (integers where counted)."""
+    out = dict(CONSENSUS)
+    for key, value in (overrides or {}).items():
+        if key not in CONSENSUS:
+            raise MertoolError(f"align consensus setting {key!r}: expected one of {', '.join(CONSENSUS)}")
+        counted = isinstance(CONSENSUS[key], int)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or \
+                (counted and int(value) != value):
+            raise MertoolError(f"align consensus setting {key}={value!r}: expected a positive "
+                               f"{'integer' if counted else 'number'}")
+        out[key] = int(value) if counted else float(value)
+    return out
 
 
 class AlignSkip(MertoolError):
@@ -184,11 +206,15 @@ def to_chip(points: np.ndarray, chip) -> np.ndarray:
 
 
 def describe(size: int, padding: float, upsample: int, detect_max_side: int | None,
-             register: str = DEFAULT_REGISTER, upsample_first: int = 0) -> dict:
-    """Alignment settings as a cache stores them (without loading the models)."""
-    return {"method": "dlib-chip", "detector": "dlib frontal_face_detector (HOG)", "upsample": int(upsample),
-            "upsample_first": int(upsample_first), "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE,
-            "size": int(size), "padding": float(padding), "anchor": "onset", "register": register}
+             register: str = DEFAULT_REGISTER, upsample_first: int = 0, consensus: dict | None = None) -> dict:
+    """Alignment settings as a cache stores them (without loading the models); 'consensus' registration adds its
+    settings (the other modes' records stay as the previous release wrote them, so their caches resume)."""
+    out = {"method": "dlib-chip", "detector": "dlib frontal_face_detector (HOG)", "upsample": int(upsample),
+           "upsample_first": int(upsample_first), "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE,
+           "size": int(size), "padding": float(padding), "anchor": "onset", "register": register}
+    if register == "consensus":
+        out["consensus"] = consensus_settings(consensus)
+    return out
 
 
 @dataclass
@@ -264,11 +290,13 @@ class FaceAligner:
     of ~80 px and more, which dataset faces are; 1 finds faces down to ~40 px. Frames whose longer side exceeds
     `detect_max_side` are shrunk for detection only (SAMM's 2040 x 1088 frames); landmarks and crops use the full
     resolution (`upsample_first` 1 restores the finer-only detection). `register` ('none' | 'landmarks' | 'ecc' |
-    'consensus') is how the apex is brought onto the onset (register()).
+    'consensus') is how the apex is brought onto the onset (register()); `consensus` overrides CONSENSUS's settings
+    (its limits of a plausible head motion apply to every mode).
     """
 
     def __init__(self, size: int = 224, padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640,
-                 predictor: str | Path | None = None, register: str = DEFAULT_REGISTER, upsample_first: int = 0):
+                 predictor: str | Path | None = None, register: str = DEFAULT_REGISTER, upsample_first: int = 0,
+                 consensus: dict | None = None):
         if size < 16:
             raise MertoolError(f"alignment size {size}: expected at least 16 px")
         if upsample < 0:
@@ -280,13 +308,14 @@ class FaceAligner:
         self.size, self.padding, self.upsample = int(size), float(padding), int(upsample)
         self.upsample_first = int(upsample_first)
         self.detect_max_side, self.register_mode = detect_max_side, register
+        self.consensus = consensus_settings(consensus)
         self.predictor_path = Path(predictor) if predictor else predictor_path()
         self._detector, self._predictor = _models(str(self.predictor_path))
 
     def settings(self) -> dict:
         """What a cache records about how it was aligned."""
         return describe(self.size, self.padding, self.upsample, self.detect_max_side, self.register_mode,
-                        self.upsample_first)
+                        self.upsample_first, self.consensus)
 
     def _boxes(self, rgb: np.ndarray) -> tuple[list, int]:
         """(face rectangles in full-image pixels, the chosen face first; the upsampling that found them)."""
@@ -405,9 +434,10 @@ class FaceAligner:
                    reg: Registration) -> tuple[np.ndarray, Registration]:
         """The registration as it is, or refused (apex cut with the onset's chip, `flag` naming the limit) when its
         head motion exceeds IMPLAUSIBLE."""
-        limits = [(np.hypot(*reg.shift), IMPLAUSIBLE["shift"] * self.size, "shift", "px"),
-                  (abs(reg.rotation), IMPLAUSIBLE["rotation"], "rotation", "deg"),
-                  (abs(reg.scale - 1), IMPLAUSIBLE["scale"], "scale change", "")]
+        c = self.consensus
+        limits = [(np.hypot(*reg.shift), c["max_shift"] * self.size, "shift", "px"),
+                  (abs(reg.rotation), c["max_rotation"], "rotation", "deg"),
+                  (abs(reg.scale - 1), c["max_scale_change"], "scale change", "")]
         over = [f"{what} {value:.3g}{' ' + unit if unit else ''} over the {limit:.3g}{' ' + unit if unit else ''} "
                 f"limit" for value, limit, what, unit in limits if value > limit]
         if not over:
@@ -455,22 +485,25 @@ class FaceAligner:
         start, _ = cv2.estimateAffinePartial2D(ref.landmarks, lm, method=cv2.LMEDS)
         head = _h(rigid_fit(ref.landmarks, ref.landmarks @ start[:, :2].T + start[:, 2]) if start is not None
                   else rigid_fit(ref.landmarks[list(STABLE_POINTS)], lm[list(STABLE_POINTS)]))
+        c = self.consensus
         pts, g0 = ref.patches, ref.gray.astype(np.uint8)
+        if c["patch_step"] != PATCH_STEP:
+            pts = face_patches(ref.landmarks, size, c["patch_step"])
         tracked, fit, prev, note = None, None, head, ""
-        for rnd in range(CONSENSUS_ROUNDS):
+        for rnd in range(c["rounds"]):
             g1 = _gray(_warp(rgb, (to_frame @ head)[:2], size), np.uint8)
-            lk = {"winSize": (PATCH_WIN, PATCH_WIN), "maxLevel": 2 if rnd == 0 else 1, "minEigThreshold": 1e-3,
+            lk = {"winSize": (c["patch_win"],) * 2, "maxLevel": 2 if rnd == 0 else 1, "minEigThreshold": 1e-3,
                   "criteria": (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.001)}
             nxt, status, _ = cv2.calcOpticalFlowPyrLK(g0, g1, pts, None, **lk)
             ok = status.ravel() == 1
             if tracked is None:   # forward-backward check, once: a patch that does not track back is not used
                 back, status, _ = cv2.calcOpticalFlowPyrLK(g1, g0, nxt, None, **lk)
-                tracked = ok & (status.ravel() == 1) & (np.linalg.norm(back - pts, axis=1) < TRACK_BACK_PX)
+                tracked = ok & (status.ravel() == 1) & (np.linalg.norm(back - pts, axis=1) < c["track_back_px"])
             ok &= tracked
-            found = _still_fit(pts[ok], nxt[ok]) if ok.sum() >= MIN_STILL else None
+            found = _still_fit(pts[ok], nxt[ok], c) if ok.sum() >= c["min_still"] else None
             if found is None:
-                note = (f"no consensus: {int(ok.sum())} of {len(pts)} patches tracked, fewer than {MIN_STILL} follow "
-                        f"one rigid motion; landmark fit kept")
+                note = (f"no consensus: {int(ok.sum())} of {len(pts)} patches tracked, fewer than {c['min_still']} "
+                        f"follow one rigid motion; landmark fit kept")
                 fit = None
                 break
             fit, still = found
@@ -491,7 +524,7 @@ class FaceAligner:
         scale = float(np.hypot(*rigid_fit(a[still], b[still], scale=True)[:, 0]))
         crop = _warp(rgb, (to_frame @ head)[:2], size)
         reg = self._result("consensus", ref, head, crop, float(np.median(unregistered[still])),
-                           _held_out(a, b, still, PATCH_STEP), "", scale)
+                           _held_out(a, b, still, c["patch_step"]), "", scale)
         reg.still_share, reg.patches = float(still.mean()), int(len(a))
         reg.moving_px = float(np.median(after[~still])) if (~still).any() else 0.0
         return crop, reg
@@ -622,25 +655,25 @@ def face_patches(landmarks: np.ndarray, size: int, step: int = PATCH_STEP) -> np
     return np.ascontiguousarray(np.stack([xs[keep], ys[keep]], 1), np.float32)
 
 
-def _still_fit(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+def _still_fit(a: np.ndarray, b: np.ndarray, c: dict = CONSENSUS) -> tuple[np.ndarray, np.ndarray] | None:
     """(2 x 3 rigid motion a -> b that the largest coherent set of points follows, bool mask of that set), or None
-    when fewer than MIN_STILL follow one. RANSAC at RANSAC_PX finds the set; it is then narrowed to STILL_K robust
-    sigmas of its own residuals (no tighter than STILL_MIN_PX) and refitted, so that the slow edge of an expression,
-    which moves less than RANSAC_PX, leaves the fit."""
+    when fewer than `min_still` follow one. RANSAC at `ransac_px` finds the set; it is then narrowed to `still_k`
+    robust sigmas of its own residuals (no tighter than `still_min_px`) and refitted, so that the slow edge of an
+    expression, which moves less than `ransac_px`, leaves the fit."""
     import cv2
-    m, inliers = cv2.estimateAffinePartial2D(a, b, method=cv2.RANSAC, ransacReprojThreshold=RANSAC_PX,
+    m, inliers = cv2.estimateAffinePartial2D(a, b, method=cv2.RANSAC, ransacReprojThreshold=c["ransac_px"],
                                              maxIters=2000, confidence=0.999)
     if m is None:
         return None
     still = inliers.ravel() == 1
-    if still.sum() < MIN_STILL:
+    if still.sum() < c["min_still"]:
         return None
     fit = rigid_fit(a[still], b[still])
     for _ in range(4):
         r = np.linalg.norm(a @ fit[:, :2].T + fit[:, 2] - b, axis=1)
-        band = float(np.clip(STILL_K * 1.4826 * np.median(r[still]), STILL_MIN_PX, RANSAC_PX))
+        band = float(np.clip(c["still_k"] * 1.4826 * np.median(r[still]), c["still_min_px"], c["ransac_px"]))
         narrowed = r < band
-        if narrowed.sum() < MIN_STILL:
+        if narrowed.sum() < c["min_still"]:
             break
         still = narrowed
         fit = rigid_fit(a[still], b[still])

@@ -73,6 +73,11 @@ def test_modes_none_landmarks_ecc_consensus(face):
     assert lm.method == "landmarks" and ecc.method == "ecc" and pairs["consensus"].registration.method == "consensus"
     assert ecc.residual <= lm.residual < lm.residual_before   # the landmark fit helps, ECC more
     assert FaceAligner().settings()["register"] == "consensus"
+    assert FaceAligner(consensus={"rounds": 2}).settings()["consensus"]["rounds"] == 2
+    assert "consensus" not in FaceAligner(register="ecc").settings()   # as the previous release recorded it
+    for bad in ({"patches": 3}, {"rounds": 1.5}, {"ransac_px": -1}):
+        with pytest.raises(MertoolError, match="align consensus setting"):
+            FaceAligner(consensus=bad)
     assert FaceAligner(register="ecc").settings()["register"] == "ecc"
     with pytest.raises(MertoolError, match="align.register 'rigid'"):
         FaceAligner(register="rigid")
@@ -103,7 +108,8 @@ def test_patch_grid_covers_the_face(aligner, face):
     ref = aligner.reference(face)
     hull = upper_face_mask(ref.landmarks, 224, range(68), 0)
     p = ref.patches.astype(int)
-    assert len(p) > 300 and hull[p[:, 1], p[:, 0]].all() and np.array_equal(ref.patches, face_patches(ref.landmarks, 224))
+    assert len(p) > 300 and hull[p[:, 1], p[:, 0]].all()
+    assert np.array_equal(ref.patches, face_patches(ref.landmarks, 224))
     assert p[:, 1].min() < ref.landmarks[17:27, 1].max() and p[:, 1].max() > ref.landmarks[48:60, 1].min()
 
 
