@@ -103,6 +103,58 @@ def real(aligner) -> None:
             print(f"wolfgang_langer frames 14 -> 39 (a grimace): {reg.to_dict()}")
 
 
+def frl(aligners) -> None:
+    """The issue's own measurement: an FRL face whose apex raises both brows by 2 crop px (a smooth bump on the brows,
+    nothing else moves), with and without head motion (6 px in 8 directions, +-1 deg); the brow windows and the lower
+    face measured by ECC windows (phase-correlation start) in each cached pair, against the unregistered still-head
+    pair."""
+    import cv2
+
+    from mertool.align import FaceAligner, chip_matrix, read_rgb
+    from mertool.motion_truth import BROWS, head_matrix, head_motions, window_shift
+
+    path = REALDATA / "faces" / "frl_london" / "neutral_front" / "001_03.jpg"
+    if not path.is_file():
+        print(f"FRL brow raise: {path} not available")
+        return
+    face = cv2.resize(read_rgb(path), (640, 640), interpolation=cv2.INTER_AREA)
+    plain = FaceAligner(register="none")
+    loc = plain.locate(face)
+    scale = np.hypot(*chip_matrix(loc.chip)[0, :2])          # crop px per frame px
+    lm = loc.landmarks.astype(np.float64)
+    brows = lm[17:27]
+    sigma = 0.35 * np.linalg.norm(lm[21] - lm[17])
+    ys, xs = np.mgrid[0:640, 0:640].astype(np.float32)
+    bump = np.zeros((640, 640), np.float32)
+    for x, y in brows:                                        # a smooth raise of the brows, 2 crop px at its top
+        bump = np.maximum(bump, np.exp(-((xs - x) ** 2 + (ys - y) ** 2) / (2 * sigma ** 2)).astype(np.float32))
+    up = 2.0 / scale
+    raised = cv2.remap(face, xs, (ys + np.float32(up) * bump).astype(np.float32), cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+    lower = lm[list(range(3, 14)) + list(range(48, 60))]     # jaw and mouth: nothing moves there
+    centre = lm.mean(0)
+
+    def read(pair):
+        b = np.mean([window_shift(pair.onset, pair.apex, pair.landmarks[list(v)])[1] for v in BROWS.values()])
+        low = window_shift(pair.onset, pair.apex, pair.landmarks[list(range(3, 14)) + list(range(48, 60))])
+        return b, float(np.hypot(*low))
+
+    ref_brow, ref_low = read(plain.align_pair(face, raised))
+    print(f"FRL 001 brow raise of 2 crop px: unregistered, still head: brows {ref_brow:+.2f} px, lower face "
+          f"{ref_low:.2f} px")
+    for aligner in aligners:
+        rows = []
+        for head in [None] + head_motions()[9:]:              # still, and 6 px in 8 directions
+            apex = raised if head is None else cv2.warpAffine(raised, head_matrix(head, centre), (640, 640),
+                                                              flags=cv2.INTER_CUBIC,
+                                                              borderMode=cv2.BORDER_REFLECT101)
+            rows.append(read(aligner.align_pair(face, apex)))
+        kept = np.array([r[0] for r in rows]) / ref_brow
+        low = np.array([r[1] for r in rows])
+        print(f"  register {aligner.register_mode}: brow raise kept {100 * kept[0]:.0f} % still head, "
+              f"{100 * kept[1:].min():.0f}-{100 * kept[1:].max():.0f} % with 6 px head motion; lower face "
+              f"{low[0]:.2f} px still head, {low[1:].min():.2f}-{low[1:].max():.2f} px with head motion")
+
+
 def speed(aligner, rate: float) -> None:
     from mertool.bench import bench_alignment
 
@@ -118,10 +170,11 @@ def main() -> None:
     ap.add_argument("--subjects", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="every 4th head motion only")
     ap.add_argument("--skip-grid", action="store_true")
+    ap.add_argument("--frl", action="store_true", help="only the FRL brow-raise measurement, for every mode given")
     args = ap.parse_args()
     import cv2
 
-    from mertool.align import FaceAligner
+    from mertool.align import DEFAULT_REGISTER, FaceAligner
     from mertool.bench import matmul_rate
     from mertool.motion_truth import subjects
 
@@ -129,8 +182,11 @@ def main() -> None:
     torch.set_num_threads(1)
     rate = matmul_rate(torch.device("cpu"), torch.float32)["flops"]
     print(f"fp32 matmul rate: {rate / 1e9:.1f} GFLOP/s (1 thread)")
+    modes = args.register or [DEFAULT_REGISTER, "none"]
+    if args.frl:
+        frl([FaceAligner(register=m) for m in modes if m != "none"])
+        return
     people = subjects(args.subjects)
-    modes = args.register or [FaceAligner.__init__.__defaults__[4], "none"]
     for mode in modes:
         aligner = FaceAligner(register=mode)
         print(f"\n== register {mode}")
