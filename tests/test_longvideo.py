@@ -30,6 +30,10 @@ def test_real_sheets_counts(realdata, kind):
     if videos is not None:
         assert c["videos"] == videos
     assert got.fps == FPS[kind]
+    # the sheets' overlapping expressions (CAS(ME)^2 anger2_2 3363-3383 and anger2_3 3380-3407, ...) each match
+    # themselves when the ground truth is scored as a prediction: no pair is lost to a neighbour
+    from mertool.spotting.megc import evaluate, load_ground_truth
+    assert evaluate(got.intervals, load_ground_truth(sheet))["overall"]["f1"] == 1.0
 
 
 @pytest.mark.realdata
@@ -108,6 +112,9 @@ def test_unknown_header_is_one_line(tmp_path, capsys):
     assert main(["evaluate-spot", str(pred), "--gt", str(sheet)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "Who, Clip, Start" in err
+    assert main(["evaluate-spot", str(pred), "--gt", str(tmp_path)]) == 2  # a folder: each sheet's header shown
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "other.xlsx (sheet 'AU+Emotion': Who, Clip" in err and "p.csv (sheet" in err
 
 
 def test_bad_sheet_row_names_the_row(tmp_path):
@@ -195,6 +202,9 @@ def test_casme_sq_layout(tmp_path):
         _frames(root / sub / "s15" / "15_0401girlcrashing")
     _frames(root / "rawpic" / "s15" / "15_0101disgustingteeth")
     _frames(root / "rawpic" / "s15" / "15_0102eatingworms")  # a video without expressions
+    for sub in ("s15", "s16"):  # the videos as files: more subject folders than rawpic/, but no frame folders
+        (root / "rawvideo" / sub).mkdir(parents=True)
+        (root / "rawvideo" / sub / f"{sub[1:]}_0401girlcrashing.avi").write_bytes(b"")
     got = load_long_videos(root)
     assert got.dataset == "casme_sq" and got.fps == 30.0
     assert [(iv.video, iv.subject, iv.onset, iv.apex, iv.offset, iv.type) for iv in got.intervals] == [
@@ -225,3 +235,15 @@ def test_samm_lv_layout(tmp_path):
         ("006_1", "006", 566, 648, 743, "macro"), ("007_3", "007", 100, None, 180, "micro")]
     assert got.expressions[0].row == 11
     assert got.videos["006_2"].frames == root / "SAMM_longvideos/006_2" and got.videos["007_3"].frames is None
+
+
+def test_evaluate_spot_text_table(tmp_path, capsys):
+    gt, pred = tmp_path / "gt.csv", tmp_path / "pred.csv"
+    gt.write_text("video,onset,offset,type\nv,10,20,micro\nv,100,200,macro\n")
+    pred.write_text("video,onset,offset,type\nv,10,19,micro\nv,300,400,macro\n")
+    assert main(["evaluate-spot", str(pred), "--gt", str(gt)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # micro: 10..19 vs 10..20 (10/11) TP of 1 and 1; macro: 300..400 misses 100..200; overall 1 of 2 and 2
+    assert lines[2].split() == ["micro", "1", "1", "1", "1.0000", "1.0000", "1.0000"]
+    assert lines[3].split() == ["macro", "0", "1", "1", "0.0000", "0.0000", "0.0000"]
+    assert lines[4].split() == ["overall", "1", "2", "2", "0.5000", "0.5000", "0.5000"]

@@ -15,7 +15,8 @@ _UNKNOWN_SHOWN = 5
 
 @app.command("evaluate-spot")
 def evaluate_spot_cmd(
-    pred: Path = typer.Argument(..., help="Intervals CSV: video,onset,offset and optionally apex,type,score."),
+    pred: Path = typer.Argument(..., metavar="PRED.csv",
+                                help="Intervals CSV: video,onset,offset and optionally apex,type,score."),
     gt: Path = typer.Option(..., "--gt", help="Ground truth: a CAS(ME)^2 / SAMM Long Videos / CAS(ME)^3 part A "
                                               "sheet (.xlsx, .xls), a data set folder holding one or more of them, "
                                               "or an intervals CSV."),

@@ -129,11 +129,22 @@ def _find_sheet(folder: Path, kind: str | None) -> tuple[Path, str]:
     if not found:
         what = TITLES[kind] if kind else " / ".join(TITLES.values())
         raise MertoolError(f"{folder}: no {what} long-video sheet found (sheets are recognised by their header "
-                           f"anywhere under the folder); pass the sheet itself")
+                           f"anywhere under the folder){headers_found(folder)}")
     if len(found) > 1:
         listing = ", ".join(f"{p.name}: {k}" for p, k in found)
         raise MertoolError(f"{folder}: several long-video sheets found ({listing}); pass the sheet itself")
     return found[0]
+
+
+def headers_found(folder: Path, shown: int = 3) -> str:
+    """'; found: a.xlsx (sheet 'S': X, Y), ...' for the sheets under `folder` that no adapter recognised."""
+    found = []
+    for path in find_sheets(Path(folder))[:shown]:
+        try:
+            found.append(f"{path.name} ({_header_found(read_workbook(path, max_rows=HEADER_SCAN_ROWS))})")
+        except MertoolError:
+            found.append(f"{path.name} (unreadable)")
+    return f"; found: {'; '.join(found)}" if found else "; no .xlsx, .xls or .csv file there"
 
 
 def _header_found(book: list[tuple[str, Rows]]) -> str:
@@ -237,7 +248,9 @@ def _attach_frames(result: LongVideoSet, folder: Path, adapter, layout: str | No
     (MEGC counts predictions on them as false positives, so they belong to the data set)."""
     if not folder.is_dir():
         return
-    roots = find_frame_roots(folder, adapter.top_dirs(result))
+    # only folders that hold video frame folders: CAS(ME)^2's rawvideo/s15/ holds .avi files beside rawpic/s15/
+    roots = [(r, n) for r, n in find_frame_roots(folder, adapter.top_dirs(result))
+             if next(iter(adapter.frame_folders(r)), None) is not None]
     root = choose_root(roots, layout, folder)
     result.frames_root = root
     if root is None:

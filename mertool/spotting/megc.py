@@ -175,10 +175,10 @@ def score_spotting(pred: Iterable[Interval], gt: Iterable[Interval] | DatasetGT,
     unknown = sorted({p.video for p in pred} - known)
     rows: list[LogRow] = []
     counts = {t: [0, 0, 0] for t in TYPES}  # tp, predicted, ground truth
+    pred_by, gt_by = _group(pred), _group(gt)
     for video in sorted({p.video for p in pred} | {g.video for g in gt}):
         for kind in TYPES:
-            ps = [p for p in pred if p.video == video and p.type == kind]
-            gs = [g for g in gt if g.video == video and g.type == kind]
+            ps, gs = pred_by.get((video, kind), []), gt_by.get((video, kind), [])
             pairs = match(ps, gs, threshold)
             hit_p, hit_g = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
             rows += [LogRow(video, kind, gs[j], ps[i], value) for i, j, value in pairs]
@@ -190,6 +190,13 @@ def score_spotting(pred: Iterable[Interval], gt: Iterable[Interval] | DatasetGT,
     total = [sum(c[k] for c in counts.values()) for k in range(3)]
     return SpottingScore(dataset, figures(*counts["micro"]), figures(*counts["macro"]), figures(*total), rows,
                          unknown)
+
+
+def _group(intervals: Iterable[Interval]) -> dict[tuple[str, str], list[Interval]]:
+    groups: dict[tuple[str, str], list[Interval]] = {}
+    for iv in intervals:
+        groups.setdefault((iv.video, iv.type), []).append(iv)
+    return groups
 
 
 def _log_order(row: LogRow):
@@ -235,7 +242,7 @@ def load_ground_truth(path, fps: float | None = None) -> list[DatasetGT]:
     """The ground truth `evaluate-spot --gt` names: a long-video sheet, a data set folder (every long-video sheet
     under it, one DatasetGT each), or an intervals CSV (video,onset,offset[,apex,type]: a data set named after the
     file). `fps` overrides the data sets' frame rates (used to type intervals that have no type)."""
-    from mertool.datasets.longvideo import find_long_sheets, load_long_videos
+    from mertool.datasets.longvideo import find_long_sheets, headers_found, load_long_videos
     from mertool.errors import MertoolError
     from mertool.spotting.intervals import read_intervals_csv
 
@@ -246,7 +253,7 @@ def load_ground_truth(path, fps: float | None = None) -> list[DatasetGT]:
         sheets = find_long_sheets(path)
         if not sheets:
             raise MertoolError(f"{path}: no long-video sheet (CAS(ME)^2, SAMM Long Videos, CAS(ME)^3 part A) found "
-                               f"under the folder")
+                               f"under the folder{headers_found(path)}")
         sets = [load_long_videos(sheet, kind, frames=path) for sheet, kind in sheets]
         names = [s.dataset for s in sets]
         if len(set(names)) < len(names):
