@@ -473,3 +473,12 @@ def test_every_command_is_in_the_readme_table():
             if not re.search(rf"[ /]{re.escape(sub)}\b", first):
                 missing.append(f"{name} {sub}")
     assert not missing, "commands missing from README.md's table of commands: " + ", ".join(missing)
+
+
+def test_readme_stays_a_first_page():
+    """Issue #22: the README is read in five minutes (about 200 lines); the manual lives in docs/."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 220, f"README.md has {len(lines)} lines; move detail into a guide under docs/"
+    first_screen = "\n".join(lines[:40])
+    assert "make demo" in first_screen and "your own video" in first_screen.lower(), \
+        "the first screen should say how to see mertool work and how to run it on your own data"
