@@ -14,7 +14,9 @@ Everything is measured in one process on one device, with the code the commands 
 - data path: that epoch against the same step fed the same batches already built on the device; the difference is
   what gathering and augmenting costs, as a share of the epoch;
 - alignment (dlib detector + 68 landmarks + chip, and apex registration, on a 640 x 480 frame of skimage's astronaut,
-  one core) and predict latency (an image pair -> probabilities through `mertool.predict.Predictor`, model loaded).
+  one core) and predict latency (an image pair -> probabilities through `mertool.predict.Predictor`, model loaded);
+- optical flow (bench_flow): each method's endpoint error against synthetic AU motion of known displacement on real
+  faces, and its time per 224-px pair on one CPU thread.
 Without --cache a temporary synthetic cache of CASME II's size (249 samples, 26 subjects) is written first.
 """
 from __future__ import annotations
@@ -422,11 +424,13 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
               overrides=(), compile: bool = False, repeats: int | None = None, warmup: int | None = None,
               threads: int | None = None, loso: bool = False, devices: str | None = None, folds_per_device: int = 1,
               synthetic_samples: int = CASME2_SAMPLES, synthetic_subjects: int = CASME2_SUBJECTS,
-              align_seconds: float = 2.0, predict_reps: int = 3, matmul_sizes=None, log=None) -> dict:
+              align_seconds: float = 2.0, predict_reps: int = 3, matmul_sizes=None, flow_peaks=(1.0, 3.0),
+              flow_patterns=None, flow_faces: int = 2, log=None) -> dict:
     """Every measurement of `mertool bench` on one device; returns a JSON-ready report.
 
     With loso=True a whole LOSO of the recipe's schedule is also timed on the same cache, on `devices` (default:
-    `device`) with `folds_per_device` workers each (mertool.parallel).
+    `device`) with `folds_per_device` workers each (mertool.parallel). The optical-flow methods are measured on
+    the CPU (bench_flow: `flow_faces` faces x `flow_patterns` at `flow_peaks` px; no peaks: not measured).
 
     Defaults: on CUDA the recipe's batch, one whole epoch of the cache after a warm-up epoch, best of 3;
     on CPU batch 4, 2 batches per epoch (a paper-size step takes seconds there), 1 optimizer step of warm-up, best
@@ -510,6 +514,10 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
             report["align"] = bench_alignment(aligner, min_seconds=align_seconds)
             log("predict latency (image pair -> probabilities)")
             report["predict"] = bench_predict(model, r, data.classes, dev, Path(tmp), aligner, reps=predict_reps)
+            if flow_peaks:
+                log("optical flow against synthetic AU motion (tvl1, dis, farneback; CPU)")
+                report["flow"] = bench_flow(peaks=tuple(flow_peaks), patterns=flow_patterns, faces=flow_faces,
+                                            aligner=FaceAligner(size=224))
         del model, data
         if loso:
             log(f"full LOSO: {r['train']['epochs']} epochs per fold on {devices or dev}, {folds_per_device} "
@@ -523,6 +531,94 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
     if hasattr(os, "getloadavg"):
         report["load_average_1min"]["end"] = os.getloadavg()[0]
     return report
+
+
+# ----------------------------------------------------------------------------------------------- optical flow
+
+def bench_flow(methods=None, peaks=(1.0, 3.0), patterns=None, faces: int = 2, noise: float = 1.5, size: int = 224,
+               aligner=None, log=None) -> dict:
+    """Endpoint error of each flow method against synthetic AU motion of known displacement, and its time per pair.
+
+    Pairs: `faces` of synth's default photos (astronaut, Grace Hopper) aligned as preprocess aligns them, each moved
+    by every AU pattern (synth.FLOW_PATTERNS) with its largest landmark displacement at each of `peaks` crop px
+    (synth.au_motion_pair; sensor noise of sigma `noise` grey levels on both frames). The error is measured on the
+    face (inside the convex hull of its 68 landmarks, where the ground truth is the warp that made the apex) and
+    there on the pixels that move by at least a tenth of the peak ('moving'; the headline), and on all of its
+    pixels ('face'); and at the landmarks that move by at least a quarter of the peak ('landmarks', where the motion
+    peaks; with 'recovered', the median share of the true displacement the flow shows along it). Time: one
+    compute_flow call, one OpenCV thread, as a preprocess worker runs it.
+    """
+    import cv2
+
+    from mertool.align import FaceAligner
+    from mertool.flow import FLOW_METHODS, compute_flow
+    from mertool.synth import FLOW_PATTERNS, au_motion_pair, default_faces
+
+    methods, patterns = tuple(methods or FLOW_METHODS), tuple(patterns or FLOW_PATTERNS)
+    aligner = aligner or FaceAligner(size=size)
+    photos = default_faces()[:faces]
+    errors = {m: {p: {"moving": [], "face": [], "landmarks": []} for p in peaks} for m in methods}
+    recovered = {m: {p: [] for p in peaks} for m in methods}
+    seconds = {m: [] for m in methods}
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for peak in peaks:
+            for k, (name, rgb) in enumerate(photos):
+                for j, aus in enumerate(patterns):
+                    pair = au_motion_pair(rgb, aus, peak, size=size, noise=noise, seed=100 * k + j, aligner=aligner)
+                    gt = pair.flow
+                    moving = pair.face & (np.hypot(gt[..., 0], gt[..., 1]) >= 0.1 * pair.peak)
+                    at_lm = _sample_at(gt, pair.landmarks)
+                    lm_moving = np.hypot(at_lm[:, 0], at_lm[:, 1]) >= 0.25 * pair.peak
+                    for m in methods:
+                        t0 = time.perf_counter()
+                        fl = compute_flow(pair.onset, pair.apex, m)
+                        seconds[m].append(time.perf_counter() - t0)
+                        epe = np.hypot(fl[..., 0] - gt[..., 0], fl[..., 1] - gt[..., 1])
+                        errors[m][peak]["moving"].append(epe[moving])
+                        errors[m][peak]["face"].append(epe[pair.face])
+                        got, want = _sample_at(fl, pair.landmarks)[lm_moving], at_lm[lm_moving]
+                        errors[m][peak]["landmarks"].append(np.hypot(*(got - want).T))
+                        recovered[m][peak].append((got * want).sum(1) / (want * want).sum(1))
+            if log:
+                log(f"flow at {peak:g} px done")
+    finally:
+        cv2.setNumThreads(threads)
+
+    def stats(parts: list) -> dict:
+        v = np.concatenate(parts)
+        return {"median": float(np.median(v)), "p90": float(np.percentile(v, 90)), "pixels": int(v.size)}
+
+    out = {}
+    for m in methods:
+        out[m] = {"seconds_per_pair": float(np.median(seconds[m])), "pairs_timed": len(seconds[m]),
+                  "epe": {f"{p:g}": {kind: stats(parts) for kind, parts in errors[m][p].items()} for p in peaks},
+                  "recovered": {f"{p:g}": float(np.median(np.concatenate(recovered[m][p]))) for p in peaks}}
+    return {"methods": out, "peaks": list(peaks), "patterns": [list(p) for p in patterns],
+            "faces": [name for name, _ in photos], "noise": noise, "size": size,
+            "pixels": "moving: inside the 68-landmark hull and moved by >= 0.1 x peak; face: the whole hull; "
+                      "landmarks: the 68 landmarks moved by >= 0.25 x peak"}
+
+
+def _sample_at(field: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """K x 2 values of an H x W x 2 field at K sub-pixel points (x, y), bilinear."""
+    import cv2
+
+    xs = np.ascontiguousarray(points[:, 0], np.float32)[None]
+    ys = np.ascontiguousarray(points[:, 1], np.float32)[None]
+    return np.stack([cv2.remap(np.ascontiguousarray(field[..., k]), xs, ys, cv2.INTER_LINEAR)[0] for k in (0, 1)], 1)
+
+
+def flow_rows(flow: dict) -> list[tuple[str, str, str]]:
+    """(measure, value, note) rows of bench_flow's figures: one per method."""
+    rows = []
+    for m, r in flow["methods"].items():
+        epe = " / ".join(f"{r['epe'][p]['moving']['median']:.3f}" for p in r["epe"])
+        rows.append((f"{m} flow", f"{1e3 * r['seconds_per_pair']:.0f} ms a pair",
+                     f"median endpoint error {epe} px at {' / '.join(r['epe'])} px AU motion (moving face pixels, "
+                     f"{flow['size']} px, noise {flow['noise']:g}); 1 thread"))
+    return rows
 
 
 # ------------------------------------------------------------------------------------------------- rendering
@@ -585,6 +681,7 @@ def bench_rows(rep: dict) -> list[tuple[str, str, str]]:
         ("predict latency", f"{rep['predict']['pair_ms']:.0f} ms",
          f"pair -> probabilities, best of {rep['predict']['reps']}; forward alone "
          f"{rep['predict']['forward_ms']:.0f} ms"),
+        *(flow_rows(rep["flow"]) if "flow" in rep else []),
         ("full LOSO estimate", _duration(est["seconds"]),
          f"{est['subjects']} folds x {est['epochs']} epochs over this cache's {est['samples']} samples, training "
          f"steps only, one process at the measured throughput"),

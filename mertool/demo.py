@@ -1,6 +1,6 @@
 """`mertool demo`: the whole pipeline on the synthetic demo set, with each of the three AU sources.
 
-    summary = demo("demo_out")          # synth -> preprocess -> train-loso demo x 3 AU sources -> evaluate
+    summary = demo("demo_out")          # synth -> preprocess -> train-loso demo x 3 AU sources -> evaluate -> spotting
 
 Layout of the output folder:
 
@@ -9,6 +9,7 @@ Layout of the output folder:
     demo_out/runs/oracle/               LOSO run of recipes/demo.yaml, hand-coded AUs (folds/, confusion.png, ...)
     demo_out/runs/estimated/            the same with model.aus=estimated, and its final model (final/model.pt)
     demo_out/runs/none/                 the same with model.aus=none
+    demo_out/spotting/                  synthetic long videos, their spotting cache and the learned spotter's run
     demo_out/demo.json                  the results, the machine's matmul rate, settings and step times
 
 Re-running resumes: the data set is kept when it was made with the same settings, the cache when it was made from
@@ -105,7 +106,8 @@ def report_run(recipe: dict, run_dir: Path, console) -> dict:
 
 
 def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJECT, seed: int = 0, recipe: str = "demo",
-         faces=None, workers: int = 2, device: str = "auto", console=None, progress: bool = True) -> dict:
+         faces=None, workers: int = 2, device: str = "auto", console=None, progress: bool = True,
+         spotting: bool = True) -> dict:
     """Run the demo into `out` and return its summary (also written to OUT/demo.json)."""
     from rich.console import Console
 
@@ -124,7 +126,7 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
     recipes = {name: load_recipe(recipe_path, list(extra) + [f"train.seed={seed}"]) for name, _, extra, _ in VARIANTS}
     times: dict[str, float] = {}
     state = _read_state(out)
-    steps = 4
+    steps = 5 if spotting else 4
     # the machine's own dense rate, measured in this run: timings mean little without it (machines differ 3x)
     dev = resolve_device(device)
     rate = matmul_rate(dev, min_seconds=0.2)
@@ -176,6 +178,15 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
                          "train_seconds": round(_train_seconds(run, run_dir), 1)}
     times["evaluate"] = time.perf_counter() - t
 
+    if spotting:
+        t = time.perf_counter()
+        console.print(f"[5/{steps}] spotting: synthetic long videos -> spot-cache -> both spotters -> MEGC F1 -> STR")
+        from mertool.spotting.demo import spotting_demo
+        spotting = spotting_demo(out / "spotting", runs / "estimated", seed=seed, workers=workers, console=console)
+        times["spotting"] = time.perf_counter() - t
+    else:
+        spotting = None
+
     total = time.perf_counter() - t_start
     # measured again after the work: a shared or throttled machine can read low at the start (96 vs 160 seen here)
     rate_end = matmul_rate(dev, min_seconds=0.2)
@@ -185,7 +196,7 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
                             "device": device, "workers": workers},
                "machine": {"device": dev.type, "matmul_gflops": round(rate["flops"] / 1e9, 1),
                            "matmul_gflops_end": round(rate_end["flops"] / 1e9, 1), "matmul_dtype": rate["dtype"]},
-               "results": results, "seconds": {k: round(v, 1) for k, v in times.items()},
+               "results": results, "spotting": spotting, "seconds": {k: round(v, 1) for k, v in times.items()},
                "total_seconds": round(total, 1), "chance": 1 / 5,
                "au_threshold": 0.5, "au_min_support": 10, "next": next_commands(out, data, runs)}
     write_json(out / "demo.json", summary)
@@ -209,6 +220,9 @@ def print_demo(summary: dict, console) -> None:
     console.print(f"AU F1: the AU head's mean F1 on held-out subjects over AUs with >= {summary['au_min_support']} "
                   f"positives (threshold {summary['au_threshold']}); training: the run's folds' own times, summed "
                   "(the runs shared one pool of workers)")
+    if summary.get("spotting"):
+        from mertool.spotting.demo import print_row
+        print_row(summary["spotting"], console)
     console.print(f"data set:   {summary['data']}")
     console.print(f"cache:      {summary['cache']}")
     for r in summary["results"].values():

@@ -106,7 +106,7 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
               "done_folds": done, "missing": missing, "partial": bool(missing),
               "skipped_subjects": info.get("skipped_subjects", []), "folds": folds,
               "metrics": _pooled(parts, classes) if parts else None, "by_dataset": None, "oracle": None,
-              "oracle_note": None}
+              "oracle_note": None, "include": info.get("include")}
     if parts:
         report["by_dataset"] = _by_dataset(parts, classes, _subject_datasets(info, done))
     report["au_detection"] = pooled_au_detection(parts)
@@ -444,5 +444,9 @@ def render_by_dataset(report: dict, console) -> None:
             cells.append(f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}")
         t.add_row(name, str(rows[0]["n"]), *cells)
     console.print(t)
+    from mertool.include import report_lines
+
+    for line in report_lines(scored[0].get("include")):  # the official list: clips missing, extra clips left out
+        console.print(line, soft_wrap=True)
     if len(scored) > 1 and not seeds:
         console.print(f"(of {Path(scored[0]['run']).name} only: the runs differ in more than the seed)")

@@ -140,6 +140,10 @@ class Predictor:
         self.uses_aus: bool = cfg.reads_aus        # the classifier reads an AU vector (hand-coded or estimated)
         self.has_au_head: bool = cfg.au_head
         self.image_size: int = int(self.ckpt.get("image_size", 224))
+        if cfg.needs_flow:
+            raise MertoolError(f"{self.model_path}: this model reads optical flow (model.motion flow, or arch "
+                               f"{cfg.arch}); predict computes no flow yet: evaluate it on a cache with flow "
+                               f"(`mertool evaluate`)")
         self.aligner = aligner if aligner is not None else self._aligner(self.ckpt.get("alignment"))
 
     @staticmethod

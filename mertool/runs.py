@@ -171,6 +171,10 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     for reason, n in data.excluded.items():
         if n:
             console.print(f"left out: {n} samples, {reason}")
+    from mertool.include import report_lines
+
+    for line in report_lines(data.include):  # which official clips the cache lacks, which extra ones were left out
+        console.print(line, soft_wrap=True)
     for line in count_lines(data, recipe["data"].get("official_counts") or {}):  # beside the published counts
         console.print(line)
     return data, plan, todo
@@ -180,7 +184,7 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
     """Create or reopen a run folder; refuse one made with another recipe, class map or cache content."""
     import yaml
 
-    from mertool.recipe import dump_recipe, recipe_diff
+    from mertool.recipe import dump_recipe, predates_hint, recipe_diff
 
     out = Path(out)
     (out / FOLDS).mkdir(parents=True, exist_ok=True)
@@ -191,7 +195,7 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
                 "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
                           "dataset": data.dataset},
                 "subject_datasets": {str(s): str(d) for s, d in zip(data.subjects, data.datasets)},
-                "excluded": data.excluded}
+                "excluded": data.excluded, "include": data.include}
     # Written once, by whichever of several shards starting at once gets there first; the others check theirs.
     recipe_path, run_path = out / RECIPE, out / RUN
     if not files.create_text(recipe_path, dump_recipe(recipe)):
@@ -199,7 +203,8 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
         diffs = recipe_diff(old or {}, normalised)
         if diffs:
             raise MertoolError(f"{out}: run folder was made with a different recipe ({'; '.join(diffs[:4])}); "
-                               f"use another --out, or the same recipe and --set values")
+                               f"use another --out, or the same recipe and --set values"
+                               f"{predates_hint(old or {}, normalised)}")
     if not files.create_text(run_path, json.dumps(run_info, indent=2, default=str) + "\n"):
         old = json.loads(run_path.read_text(encoding="utf-8"))
         if old.get("cache", {}).get("fingerprint") != run_info["cache"]["fingerprint"]:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mertool import runs
-from mertool.data import MERData, augment_pair, make_batches, to_float
+from mertool.data import MERData, augment_theta, make_batches, to_float, warp_flow, warp_pair
 from mertool.errors import MertoolError
 from mertool.evaluate import ORACLE_LABEL
 from mertool.runs import FINAL, device_info, fold_done, make_checkpoint, open_run
@@ -113,16 +113,23 @@ def split_fold(subjects: np.ndarray, test_subject: str | None) -> tuple[np.ndarr
 def _batch(data: MERData, idx: torch.Tensor, aug: dict | None, gen, channels_last: bool):
     """Gather a batch on the device, uint8 -> float, augment (one draw per sample, shared by onset and apex).
 
-    Returns (onset, apex, AU bits, labels); data.aus is NaN for the held-out subject when the model reads no
-    hand-coded AUs (run_fold), so its codes cannot reach training or prediction unnoticed."""
+    Returns (onset, apex, AU bits, labels, flow); flow is None unless the data holds it (a flow-reading model), and
+    then gets the same warp as the frames, its vectors turned with it (data.warp_flow). data.aus is NaN for the
+    held-out subject when the model reads no hand-coded AUs (run_fold), so its codes cannot reach training or
+    prediction unnoticed."""
     onset, apex = to_float(data.onset[idx]), to_float(data.apex[idx])
+    flow = None if data.flow is None else data.flow[idx].float()
     if aug is not None:
-        onset, apex = augment_pair(onset, apex, hflip=aug["hflip"], crop_padding=int(aug["crop_padding"]),
-                                   rotation=aug["rotation"], generator=gen)
+        theta = augment_theta(len(idx), onset.shape[-1], hflip=aug["hflip"], crop_padding=int(aug["crop_padding"]),
+                              rotation=aug["rotation"], generator=gen, device=onset.device) \
+            if aug["hflip"] > 0 or aug["crop_padding"] > 0 or aug["rotation"] > 0 else None
+        if theta is not None:
+            onset, apex = warp_pair(onset, apex, theta)
+            flow = None if flow is None else warp_flow(flow, theta)
     if channels_last:
         onset = onset.contiguous(memory_format=torch.channels_last)
         apex = apex.contiguous(memory_format=torch.channels_last)
-    return onset, apex, data.aus[idx], data.labels[idx]
+    return onset, apex, data.aus[idx], data.labels[idx], flow
 
 
 def _model_aus(model: torch.nn.Module, aus: torch.Tensor) -> torch.Tensor | None:
@@ -155,9 +162,9 @@ def predict_outputs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, ba
         n = len(chunk)
         if pad and n < batch_size:
             chunk = torch.cat([chunk, chunk[:1].expand(batch_size - n)])
-        onset, apex, aus, _ = _batch(data, chunk, None, None, channels_last)
+        onset, apex, aus, _, flow = _batch(data, chunk, None, None, channels_last)
         with _autocast(data.device):
-            logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True)
+            logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True, flow=flow)
         out.append(logits[:n].float().softmax(1))
         if au_logits is not None:
             au_out.append(torch.sigmoid(au_logits[:n].float()))
@@ -185,9 +192,9 @@ def _train_epoch(model, opt, data: MERData, order: torch.Tensor, tr: dict, aug: 
         group = batches[g:g + accum]
         total = sum(len(b) for b in group)  # host ints: batch sizes are known without a sync
         for idx in group:
-            onset, apex, aus, y = _batch(data, idx, aug, gen, channels_last)
+            onset, apex, aus, y, flow = _batch(data, idx, aug, gen, channels_last)
             with _autocast(dev):
-                logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True)
+                logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True, flow=flow)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=float(tr["label_smoothing"]))
             if au_logits is not None:
                 au_loss = au_bce(au_logits, aus, data.au_known[idx])

@@ -16,7 +16,8 @@ from mertool.recipe import load_recipe
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["model.width=0.25", "augment.crop_padding=4"]
 TINY = dict(device="cpu", image_size=64, overrides=SMALL, batch=2, steps=2, synthetic_samples=12,
-            synthetic_subjects=3, matmul_sizes=(64, 128), align_seconds=0.1, predict_reps=1, repeats=2)
+            synthetic_subjects=3, matmul_sizes=(64, 128), align_seconds=0.1, predict_reps=1, repeats=2,
+            flow_peaks=(1.0,), flow_patterns=((1, 2),), flow_faces=1)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -44,6 +45,9 @@ def check_report(rep: dict) -> None:
     assert rep["predict"]["pair_ms"] > 0 and rep["predict"]["forward_ms"] > 0
     est = rep["loso_estimate"]
     assert est["seconds"] == pytest.approx(est["sample_steps"] / t["samples_per_s"])
+    if "flow" in rep:   # one pair at 1 px (tests/test_flow.py holds the bounds)
+        for m, r in rep["flow"]["methods"].items():
+            assert r["seconds_per_pair"] > 0 and 0 < r["epe"]["1"]["moving"]["median"] < 0.15, m
 
 
 @pytest.mark.slow
@@ -62,7 +66,8 @@ def test_bench_end_to_end_on_a_synthetic_cache():
     render_bench(rep, console)
     text = console.file.getvalue()
     for label in ("dense matmul rate (float32)", "model FLOP utilisation", "data path share", "alignment",
-                  "predict latency", "full LOSO estimate", "full LOSO, measured", "full LOSO, 1 fold per device"):
+                  "predict latency", "full LOSO estimate", "full LOSO, measured", "full LOSO, 1 fold per device",
+                  "tvl1 flow", "dis flow", "farneback flow"):
         assert label in text, label
     assert f"{100 * rep['train']['mfu']:.1f} %" in text
 
@@ -88,7 +93,8 @@ def test_bench_without_the_landmark_model_skips_alignment_with_a_reason(monkeypa
 @pytest.mark.slow
 def test_bench_cli_json_only_on_stdout(synthetic_cache, capsys):
     args = ["bench", "--device", "cpu", "--json", "--cache", str(synthetic_cache), "--image-size", "64",
-            "--batch", "4", "--steps", "2", "--set", "model.width=0.25", "--set", "augment.crop_padding=4"]
+            "--batch", "4", "--steps", "2", "--set", "model.width=0.25", "--set", "augment.crop_padding=4",
+            "--no-flow"]
     assert main(args) == 0
     out, err = capsys.readouterr()
     rep = json.loads(out)  # nothing but the JSON on stdout

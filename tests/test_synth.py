@@ -261,7 +261,7 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     recipe.write_text(f"extends: {demo_yaml}\nname: tiny\ntrain:\n  epochs: 1\n  decay_epochs: 1\n")
     out = tmp_path / "demo"
     args = ["demo", "--out", str(out), "--subjects", "3", "--per-subject", "5", "--recipe", str(recipe),
-            "--device", "cpu", "--workers", "2", "--quiet"]
+            "--device", "cpu", "--workers", "2", "--quiet", "--no-spotting"]   # spotting: test_spotting_pipeline
     assert main(args) == 0
     printed = capsys.readouterr().out
     summary = json.loads((out / "demo.json").read_text())

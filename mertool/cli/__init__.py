@@ -12,7 +12,7 @@ from mertool.errors import MertoolError
 
 # Each module registers its commands on `app`.
 _COMMAND_MODULES = ["data_cmds", "model_cmds", "train_cmds", "synth_cmds", "predict_cmds", "bench_cmds",
-                    "evaluate_spot_cmds"]
+                    "evaluate_spot_cmds", "spot_cmds"]
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"mertool.cli.{_name}")

@@ -33,31 +33,48 @@ def bench_cmd(
                                           help="Without --cache: samples in the synthetic cache (CASME II: 249)."),
     synthetic_subjects: int = typer.Option(26, "--synthetic-subjects", min=1,
                                            help="Without --cache: subjects (LOSO folds) in it (CASME II: 26)."),
+    no_flow: bool = typer.Option(False, "--no-flow", help="Skip the optical-flow measurement (endpoint error and "
+                                                         "time of tvl1, dis and farneback; ~20 s on 2 CPU cores)."),
     folds_per_device: int = typer.Option(1, "--folds-per-device", help="With --loso: folds trained at once on "
                                                                        "each device; K > 1 is also timed against "
                                                                        "K = 1 (on CUDA, also cudnn.benchmark off)."),
+    spotting: bool = typer.Option(False, "--spotting", help="Only the spotting features' frames/s on a 640 x 480 "
+                                                            "video beside the matmul rate, and the projected time "
+                                                            "for SAMM Long Videos and CAS(ME)^2."),
 ) -> None:
     """Measure training against the device's dense matmul rate, the data path, alignment and predict latency.
 
     One run on one device: dense matmul FLOP/s (bf16 on CUDA, fp32 on CPU), the model's FLOPs per training
     sample, training samples/s and model FLOP utilisation (achieved / dense), an epoch fed from the HDF5 cache vs
-    the same batches prebuilt on the device, alignment frames/s and pair -> probabilities latency.
+    the same batches prebuilt on the device, alignment frames/s, pair -> probabilities latency, and each optical-flow
+    method's endpoint error on synthetic AU motion of known displacement with its time per pair.
     The defaults take about 1-2 minutes on a 2-core CPU.
 
     Example:
       mertool bench --device cuda --json > bench.json
       mertool bench --device cpu --image-size 112 --batch 4 --steps 4
       mertool bench --device cuda --loso --folds-per-device 4
+      mertool bench --spotting
     """
     from rich.console import Console
 
     from mertool.bench import render_bench, run_bench, to_json
 
     err = Console(stderr=True, markup=False)
+    if spotting:
+        from mertool.spotting.speed import bench_spotting, render_spot_bench
+
+        rep = bench_spotting(log=lambda msg: err.print(f"bench: {msg}"))
+        if json_:
+            typer.echo(to_json(rep))
+        else:
+            render_spot_bench(rep, Console(markup=False))
+        return
     report = run_bench(device=device, recipe=recipe, cache=cache, image_size=image_size, batch=batch, steps=steps,
                        overrides=set_, compile=compile_, threads=threads, loso=loso, devices=devices,
                        folds_per_device=folds_per_device, synthetic_samples=synthetic_samples,
-                       synthetic_subjects=synthetic_subjects, log=lambda msg: err.print(f"bench: {msg}"))
+                       synthetic_subjects=synthetic_subjects, flow_peaks=() if no_flow else (1.0, 3.0),
+                       log=lambda msg: err.print(f"bench: {msg}"))
     if json_:
         typer.echo(to_json(report))
         return

@@ -85,15 +85,20 @@ def preprocess_cmd(
 
 @cache_app.command("info")
 def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None:
-    """Show a cache's attributes and its counts per subject, emotion and AU.
+    """Show a cache's attributes and its counts per subject, emotion and AU (a spotting cache: its videos,
+    frames, gaps, frame rate, expressions and how its features were made).
 
     Example:
       mertool cache info casme2.h5
+      mertool cache info casme_sq.spot.h5
     """
     from rich.table import Table
 
     from mertool.cache import cache_info, flow_line, registration_line
+    from mertool.spotting.cache import is_spot_cache, print_spot_cache_info
 
+    if is_spot_cache(file):
+        return print_spot_cache_info(file, _console())
     info = cache_info(file)
     con = _console()
     a = info["attrs"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Optional
 
 import typer
 
@@ -27,6 +27,10 @@ Examples:
   mertool predict --pairs pairs.csv --model runs/casme2 --format jsonl
   mertool predict clip.mp4 --aus none --model runs/casme2 --plot motion.png --explain why.png
   mertool predict frames_dir/ --onset 12 --apex 30 --aus 12 --model runs/casme2
+  mertool predict interview.mp4 --long --model runs/casme2 --json
+
+A video or frame folder of more than 4 s is taken as a long recording (--long): every micro- and macro-expression
+is spotted, and each interval's onset and apex are classified (--clip: one apex, as for a short clip).
 
 Frame numbers are the numbers in imgN.jpg-style file names, otherwise 1-based positions.
 """
@@ -60,6 +64,12 @@ def predict(
     plot: Path = typer.Option(None, "--plot", help="Clip: write the motion-over-time plot (PNG)."),
     explain: Path = typer.Option(None, "--explain", help="Write onset, apex, difference and CVA attention (PNG)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:N or auto."),
+    long: Optional[bool] = typer.Option(None, "--long/--clip", help="A video or frame folder: --long spots every "
+                                                                  "interval and classifies each; --clip finds one "
+                                                                  "apex (default: --long for more than "
+                                                                  "4 s of frames)."),
+    spotter: Optional[Path] = typer.Option(None, "--spotter", help="With --long: a learned spotter's run folder "
+                                                                   "(default: the training-free spotter)."),
 ) -> None:
     from rich.console import Console
 
@@ -92,6 +102,10 @@ def predict(
             raise MertoolError(f"{src}: no such file or folder")
         if _is_image(src):
             raise MertoolError(f"{src}: one image given; expected ONSET APEX images, a video file or a frame folder")
+        from mertool.spotting.video import is_long
+        if long or (long is None and onset is None and apex is None and is_long(src)):
+            from mertool.spotting.recognise import predict_long_cli
+            return predict_long_cli(src, model, spotter, as_json, plot, device, err)
         return _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from)
     raise MertoolError(f"expected ONSET APEX images, or one video / frame folder (got {len(inputs)} inputs); "
                        f"see `mertool predict --help`")

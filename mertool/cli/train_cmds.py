@@ -1,6 +1,7 @@
 """`train-loso`, `evaluate`, `ablate`: parse arguments and call mertool.train / evaluate / ablate."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import List, Literal, Optional
 
@@ -104,6 +105,10 @@ def train_loso_cmd(
     from mertool.parallel import train_loso_parallel
     from mertool.recipe import find_recipe, load_recipe
 
+    from mertool.spotting.learned import train_spotting_cli
+
+    if train_spotting_cli(recipe, cache, out, subjects, set_, seed, final, _console()):
+        return  # a spotting recipe (task: spotting) trains the learned spotter on a spotting cache
     slurm = _slurm_options(executor, dry_run, slurm_partition, slurm_gpus_per_job, slurm_time, folds_per_job,
                            slurm_opt, max_retries, slurm_logs, folds_per_device, slurm_poll, devices)
     recipe, cache, note = resolve_short_form(recipe, cache)
@@ -146,6 +151,16 @@ def evaluate_cmd(
     """
     from mertool.evaluate import (au_f1_png, confusion_png, evaluate_runs, render, render_by_dataset,
                                   summed_confusion, to_json)
+    from mertool.spotting.learned import is_spotting_run
+
+    if len(run_dirs) == 1 and is_spotting_run(run_dirs[0]):  # MEGC figures and log of a learned spotter's run
+        from mertool.spotting.learned import evaluate_spotting_run, render_spotting_report
+        report = evaluate_spotting_run(run_dirs[0])
+        if json_:
+            typer.echo(json.dumps(report, indent=2))
+        else:
+            render_spotting_report(report, _console())
+        return
 
     report = evaluate_runs(run_dirs, partial=partial)
     if png is None and len(run_dirs) == 1:
