@@ -394,6 +394,8 @@ class FaceAligner:
         loc = self.locate(onset, name)
         ref = self.reference(onset, loc)
         apex_crop, reg = self.register(ref, apex)
+        if reg is not None:   # between an onset and its apex: a motion no head makes there is refused
+            apex_crop, reg = self._plausible(ref, apex, apex_crop, reg)
         return AlignedPair(ref.crop, apex_crop, ref.landmarks, loc.n_faces, loc.chip, reg, loc.upsample)
 
     def reference(self, rgb: np.ndarray, loc: Located | None = None) -> Reference:
@@ -418,17 +420,16 @@ class FaceAligner:
         'consensus': the whole face's rigid motion, robust to what an expression moves (_consensus). 'ecc' and
         'landmarks': the previous release's registration of the upper face (_upper_face). Either way the frame is
         cut by ONE warp of the original (no second resampling; edges repeated, never black), a motion under 0.01 px
-        is none (the apex is cut with the onset's own chip: identical frames give identical crops), and a motion no
-        head makes between onset and apex (IMPLAUSIBLE) is refused: the apex is cut unregistered and the
-        Registration's `flag` says why. With 'none' the apex is cut with the onset's dlib chip, as before
+        is none (the apex is cut with the onset's own chip: identical frames give identical crops). align_pair then
+        refuses a motion no head makes between onset and apex (IMPLAUSIBLE; _plausible): the apex is cut
+        unregistered and the Registration's `flag` says why; frames of a long video registered onto an anchor
+        (spotting) are not held to those limits. With 'none' the apex is cut with the onset's dlib chip, as before
         registration existed. `before=False` skips measuring the residual before registration where that costs time
         (NaN; spotting, which registers every frame, has no use for it).
         """
         if self.register_mode == "none":
             return self.apply(rgb, ref.loc.chip), None
-        crop, reg = self._consensus(ref, rgb) if self.register_mode == "consensus" else \
-            self._upper_face(ref, rgb, before)
-        return self._plausible(ref, rgb, crop, reg)
+        return self._consensus(ref, rgb) if self.register_mode == "consensus" else self._upper_face(ref, rgb, before)
 
     def _plausible(self, ref: Reference, rgb: np.ndarray, crop: np.ndarray,
                    reg: Registration) -> tuple[np.ndarray, Registration]:
