@@ -830,6 +830,9 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                         "created": str(f.attrs.get("created", "")), "subjects_prefixed": prefix and "+" not in n}
                        for p, f, n in zip(paths, files, names)]
             writer.set_attrs(merged_from=json.dumps(sources))
+            from mertool.provenance import cache_provenance, merge
+
+            writer.set_attrs(provenance=json.dumps(merge([cache_provenance(_attrs(f)) for f in files])))
         except BaseException:
             writer.abort()
             writer.tmp.unlink(missing_ok=True)

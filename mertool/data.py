@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from mertool.cache import CacheData, load_cache
 from mertool.classmap import ClassMap
 from mertool.errors import MertoolError
+from mertool.provenance import cache_provenance
 
 
 @dataclass
@@ -40,6 +41,7 @@ class MERData:
     #                                       an AU loss masks the others out
     datasets: np.ndarray | None = None     # N str: each sample's source dataset
     excluded: dict[str, int] = field(default_factory=dict)  # other reasons a sample was left out -> count
+    provenance: dict = field(default_factory=dict)  # where the cache's data came from (mertool.provenance)
     include: dict | None = None            # include.include_report of data.include: what the list left out
     flow: torch.Tensor | None = None       # N x 3 x S x S float16 (u, v in pixels at S, optical strain); loaded
     #                                        only for a model that reads flow (ModelConfig.needs_flow)
@@ -170,7 +172,7 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
         dataset=str(data.attrs.get("dataset") or ""),
         au_known=torch.from_numpy(np.asarray(data.aus_known)[keep].astype(bool)),
         datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}),
-        flow=motion)
+        provenance=cache_provenance(data.attrs), flow=motion)
 
 
 def count_lines(data: MERData, official: dict[str, dict[str, int]]) -> list[str]:
