@@ -23,8 +23,8 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mertool.align import MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, FaceAligner, describe, read_rgb, \
-    registration_warnings, resize_square
+from mertool.align import DEFAULT_REGISTER, MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, FaceAligner, describe, \
+    read_rgb, registration_warnings, resize_square
 from mertool.aus import au_bits
 from mertool.cache import CachedSample, CacheWriter, open_cache, read_registration, registration_summary
 from mertool.errors import MertoolError
@@ -224,15 +224,15 @@ def _settings(align: bool, size: int, padding: float, upsample: int, detect_max_
 def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: int = 2, align: bool = True,
                resume: bool = False, size: int = 224, progress: bool = True, layout: str | None = None,
                padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640,
-               options: dict | None = None, register: str = "ecc", flow: str = "none",
+               options: dict | None = None, register: str = DEFAULT_REGISTER, flow: str = "none",
                flow_options: dict | None = None) -> dict:
     """Turn a dataset folder into one HDF5 cache and return the run's summary (also written to `<out>.json`).
 
     `layout` ('raw' | 'cropped') picks the frame folders when a dataset has both; by default raw frames are aligned,
     and with `align=False` the cropped ones are resized to `size`. `options` go to the dataset adapter (SMIC's part
-    and apex method, `smic_options`). `register` (none | landmarks | ecc) is how the apex is brought onto the onset
-    (align.FaceAligner.register). `flow` (none | tvl1 | dis | farneback) adds optical flow and strain to the cache,
-    `flow_options` that method's parameters (mertool.flow.FLOW_DEFAULTS).
+    and apex method, `smic_options`). `register` (consensus | ecc | landmarks | none) is how the apex is brought onto
+    the onset (align.FaceAligner.register). `flow` (none | tvl1 | dis | farneback) adds optical flow and strain to the
+    cache, `flow_options` that method's parameters (mertool.flow.FLOW_DEFAULTS).
     """
     if size < 16:
         raise MertoolError(f"--size {size}: expected at least 16 px")
@@ -486,9 +486,12 @@ def print_summary(summary: dict, console=None) -> None:
     reg = summary.get("registration")
     if reg and reg["registered"]:
         r, b = reg["residual_px"], reg["residual_before_px"]
-        console.print(f"registration ({reg['registered']} pairs): upper-face residual median {b['median']:.2f} -> "
+        what = "still-face residual (held-out patches)" if reg.get("residual_measure", "").startswith("held") \
+            else "upper-face residual"
+        console.print(f"registration ({reg['registered']} pairs): {what} median {b['median']:.2f} -> "
                       f"{r['median']:.2f} px, p90 {r['p90']:.2f}, max {r['max']:.2f}; head shift median "
-                      f"{reg['shift_px']['median']:.2f} px, max {reg['shift_px']['max']:.2f}; detector upsample "
+                      f"{reg['shift_px']['median']:.2f} px, max {reg['shift_px']['max']:.2f}; flagged "
+                      f"{reg.get('flagged', 0)} (refused {reg.get('refused', 0)}); detector upsample "
                       + ", ".join(f"{k}: {v}" for k, v in reg["upsample"].items()))
     if summary.get("apex_chosen"):
         a = summary["apex_chosen"]
