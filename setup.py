@@ -18,8 +18,8 @@ class BuildPyWithRecipes(build_py):
         if getattr(self, "editable_mode", False):  # an editable install reads <checkout>/recipes directly
             return
         shutil.copytree(ROOT / "recipes", Path(self.build_lib) / "mertool" / "recipes", dirs_exist_ok=True,
-                        ignore=lambda folder, names: [n for n in names
-                                                      if not (n.endswith(".yaml") or (Path(folder) / n).is_dir())])
+                        ignore=lambda folder, names: [n for n in names if not (n.endswith((".yaml", ".csv"))
+                                                                               or (Path(folder) / n).is_dir())])
 
 
 setup(cmdclass={"build_py": BuildPyWithRecipes})

@@ -14,7 +14,10 @@ Table file (recipes/ablations/tableN.yaml):
       model_file: ../model/full.yaml                    # optional: a recipes/model/ variant file (label + model)
       paper: {casme2: {accuracy: 94.35, f1: 0.9402}, samm: {accuracy: 86.73, f1: 0.8171}}
 Paper values are the paper's own (accuracy %, F1), exactly as each table prints them; null means the paper has no such
-row (Table 2's CVA + FPF without AU) and prints NOT_IN_PAPER, never an estimate.
+row (Table 2's CVA + FPF without AU) and prints NOT_IN_PAPER (or the table's `paper_missing`, e.g. n/a), never an
+estimate. A table of published composite figures (recipes/ablations/megc2019_baselines.yaml) says
+`composite: megc2019` (its paper values are the composite's, printed whatever cache it runs on, with the cache
+labelled) and `by_dataset: [casme2, samm, smic]` (a second table: ours and published UF1 / UAR per source dataset).
 Each variant is an ordinary run folder, so it resumes, shards (--subjects) and evaluates like any train-loso run.
 """
 from __future__ import annotations
@@ -24,6 +27,9 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from mertool import provenance
 from mertool.errors import MertoolError
 from mertool.files import write_text
 from mertool.recipe import find_recipe, load_recipe, read_yaml
@@ -54,6 +60,9 @@ class AblationTable:
     paper_columns: list[str]
     variants: list[Variant]
     note: str = ""
+    paper_missing: str = NOT_IN_PAPER
+    composite: str | None = None   # the paper values are this composite's, whatever the cache
+    by_dataset: list[str] = field(default_factory=list)
 
     @property
     def stem(self) -> str:
@@ -64,7 +73,7 @@ def load_table(path: str | Path) -> AblationTable:
     """Read and check a table file (errors name the file and the key)."""
     path = find_recipe(path)
     raw = read_yaml(path)
-    known = {"title", "note", "base", "paper_columns", "variants"}
+    known = {"title", "note", "base", "paper_columns", "variants", "paper_missing", "composite", "by_dataset"}
     for key in raw:
         if key not in known:
             raise MertoolError(f"{path}: unknown key {key!r}; expected one of {', '.join(sorted(known))}")
@@ -98,8 +107,13 @@ def load_table(path: str | Path) -> AblationTable:
         variants.append(Variant(name, str(label or name), model, dict(sets), v.get("paper") or {}))
     if not variants:
         raise MertoolError(f"{path}: no variants")
+    by_dataset = raw.get("by_dataset") or []
+    if not isinstance(by_dataset, list) or not all(isinstance(d, str) for d in by_dataset):
+        raise MertoolError(f"{path}: by_dataset = {by_dataset!r}: expected a list of dataset names")
     return AblationTable(path, str(raw.get("title") or path.stem), base,
-                         list(raw.get("paper_columns") or ["accuracy", "f1"]), variants, str(raw.get("note") or ""))
+                         list(raw.get("paper_columns") or ["accuracy", "f1"]), variants, str(raw.get("note") or ""),
+                         str(raw.get("paper_missing") or NOT_IN_PAPER),
+                         str(raw["composite"]) if raw.get("composite") else None, list(by_dataset))
 
 
 def base_recipe_path(table: AblationTable, dataset: str | None, base: str | Path | None = None,
@@ -140,19 +154,12 @@ def cache_dataset(cache) -> str | None:
 
 
 def cache_is_synthetic(cache) -> bool:
-    """The cache was preprocessed from `mertool synth` data (its preprocess report names synth's coding sheet)."""
-    import json
-
+    """The cache was preprocessed from `mertool synth` data (mertool.provenance: its record, or for an older cache
+    its preprocess report naming synth's coding sheet)."""
     from mertool.cache import open_cache
-    from mertool.synth import SHEET_NAME
 
     with open_cache(cache) as f:
-        text = f.attrs.get("preprocess_summary")
-    try:
-        sheet = json.loads(text).get("sheet") if text else None
-    except ValueError:
-        return False
-    return bool(sheet) and Path(str(sheet)).name == SHEET_NAME
+        return provenance.cache_provenance(dict(f.attrs)).get("synthetic") is True
 
 
 def list_variants(table_path, base=None, overrides=(), console=None) -> list[dict]:
@@ -178,7 +185,7 @@ def list_variants(table_path, base=None, overrides=(), console=None) -> list[dic
         rows.append({"name": v.name, "label": v.label, "model": v.model, "parameters": params, "paper": v.paper})
         t.add_row(v.name, v.label, ", ".join(f"{k}={val}" for k, val in v.model.items()) or "(base)",
                   f"{params / 1e6:.2f} M" if params else "?")
-        paper_t.add_row(v.name, *[paper_cell(c, ((v.paper or {}).get(d) or {}).get(c))
+        paper_t.add_row(v.name, *[paper_cell(c, ((v.paper or {}).get(d) or {}).get(c), table.paper_missing)
                                   for d in datasets for c in table.paper_columns])
     console.print(t)
     if datasets:
@@ -189,11 +196,12 @@ def list_variants(table_path, base=None, overrides=(), console=None) -> list[dic
     return rows
 
 
-def paper_cell(column: str, value) -> str:
-    """A paper number as the paper prints it (accuracy with its two decimals), or NOT_IN_PAPER."""
+def paper_cell(column: str, value, missing: str = NOT_IN_PAPER) -> str:
+    """A paper number as the paper prints it (accuracy with its two decimals; text as written, so '0.6810' keeps its
+    zero), or `missing`."""
     if value is None:
-        return NOT_IN_PAPER
-    return f"{float(value):.2f}" if column == "accuracy" else str(value)
+        return missing
+    return f"{float(value):.2f}" if column == "accuracy" and not isinstance(value, str) else str(value)
 
 
 def _param_count(model_cfg: dict) -> int | None:
@@ -224,7 +232,8 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
     console = console or Console(markup=False)
     table = load_table(table_path)
     dataset = cache_dataset(cache)
-    base_path = base_recipe_path(table, dataset, base, synthetic=cache_is_synthetic(cache))
+    synthetic = cache_is_synthetic(cache)
+    base_path = base_recipe_path(table, dataset, base, synthetic=synthetic)
     root = Path(out) / table.stem
     grid = variant_runs(table, base_path, root, overrides, seeds)  # every recipe checked before any training
     cache_data = load_cache(cache)
@@ -246,7 +255,7 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
         train_runs_parallel([(recipe, run_dir, False) for _v, run_dir, recipe in grid], cache_data,
                             subjects=subjects, devices=device, folds_per_device=folds_per_device, select=select,
                             compile=compile, console=console, progress=progress)
-    return report_table(table, root, dataset, console=console)
+    return report_table(table, root, dataset, console=console, synthetic=synthetic)
 
 
 def variant_runs(table: AblationTable, base_path: Path, root: Path, overrides=(), seeds=None) -> list:
@@ -282,8 +291,12 @@ def collect_table(table_path, out="runs", console=None) -> dict:
     return report_table(table, root, None, console=console)
 
 
-def report_table(table: AblationTable, root: Path, dataset: str | None, console=None) -> dict:
-    """Collect each variant's run folder into the paper-layout table; write table.md and table.csv in root."""
+def report_table(table: AblationTable, root: Path, dataset: str | None, console=None,
+                 synthetic: bool | None = None) -> dict:
+    """Collect each variant's run folder into the paper-layout table; write table.md and table.csv in root.
+
+    synthetic (None: judged from the first run folder's cache, when it is still there) labels the caption: figures
+    on a `mertool synth` set are not comparable to published ones."""
     from rich.console import Console
     from rich.table import Table
 
@@ -292,11 +305,14 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
 
     console = console or Console(markup=False)
     rows = []
+    reports = {v.name: _variant_report(root / v.name) for v in table.variants}
     for v in table.variants:
-        rep = _variant_report(root / v.name)
+        rep = reports[v.name]
         m = rep["metrics"] if rep else None
         dataset = dataset or (rep or {}).get("dataset")
-        paper = (v.paper or {}).get(dataset) or {}
+        if synthetic is None and rep:
+            synthetic = _run_synthetic(rep)
+        paper = (v.paper or {}).get(table.composite or dataset) or {}
         rows.append({
             "variant": v.name, "label": v.label,
             "folds": f"{rep['done']}/{rep['expected']}" if rep else "0/?",
@@ -305,12 +321,25 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
             **{f"{k}_std": (rep["std"][k] if rep and rep["std"] else None) for k in OURS},
             "oracle_accuracy": rep["oracle_accuracy"] if rep else None,
             "au_f1": rep["au_f1"] if rep else None,
-            **{f"paper_{c}": paper.get(c) for c in table.paper_columns}})
+            **{f"paper_{c}": paper.get(c) for c in table.paper_columns},
+            **{f"{d}_{k}": ((rep or {}).get("by_dataset") or {}).get(d, {}).get(k)
+               for d in table.by_dataset for k in ("uf1", "uar")},
+            **{f"paper_{d}_{k}": ((v.paper or {}).get(d) or {}).get(k)
+               for d in table.by_dataset for k in ("uf1", "uar")}})
+    provs = [provenance.is_synthetic((rep or {}).get("provenance")) for rep in reports.values() if rep]
+    data_note = ""
+    if any(provs) or synthetic:
+        data_note = (f"ours: synthetic faces (mertool synth); the paper's columns: the real {dataset or 'dataset'}. "
+                     f"{provenance.DATA_DIFFER[0].upper()}{provenance.DATA_DIFFER[1:]}.")
+    elif None in provs:
+        data_note = ("ours: data of unknown provenance (a cache from before mertool recorded it; it may be "
+                     "synthetic, and then not comparable with the paper's columns).")
+    diffs = paired_differences(table, root, reports)
     has_oracle = any(r["oracle_accuracy"] is not None for r in rows)
     has_au = any(r["au_f1"] is not None for r in rows)
     headers = ["Variant"] + [OUR_NAMES[k] for k in OURS] + (["AU F1"] if has_au else []) + ["folds"]
     headers += [f"{ORACLE_LABEL} Acc"] if has_oracle else []
-    headers += [f"paper {c}" for c in table.paper_columns]
+    headers += [f"paper {c}" + (" (real data)" if any(provs) or synthetic else "") for c in table.paper_columns]
 
     def cell(r: dict, k: str) -> str:
         if r[k] is None:
@@ -326,20 +355,51 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
         out.append(r["folds"] + ("" if r["complete"] else " (partial)"))
         if has_oracle:
             out.append("-" if r["oracle_accuracy"] is None else f"{100 * r['oracle_accuracy']:.2f}")
-        out += [paper_cell(c, r[f"paper_{c}"]) for c in table.paper_columns]
+        out += [paper_cell(c, r[f"paper_{c}"], table.paper_missing) for c in table.paper_columns]
         return out
 
     seeds = max(r["seeds"] for r in rows)
     caption = (f"{table.title} — dataset {dataset or '?'}; ours: last epoch of a fixed schedule, pooled over "
                f"leave-one-subject-out folds (Acc in %)" + (f"; mean ± std over {seeds} seeds" if seeds > 1 else ""))
+    if table.composite:
+        caption += f"; paper: the published {table.composite} figures"
+    if synthetic:
+        caption += (" — SYNTHETIC DATA (a `mertool synth` set): ours are not comparable to the published figures, "
+                    "which are on the real datasets")
     t = Table(title=caption)
-    for h in headers:
-        t.add_column(h, justify="left" if h == "Variant" else "right")
+    for h in headers:  # names wrap instead of being cut at 80 columns
+        t.add_column(h, justify="left" if h == "Variant" else "right", overflow="fold",
+                     min_width=12 if h == "Variant" else None)
     for r in rows:
         t.add_row(*cells(r))
     console.print(t)
+    if data_note:
+        console.print(data_note)
     md = [f"**{caption}**", "", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     md += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    if data_note:
+        md += ["", data_note]
+    if diffs:
+        render_differences(diffs, console)
+        md += ["", differences_markdown(diffs)]
+        for r in rows:
+            d = diffs["rows"].get(r["variant"]) or {}
+            for k in ("accuracy", "uf1", "uar"):
+                r[f"diff_{k}"] = d[k]["diff"] if d else None
+                r[f"diff_{k}_lo"] = d[k]["lo"] if d else None
+                r[f"diff_{k}_hi"] = d[k]["hi"] if d else None
+            r["differs_beyond_uncertainty"] = (any(d[k]["differs"] for k in ("accuracy", "uf1", "uar"))
+                                               if d else None)
+    if table.by_dataset:
+        head2, body2 = _by_dataset_table(table, rows)
+        t2 = Table(title=f"By source dataset: ours / published ({table.composite or 'paper'}), UF1 and UAR")
+        for h in head2:
+            t2.add_column(h, justify="left" if h == "Variant" else "right")
+        for line in body2:
+            t2.add_row(*line)
+        console.print(t2)
+        md += ["", "**By source dataset: ours / published, UF1 and UAR**", "", "| " + " | ".join(head2) + " |",
+               "|" + "|".join("---" for _ in head2) + "|"] + ["| " + " | ".join(line) + " |" for line in body2]
     if table.note:
         md += ["", table.note.strip()]
     root.mkdir(parents=True, exist_ok=True)
@@ -351,7 +411,95 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     write_text(root / "table.csv", buf.getvalue())
     console.print(f"wrote {root / 'table.md'} and {root / 'table.csv'}")
     return {"title": table.title, "dataset": dataset, "rows": rows, "markdown": root / "table.md",
-            "csv": root / "table.csv"}
+            "csv": root / "table.csv", "synthetic": bool(synthetic)}
+
+
+def _by_dataset_table(table: AblationTable, rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-dataset table: 'ours / published' for each dataset's UF1 and UAR."""
+    head = ["Variant"] + [f"{d} {name}" for d in table.by_dataset for name in ("UF1", "UAR")]
+    body = []
+    for r in rows:
+        line = [r["label"]]
+        for d in table.by_dataset:
+            for k in ("uf1", "uar"):
+                ours = "-" if r[f"{d}_{k}"] is None else f"{r[f'{d}_{k}']:.4f}"
+                line.append(f"{ours} / {paper_cell(k, r[f'paper_{d}_{k}'], table.paper_missing)}")
+        body.append(line)
+    return head, body
+
+
+def _run_synthetic(rep: dict) -> bool | None:
+    """Whether a variant's runs were trained on a `mertool synth` cache (None when the cache is gone)."""
+    path = (rep.get("cache") or {}).get("path")
+    try:
+        return cache_is_synthetic(path) if path and Path(path).is_file() else None
+    except MertoolError:
+        return None
+
+
+def paired_differences(table: AblationTable, root: Path, reports: dict) -> dict | None:
+    """Each finished variant against the first (the baseline row) by a paired bootstrap over the subjects both
+    ran (their folds' predictions, pooled over seeds per subject); None when fewer than two variants are done."""
+    from mertool import metrics
+    from mertool.evaluate import evaluate_parts
+    from mertool.runs import is_run, read_run_info
+
+    done = [v for v in table.variants if reports.get(v.name) and reports[v.name]["complete"]]
+    if len(done) < 2:
+        return None
+    per_subject, classes = {}, None
+    for v in done:
+        vdir = root / v.name
+        run_dirs = [vdir] if is_run(vdir) else sorted(d for d in vdir.glob("seed*") if is_run(d))
+        counts: dict[str, np.ndarray] = {}
+        for d in run_dirs:
+            classes = classes or list(read_run_info(d)["classes"])
+            parts, _missing = evaluate_parts(d)
+            for f, cm in zip(parts, metrics.subject_confusions(parts, len(classes))):
+                s = f["subject"][0]
+                counts[s] = counts.get(s, 0) + cm
+        per_subject[v.name] = counts
+    base = done[0]
+    out = {"baseline": base.name, "baseline_label": base.label, "rows": {}, "level": 0.95}
+    for v in done[1:]:
+        common = sorted(set(per_subject[base.name]) & set(per_subject[v.name]))
+        if len(common) < 2:
+            continue
+        a = np.stack([per_subject[v.name][s] for s in common])
+        b = np.stack([per_subject[base.name][s] for s in common])
+        out["rows"][v.name] = {"label": v.label, **metrics.paired_bootstrap(a, b)}
+        out["subjects"] = len(common)
+    return out if out["rows"] else None
+
+
+def render_differences(diffs: dict, console) -> None:
+    """Each variant minus the baseline with its 95 % interval, and whether it differs beyond the uncertainty."""
+    from rich.table import Table
+
+    t = Table(title=f"Difference from {diffs['baseline_label']} (95 % paired bootstrap over {diffs['subjects']} "
+                    f"subjects)")
+    t.add_column("Variant", overflow="fold", min_width=12)
+    for c in ("ΔAcc", "ΔUF1", "ΔUAR"):
+        t.add_column(c, justify="right", overflow="fold")
+    t.add_column("beyond noise?", justify="right", overflow="fold")
+    for name, d in diffs["rows"].items():
+        t.add_row(d["label"], *[_diff_cell(d[k]) for k in ("accuracy", "uf1", "uar")],
+                  "yes" if any(d[k]["differs"] for k in ("accuracy", "uf1", "uar")) else "no")
+    console.print(t)
+
+
+def _diff_cell(d: dict) -> str:
+    return f"{d['diff']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]"
+
+
+def differences_markdown(diffs: dict) -> str:
+    head = (f"**Difference from {diffs['baseline_label']}** (95 % paired bootstrap over {diffs['subjects']} "
+            f"subjects; 'yes' = an interval excludes 0)")
+    lines = [head, "", "| Variant | ΔAcc | ΔUF1 | ΔUAR | beyond noise? |", "|---|---|---|---|---|"]
+    for d in diffs["rows"].values():
+        lines.append(f"| {d['label']} | " + " | ".join(_diff_cell(d[k]) for k in ("accuracy", "uf1", "uar"))
+                     + f" | {'yes' if any(d[k]['differs'] for k in ('accuracy', 'uf1', 'uar')) else 'no'} |")
+    return "\n".join(lines)
 
 
 def _variant_report(vdir: Path) -> dict | None:
@@ -366,6 +514,8 @@ def _variant_report(vdir: Path) -> dict | None:
     done, expected = sum(len(r["done_folds"]) for r in reps), sum(len(r["expected_folds"]) for r in reps)
     out = {"done": done, "expected": expected, "complete": done == expected, "seeds": len(reps),
            "dataset": reps[0].get("dataset"), "metrics": reps[0]["metrics"], "std": None,
+           "provenance": reps[0].get("provenance"),
+           "cache": reps[0].get("cache"), "by_dataset": _mean_by_dataset(reps),
            "oracle_accuracy": reps[0]["oracle"]["accuracy"] if reps[0].get("oracle") else None}
     au = [(r.get("au_detection") or {}).get("mean_f1") for r in reps]
     out["au_f1"] = float(sum(au) / len(au)) if au and all(a is not None for a in au) else None
@@ -376,4 +526,13 @@ def _variant_report(vdir: Path) -> dict | None:
             out["std"] = {k: agg["aggregate"][k]["std"] for k in OURS}
             oracle = agg.get("oracle_aggregate")
             out["oracle_accuracy"] = oracle["accuracy"]["mean"] if oracle else None
+    return out
+
+
+def _mean_by_dataset(reps: list[dict]) -> dict:
+    """Per source dataset UF1 and UAR of a variant: its run's, or the mean over its seeds' runs."""
+    out: dict = {}
+    for d in sorted({d for r in reps for d in (r.get("by_dataset") or {})}):
+        got = [r["by_dataset"][d] for r in reps if d in (r.get("by_dataset") or {})]
+        out[d] = {k: float(sum(g[k] for g in got) / len(got)) for k in ("uf1", "uar")}
     return out

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from mertool.cache import CacheData, load_cache
 from mertool.classmap import ClassMap
 from mertool.errors import MertoolError
+from mertool.provenance import cache_provenance
 
 
 @dataclass
@@ -40,6 +41,10 @@ class MERData:
     #                                       an AU loss masks the others out
     datasets: np.ndarray | None = None     # N str: each sample's source dataset
     excluded: dict[str, int] = field(default_factory=dict)  # other reasons a sample was left out -> count
+    provenance: dict = field(default_factory=dict)  # where the cache's data came from (mertool.provenance)
+    include: dict | None = None            # include.include_report of data.include: what the list left out
+    flow: torch.Tensor | None = None       # N x 3 x S x S float16 (u, v in pixels at S, optical strain); loaded
+    #                                        only for a model that reads flow (ModelConfig.needs_flow)
 
     def __post_init__(self):
         if self.au_known is None:
@@ -75,7 +80,8 @@ class MERData:
             return t.to(device)
 
         return replace(self, onset=move(self.onset), apex=move(self.apex), aus=move(self.aus),
-                       labels=move(self.labels), au_known=move(self.au_known))
+                       labels=move(self.labels), au_known=move(self.au_known),
+                       flow=None if self.flow is None else move(self.flow))
 
     def dataset_class_counts(self) -> dict[str, dict[str, int]]:
         """Samples per class of each source dataset."""
@@ -99,12 +105,31 @@ def resize_frames(frames: torch.Tensor, size: int, chunk: int = 64) -> torch.Ten
     return out
 
 
+def resize_flow(flow: np.ndarray, strain: np.ndarray, size: int, chunk: int = 64) -> torch.Tensor:
+    """(N x S x S x 2 flow in crop pixels, N x S x S strain) -> N x 3 x size x size float16 (u, v, strain).
+
+    Resizing the crop scales displacements with it: u and v are multiplied by size / S (a 2 px motion at 224 is
+    0.25 px at 28). Strain is a ratio of displacements to distances, so it is resized without a factor.
+    """
+    n, s = flow.shape[0], flow.shape[1]
+    out = torch.empty((n, 3, size, size), dtype=torch.float16)
+    for i in range(0, n, chunk):
+        x = torch.cat([torch.from_numpy(np.asarray(flow[i:i + chunk], np.float32)).permute(0, 3, 1, 2),
+                       torch.from_numpy(np.asarray(strain[i:i + chunk], np.float32))[:, None]], 1)
+        if s != size:
+            x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+            x[:, :2] *= size / s
+        out[i:i + chunk] = x.to(torch.float16)
+    return out
+
+
 def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], image_size: int | None = None,
                  recipe_name: str = "recipe", select: np.ndarray | None = None,
-                 excluded: dict[str, int] | None = None) -> MERData:
+                 excluded: dict[str, int] | None = None, flow: bool = False) -> MERData:
     """Cache -> MERData: samples mapped by the class map (others dropped and counted), frames resized if needed.
 
     `select` (N bool over the cache) leaves samples out before the class map, for the reasons counted in `excluded`.
+    `flow`: also the cache's optical flow and strain (an error naming the fix when the cache has none).
     """
     data = cache if isinstance(cache, CacheData) else load_cache(cache)
     cmap = ClassMap(classes)
@@ -124,6 +149,13 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
     dropped = Counter((f"{d}:{e}" if qualified else str(e))
                       for d, e, lab in zip(data.datasets, data.emotions, labels) if lab == -1)
     size = int(image_size or data.onset.shape[1])
+    motion = None
+    if flow:
+        if getattr(data, "flow", None) is None or getattr(data, "strain", None) is None:
+            raise MertoolError(f"{recipe_name}: the model reads optical flow (model.motion flow, or arch ststnet / "
+                               f"offapexnet), but cache {data.path} has none; add it with `mertool cache add-flow "
+                               f"{data.path} --flow tvl1` (or preprocess with --flow tvl1)")
+        motion = resize_flow(data.flow[keep], data.strain[keep], size)
 
     def frames(a: np.ndarray) -> torch.Tensor:
         t = torch.from_numpy(np.ascontiguousarray(a[keep])).permute(0, 3, 1, 2).contiguous()
@@ -139,7 +171,8 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
         classes=list(classes), dropped=dict(sorted(dropped.items())), source=str(data.path),
         dataset=str(data.attrs.get("dataset") or ""),
         au_known=torch.from_numpy(np.asarray(data.aus_known)[keep].astype(bool)),
-        datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}))
+        datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}),
+        provenance=cache_provenance(data.attrs), flow=motion)
 
 
 def count_lines(data: MERData, official: dict[str, dict[str, int]]) -> list[str]:
@@ -176,10 +209,18 @@ def load_for_recipe(cache: str | Path | CacheData, recipe: dict) -> MERData:
     A model fed the sheet's AU codes (model.aus oracle) cannot use samples whose codes are unknown (SMIC): an empty
     vector would claim "no AU active". Such a cache is refused unless `data.unknown_aus` says drop or empty.
     """
+    from mertool.models.config import ModelConfig
+
     data = cache if isinstance(cache, CacheData) else load_cache(cache)
     select, excluded = recipe_selection(data, recipe)
-    return load_dataset(data, recipe["data"]["classes"], recipe["data"]["image_size"],
-                        recipe_name=recipe.get("name") or "recipe", select=select, excluded=excluded)
+    out = load_dataset(data, recipe["data"]["classes"], recipe["data"]["image_size"],
+                       recipe_name=recipe.get("name") or "recipe", select=select, excluded=excluded,
+                       flow=ModelConfig.from_dict(recipe["model"]).needs_flow)
+    if recipe["data"].get("include"):
+        from mertool.include import include_report
+
+        out.include = include_report(recipe["data"]["include"], data, ClassMap(recipe["data"]["classes"]))
+    return out
 
 
 def recipe_selection(data: CacheData, recipe: dict) -> tuple[np.ndarray, dict[str, int]]:
@@ -263,6 +304,21 @@ def warp_pair(onset: torch.Tensor, apex: torch.Tensor, theta: torch.Tensor) -> t
     grid = F.affine_grid(theta.to(both.dtype), [n, 2 * c, h, w], align_corners=False)
     out = F.grid_sample(both, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out[:, :c], out[:, c:]
+
+
+def warp_flow(flow: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
+    """Warp a flow batch (N x 3 x S x S: u, v, strain) by the affine matrices that warp its frames (warp_pair).
+
+    The output pixel x shows the input at A x + t, so a displacement f there appears as A^-1 f in the output: u and
+    v are turned (and mirrored) with the frames. Strain, a norm of the strain tensor, is unchanged by rotation and
+    mirroring and is only resampled. Square frames: one pixel is the same length on both normalised axes.
+    """
+    n, c, h, w = flow.shape
+    grid = F.affine_grid(theta.to(flow.dtype), [n, c, h, w], align_corners=False)
+    out = F.grid_sample(flow, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    turn = torch.linalg.inv(theta[:, :, :2].to(torch.float32)).to(out.dtype)
+    uv = torch.einsum("nij,njhw->nihw", turn, out[:, :2])
+    return torch.cat([uv, out[:, 2:]], 1)
 
 
 def make_batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:

@@ -27,6 +27,7 @@ import json
 import signal
 import time
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Callable
 
@@ -256,6 +257,12 @@ def add_flow(path: str | Path, method: str = "tvl1", params: dict | None = None,
                     if name not in ("flow", "strain"):
                         src.copy(src[name], dst, name)
                 dst.attrs.update({k: v for k, v in src.attrs.items() if k != "flow"})
-                report = fill_flow(dst, method, params, workers, on_pair)
+                try:
+                    report = fill_flow(dst, method, params, workers, on_pair)
+                except BrokenProcessPool:
+                    raise MertoolError(f"{path}: a flow worker process died (out of memory?); the cache is unchanged: "
+                                       f"run again with fewer --workers (from Python, call add_flow under "
+                                       f"`if __name__ == '__main__':`, as spawned workers import the calling "
+                                       f"script)") from None
             src.close()   # before the rename replaces the file it reads
     return {"cache": str(path), "replaced": old["method"] if old else None, **report}

@@ -336,8 +336,13 @@ def load_recipe(path: str | Path, overrides=(), extra: dict | None = None) -> di
     source = str(path) + (" (with --set overrides)" if overrides else "")
     recipe = resolve(raw, source)
     include = recipe["data"]["include"]
-    if include and not Path(include).expanduser().exists() and (path.parent / include).is_file():
-        recipe["data"]["include"] = str((path.parent / include).resolve())  # a list kept beside the recipe
+    if include and not Path(include).expanduser().exists():
+        # a list kept beside the recipe, else one shipped with mertool's recipes (lists/megc2019_...csv), so a
+        # recipe elsewhere that extends megc2019.yaml finds the official list too
+        for folder in (path.parent, recipes_dir()):
+            if (folder / include).is_file():
+                recipe["data"]["include"] = str((folder / include).resolve())
+                break
     return recipe
 
 
@@ -384,3 +389,18 @@ def recipe_diff(a: dict, b: dict) -> list[str]:
         return va == vb
 
     return [f"{k}: {fa.get(k)!r} != {fb.get(k)!r}" for k in sorted(set(fa) | set(fb)) if not same(k)]
+
+
+def predates_hint(old: dict, new: dict) -> str:
+    """For a run folder saved before some keys existed: the --set values that resume it as it was made.
+
+    Its recipe lacks those keys, so they held their defaults of the time (say model.stem light); a recipe that now
+    names another value (the paper recipes' stem mmnet) is a different model, refused, and this says how to resume.
+    """
+    fa, fb = flat_recipe(old), flat_recipe(new)
+    defaults = flat_recipe({**DEFAULTS, "model": _model_fields()})
+    keys = [k for k in sorted(fb) if k not in fa and k in defaults and fb[k] != defaults[k]]
+    if not keys:
+        return ""
+    sets = " ".join(f"--set {k}={defaults[k]}" for k in keys)
+    return f"; the run folder's recipe predates {', '.join(keys)}: resume it with {sets}"

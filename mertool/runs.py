@@ -19,7 +19,10 @@ Checkpoint format (`checkpoint.pt`, `model.pt`): a dict of tensors and plain val
   classes        class names in output order,        recipe      the resolved recipe of the run,
   state_dict     the weights (on the CPU),           image_size  the input size in pixels,
   uses_aus       whether the model reads a given AU vector (model.aus = oracle),
-  au_source      model.aus: oracle (AU codes are an input), estimated (its AU head predicts them) or none.
+  au_source      model.aus: oracle (AU codes are an input), estimated (its AU head predicts them) or none,
+  trained_on     (newer) datasets, subjects, samples per class, provenance (synthetic or not), AU source and the
+                 training pairs' motion statistics (runs.training_record); older checkpoints lack it,
+  calibration    (newer, final model) its temperature and how it was fitted (mertool.calibration).
 
 Predictions CSV: sample_id, subject, true, predicted, p_<class> (one probability column per class, 6 decimals);
 a model with an AU head adds aus_true (the coded AUs, '?' where the dataset codes none) and au<N> (the head's
@@ -163,6 +166,10 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     plan = plan_folds(data, cache_data.subjects)
     todo = select_subjects(plan, subjects)
     prepare_run(Path(out), recipe, data, plan, device)
+    from mertool.provenance import words
+
+    console.print(f"data: {words(data.provenance)}" + (f" ({data.provenance['detected']})"
+                                                       if data.provenance.get("detected") else ""))
     if plan.skipped:
         console.print(f"skipped subjects (no sample of {', '.join(data.classes)}): {', '.join(plan.skipped)}")
     if data.dropped:
@@ -171,6 +178,10 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     for reason, n in data.excluded.items():
         if n:
             console.print(f"left out: {n} samples, {reason}")
+    from mertool.include import report_lines
+
+    for line in report_lines(data.include):  # which official clips the cache lacks, which extra ones were left out
+        console.print(line, soft_wrap=True)
     for line in count_lines(data, recipe["data"].get("official_counts") or {}):  # beside the published counts
         console.print(line)
     return data, plan, todo
@@ -180,7 +191,7 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
     """Create or reopen a run folder; refuse one made with another recipe, class map or cache content."""
     import yaml
 
-    from mertool.recipe import dump_recipe, recipe_diff
+    from mertool.recipe import dump_recipe, predates_hint, recipe_diff
 
     out = Path(out)
     (out / FOLDS).mkdir(parents=True, exist_ok=True)
@@ -189,9 +200,10 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
                 "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
                 "class_counts": data.class_counts(), "n_samples": len(data),
                 "cache": {"path": str(Path(data.source).resolve()), "fingerprint": data_fingerprint(data),
-                          "dataset": data.dataset},
+                          "dataset": data.dataset, "synthetic": data.provenance.get("synthetic")},
+                "provenance": data.provenance,
                 "subject_datasets": {str(s): str(d) for s, d in zip(data.subjects, data.datasets)},
-                "excluded": data.excluded}
+                "excluded": data.excluded, "include": data.include}
     # Written once, by whichever of several shards starting at once gets there first; the others check theirs.
     recipe_path, run_path = out / RECIPE, out / RUN
     if not files.create_text(recipe_path, dump_recipe(recipe)):
@@ -199,7 +211,8 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
         diffs = recipe_diff(old or {}, normalised)
         if diffs:
             raise MertoolError(f"{out}: run folder was made with a different recipe ({'; '.join(diffs[:4])}); "
-                               f"use another --out, or the same recipe and --set values")
+                               f"use another --out, or the same recipe and --set values"
+                               f"{predates_hint(old or {}, normalised)}")
     if not files.create_text(run_path, json.dumps(run_info, indent=2, default=str) + "\n"):
         old = json.loads(run_path.read_text(encoding="utf-8"))
         if old.get("cache", {}).get("fingerprint") != run_info["cache"]["fingerprint"]:
@@ -364,16 +377,47 @@ def _au_truth(text: str, path: Path, row: int) -> list[float]:
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 
-def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str]) -> dict:
+def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str], trained_on: dict | None = None) -> dict:
     """The checkpoint dict described in this module's docstring."""
     from mertool.models import model_config_dict
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     cfg = model_config_dict(recipe["model"])
-    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": cfg,
+    ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": cfg,
             "classes": list(classes), "recipe": recipe, "state_dict": state,
             "image_size": int(recipe["data"]["image_size"]), "uses_aus": cfg["aus"] == "oracle",
             "au_source": cfg["aus"]}
+    if trained_on is not None:
+        ckpt["trained_on"] = trained_on
+    return ckpt
+
+
+def training_record(data, train_idx: np.ndarray, au_source: str) -> dict:
+    """What a model was trained on, for its checkpoint: datasets, subjects, samples per class, provenance
+    (synthetic or not), the AU source, and the statistics of its training pairs' motion (mertool.reject)."""
+    from mertool.reject import motion_stats
+
+    labels = data.labels[torch.as_tensor(train_idx)].cpu().numpy()
+    counts = np.bincount(labels, minlength=len(data.classes))
+    datasets = sorted({str(d) for d in data.datasets[train_idx]} - {""}) or [data.dataset or "?"]
+    idx = torch.as_tensor(train_idx, device=data.onset.device)
+    return {"datasets": datasets, "subjects": sorted({str(s) for s in data.subjects[train_idx]}, key=natural_key),
+            "n_samples": int(len(train_idx)), "class_counts": {c: int(n) for c, n in zip(data.classes, counts)},
+            "synthetic": (data.provenance or {}).get("synthetic"), "provenance": data.provenance or {},
+            "au_source": au_source, "cache": str(data.source),
+            "motion": motion_stats(data.onset[idx], data.apex[idx])}
+
+
+def read_checkpoint_field(path: str | Path, key: str):
+    """One top-level field of a saved checkpoint (None when absent)."""
+    return torch.load(path, map_location="cpu", weights_only=True).get(key)
+
+
+def stamp_checkpoint(path: str | Path, **fields) -> None:
+    """Add or replace top-level fields of a saved checkpoint (e.g. its calibration), atomically."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt.update(fields)
+    save_checkpoint(ckpt, path)
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mertool import runs
-from mertool.data import MERData, augment_pair, make_batches, to_float
+from mertool.data import MERData, augment_theta, make_batches, to_float, warp_flow, warp_pair
 from mertool.errors import MertoolError
 from mertool.evaluate import ORACLE_LABEL
 from mertool.runs import FINAL, device_info, fold_done, make_checkpoint, open_run
@@ -113,16 +113,23 @@ def split_fold(subjects: np.ndarray, test_subject: str | None) -> tuple[np.ndarr
 def _batch(data: MERData, idx: torch.Tensor, aug: dict | None, gen, channels_last: bool):
     """Gather a batch on the device, uint8 -> float, augment (one draw per sample, shared by onset and apex).
 
-    Returns (onset, apex, AU bits, labels); data.aus is NaN for the held-out subject when the model reads no
-    hand-coded AUs (run_fold), so its codes cannot reach training or prediction unnoticed."""
+    Returns (onset, apex, AU bits, labels, flow); flow is None unless the data holds it (a flow-reading model), and
+    then gets the same warp as the frames, its vectors turned with it (data.warp_flow). data.aus is NaN for the
+    held-out subject when the model reads no hand-coded AUs (run_fold), so its codes cannot reach training or
+    prediction unnoticed."""
     onset, apex = to_float(data.onset[idx]), to_float(data.apex[idx])
+    flow = None if data.flow is None else data.flow[idx].float()
     if aug is not None:
-        onset, apex = augment_pair(onset, apex, hflip=aug["hflip"], crop_padding=int(aug["crop_padding"]),
-                                   rotation=aug["rotation"], generator=gen)
+        theta = augment_theta(len(idx), onset.shape[-1], hflip=aug["hflip"], crop_padding=int(aug["crop_padding"]),
+                              rotation=aug["rotation"], generator=gen, device=onset.device) \
+            if aug["hflip"] > 0 or aug["crop_padding"] > 0 or aug["rotation"] > 0 else None
+        if theta is not None:
+            onset, apex = warp_pair(onset, apex, theta)
+            flow = None if flow is None else warp_flow(flow, theta)
     if channels_last:
         onset = onset.contiguous(memory_format=torch.channels_last)
         apex = apex.contiguous(memory_format=torch.channels_last)
-    return onset, apex, data.aus[idx], data.labels[idx]
+    return onset, apex, data.aus[idx], data.labels[idx], flow
 
 
 def _model_aus(model: torch.nn.Module, aus: torch.Tensor) -> torch.Tensor | None:
@@ -155,9 +162,9 @@ def predict_outputs(model: torch.nn.Module, data: MERData, idx: torch.Tensor, ba
         n = len(chunk)
         if pad and n < batch_size:
             chunk = torch.cat([chunk, chunk[:1].expand(batch_size - n)])
-        onset, apex, aus, _ = _batch(data, chunk, None, None, channels_last)
+        onset, apex, aus, _, flow = _batch(data, chunk, None, None, channels_last)
         with _autocast(data.device):
-            logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True)
+            logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True, flow=flow)
         out.append(logits[:n].float().softmax(1))
         if au_logits is not None:
             au_out.append(torch.sigmoid(au_logits[:n].float()))
@@ -185,9 +192,9 @@ def _train_epoch(model, opt, data: MERData, order: torch.Tensor, tr: dict, aug: 
         group = batches[g:g + accum]
         total = sum(len(b) for b in group)  # host ints: batch sizes are known without a sync
         for idx in group:
-            onset, apex, aus, y = _batch(data, idx, aug, gen, channels_last)
+            onset, apex, aus, y, flow = _batch(data, idx, aug, gen, channels_last)
             with _autocast(dev):
-                logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True)
+                logits, au_logits = model(onset, apex, _model_aus(model, aus), return_aus=True, flow=flow)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=float(tr["label_smoothing"]))
             if au_logits is not None:
                 au_loss = au_bce(au_logits, aus, data.au_known[idx])
@@ -230,6 +237,15 @@ def _optimizer(model: torch.nn.Module, tr: dict, device: torch.device) -> torch.
     kwargs = {"fused": True} if device.type == "cuda" else {}
     return torch.optim.AdamW(model.parameters(), lr=float(tr["lr"]), weight_decay=float(tr["weight_decay"]),
                              **kwargs)
+
+
+PAPER_LR = 8e-4   # AdamW's learning rate in the paper's schedule
+
+
+def suggested_lr(lr: float) -> float:
+    """A learning rate to try after a fold diverged at `lr`: a tenth of it, but never above the paper's 8e-4 (a
+    diverged lr of 1e6 should not suggest 1e5)."""
+    return min(lr / 10, PAPER_LR)
 
 
 def lr_factor(epoch: int, gamma: float, decay_epochs: int) -> float:
@@ -294,7 +310,7 @@ def run_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir: st
             raise FoldDiverged(f"{name}: training diverged at epoch {epoch + 1} of {epochs} (loss {loss_total}), no "
                                f"predictions written; the learning rate comes from train.lr = {tr['lr']:g}, "
                                f"train.gamma = {tr['gamma']:g}, train.decay_epochs = {tr['decay_epochs']}: lower "
-                               f"train.lr (e.g. --set train.lr={float(tr['lr']) / 10:g})")
+                               f"train.lr (e.g. --set train.lr={suggested_lr(float(tr['lr'])):g})")
         rec = {"epoch": epoch + 1, "loss": loss_total / len(train_np), "train_acc": n_correct / len(train_np),
                "lr": lr_now, "seconds": round(time.perf_counter() - t0, 4)}
         if model.config.au_head:
@@ -338,7 +354,8 @@ def _write_fold(fold_dir: Path, r: FoldResult, data: MERData, train_np: np.ndarr
                "accuracy_last_epoch": r.accuracy, "final_train_loss": r.log[-1]["loss"] if r.log else None,
                "device": device_info(device), "host": platform.node(),
                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "oracle": r.oracle}
-    runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes), summary,
+    trained_on = runs.training_record(data, train_np, r.model.config.aus)
+    runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes, trained_on), summary,
                     sample_ids=data.sample_ids[test_np], subjects=data.subjects[test_np], labels=r.labels,
                     probs=r.probs, oracle_probs=None if oracle is None else oracle["probs"], classes=data.classes,
                     final=final, au_probs=r.au_probs,
@@ -352,11 +369,13 @@ class _Progress:
     """Rich progress: a bar over folds, a bar over the current fold's epochs with its loss and accuracy."""
 
     def __init__(self, console, total_folds: int, enabled: bool = True):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
 
         self.enabled = enabled
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("left"),
+                                 TimeRemainingColumn(), console=console,
                                  disable=not enabled, transient=False)
         self.folds = self.progress.add_task("folds", total=total_folds, info="")
         self.epochs = None
@@ -400,6 +419,12 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
     console.print(f"{len(data)} samples, {len(plan.folds)} folds ({len(todo)} here), device {device}, "
                   f"run folder {out}")
 
+    from mertool.estimate import announce, fold_sizes
+
+    left = [s for s in todo if not fold_done(out, plan.fold_dirs[s])]
+    train_final = final and not runs.final_done(out)
+    announce(console, [(recipe, out, fold_sizes(data, left, train_final))], device, 1,
+             f"{len(left) + int(train_final)} training(s) one after another on {device.type}")
     data = data.to(device)  # once: the whole dataset stays on the device for every fold
     epochs = int(recipe["train"]["epochs"])
     diverged: list[str] = []
@@ -449,6 +474,9 @@ def print_run_summary(out: Path, console) -> dict:
 
     from mertool.evaluate import evaluate_run
 
+    from mertool.calibration import calibrate_run
+
+    calibrate_run(out)  # once every fold is done: the per-fold temperatures, stamped into the final model
     report = evaluate_run(out, partial=True)
     table = Table(title=f"LOSO folds: {out}")
     for col in ("subject", "test samples", "accuracy (last epoch)", "seconds"):
@@ -473,8 +501,16 @@ def print_run_summary(out: Path, console) -> dict:
         console.print(f"{len(report['expected_folds']) - len(report['missing'])}/{len(report['expected_folds'])} "
                       f"folds done; missing: {', '.join(report['missing'])}")
     if m:
+        ci = report.get("intervals") or {}
         console.print(f"pooled over {m['n']} samples{' (partial)' if report['missing'] else ''}: accuracy "
-                      f"{m['accuracy']:.4f}  UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  macro F1 {m['macro_f1']:.4f}")
+                      f"{m['accuracy']:.2f}" + (f" [{ci['accuracy']['lo']:.2f}, {ci['accuracy']['hi']:.2f}]" if ci
+                                                else "")
+                      + f"  UF1 {m['uf1']:.2f}  UAR {m['uar']:.2f}  macro F1 {m['macro_f1']:.2f}"
+                      + (" (95 % intervals over subjects)" if ci else ""))
+        from mertool.provenance import is_synthetic, words
+
+        if is_synthetic(report.get("provenance")) is not False:
+            console.print(f"data: {words(report.get('provenance'))}")
     if has_oracle:
         o = report["oracle"]
         console.print(f"{ORACLE_LABEL.upper()}, not a valid estimate: accuracy {o['accuracy']:.4f}  "

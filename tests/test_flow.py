@@ -231,3 +231,19 @@ def test_preprocess_flow_and_resume(tmp_path):
     preprocess(root, out=plain, workers=0, progress=False, align=False, size=64)
     again = preprocess(root, out=plain, workers=0, progress=False, align=False, size=64, resume=True, flow="dis")
     assert again["flow"]["pairs"] == 3 and load_cache(plain).flow is not None   # a cache without flow may get it
+
+
+def test_a_dead_flow_worker_is_one_line_and_leaves_the_cache(small_cache, monkeypatch, capsys):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from mertool import flow as flow_mod
+
+    def dies(*args, **kwargs):
+        raise BrokenProcessPool("a worker died")
+
+    before = small_cache.read_bytes()
+    monkeypatch.setattr(flow_mod, "fill_flow", dies)
+    assert main(["cache", "add-flow", str(small_cache), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a flow worker process died (out of memory?); the cache is unchanged" in err
+    assert small_cache.read_bytes() == before and sorted(p.name for p in small_cache.parent.iterdir()) == ["c.h5"]

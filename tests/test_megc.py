@@ -23,8 +23,10 @@ REAL = {  # the composite class map applied to the real sheets: per class, subje
 
 
 def megc(**sets):
+    """The megc2019 recipe; without the official list (its clips are not in synthetic caches) unless given."""
     from mertool.recipe import load_recipe
 
+    sets.setdefault("data.include", "")
     return load_recipe("megc2019", [f"{k}={v}" for k, v in sets.items()])
 
 
@@ -388,18 +390,40 @@ def test_megc2019_end_to_end(trees, caches, tmp_path):
         _cli("cache", "merge", caches["casme2"], caches["smic"], caches["mmew"], "--out", merged)
     info = _cli("cache", "info", merged)
     assert "casme2+smic+mmew" in info and "12 unknown" in info
+    from mertool.cache import load_cache
+
+    # a list in the official file's format (no header, CRLF, CASME II subjects `sub01`, SMIC `s01` and `s01_...`):
+    # every composite clip of the cache but one, and one clip the cache lacks
+    data = load_cache(merged)
+    keep = [(d, s.split("_", 1)[1], i) for d, s, i in zip(data.datasets, data.subjects, data.sample_ids)
+            if d in ("casme2", "smic")]
+    rows = [f"{d},{'sub' + s if d == 'casme2' else s},{i.replace('s1_', 's01_').replace('s2_', 's02_')},0"
+            for d, s, i in keep]
+    dropped = rows.pop()
+    lst = tmp_path / "official.csv"
+    lst.write_bytes(("\r\n".join(rows + ["casme2,sub01,EP99_99f,0", "samm,6,006_1_2,0"]) + "\r\n").encode())
     run = tmp_path / "run"
-    out = _cli("train-loso", "megc2019", "--cache", merged, "--out", run, "--quiet", "--device", "cpu", *SMALL)
+    out = _cli("train-loso", "megc2019", "--cache", merged, "--out", run, "--quiet", "--device", "cpu", *SMALL,
+               "--set", f"data.include={lst}")
     assert "samples per class (read / official)" in out
     assert re.search(r"casme2\s+6 / 88\s+3 / 32\s+3 / 25\s+12 / 145", out), out
-    assert re.search(r"smic\s+6 / 70\s+3 / 51\s+3 / 43\s+12 / 164", out), out
-    assert "mmew:happiness" in out                        # MMEW is not in the composite: dropped and counted
+    assert re.search(r"smic\s+\d / 70\s+\d / 51\s+\d / 43\s+11 / 164", out), out
+    assert "mmew:happiness" not in out                    # MMEW is not on the list: left out before the class map
+    lines = [f"data.include official.csv: {len(rows)} of {len(rows) + 2} listed clips in the cache",
+             "datasets of the list not in the cache at all: samm (1 clips)",
+             "listed but not in the cache (1): casme2/sub01/EP99_99f",
+             f"in the cache and the class map but not listed, left out (1): smic/smic_{dropped.split(',')[1]}/"]
+    for line in lines:
+        assert line in out, (line, out)
+    assert "class differs from the list's label" in out   # every label written 0 (negative): the others differ
     report = _cli("evaluate", run, "--by-dataset")
     assert "UF1 and UAR by dataset" in report
+    for line in lines:
+        assert line in report, (line, report)
     rows = {m.group(1): int(m.group(2)) for m in re.finditer(r"(composite|casme2|smic|mmew)\s+│\s+(\d+)", report)}
-    assert rows == {"composite": 24, "casme2": 12, "smic": 12}
+    assert rows == {"composite": 23, "casme2": 12, "smic": 11}
     js = json.loads(_cli("evaluate", run, "--json"))["runs"][0]
-    assert set(js["by_dataset"]) == {"casme2", "smic"} and js["by_dataset"]["smic"]["n"] == 12
+    assert set(js["by_dataset"]) == {"casme2", "smic"} and js["by_dataset"]["smic"]["n"] == 11
     run_info = json.loads((run / "run.json").read_text())
     assert run_info["subject_datasets"]["smic_s01"] == "smic" and len(run_info["folds"]) == 6
 

@@ -236,7 +236,7 @@ VARIANTS = list_variants()
 def test_every_recipe_variant_gives_logits(variant):
     model = build_model({**variant.model, **SMALL, "num_classes": 3}).eval()
     x = torch.rand(3, 3, 64, 64)
-    logits, maps = model(x, x.flip(3), torch.zeros(3, 21), return_maps=True)
+    logits, maps = model(x, x.flip(3), torch.zeros(3, 21), return_maps=True, flow=torch.randn(3, 3, 64, 64))
     assert logits.shape == (3, 3)
     cfg = model.config
     assert len(maps["cva"]) == (4 if cfg.arch == "mer" and cfg.direction != "none" else 0)

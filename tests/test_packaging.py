@@ -70,6 +70,7 @@ def test_sdist_and_wheel_ship_the_recipes(tmp_path):
         yaml_files = [n for n in z.namelist() if n.endswith(".yaml")]
         repo_yaml = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "recipes").rglob("*.yaml"))
         assert sorted(n.removeprefix("mertool/") for n in yaml_files) == repo_yaml
+        assert "mertool/recipes/lists/megc2019_combined_3class_gt.csv" in z.namelist()  # the official list
         site = tmp_path / "site"
         z.extractall(site)
     # run from an empty folder with only the unpacked wheel importable: no checkout's recipes/ to fall back on

@@ -29,7 +29,8 @@ def list_cmd(
                                                                 "(default: each variant's own)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
-    """Parameter count and forward GFLOPs per sample of every variant in recipes/model.
+    """Parameter count and forward GFLOPs per sample of every variant in recipes/model, at each one's input size
+    (28 px for STSTNet and OFF-ApexNet, as published; 224 for the others).
 
     Example: mertool model list --image-size 224
     """
@@ -46,13 +47,18 @@ def list_cmd(
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"Model variants (recipes/model), {rows[0]['image_size'] if rows else 224} px input",
-              caption="GFLOPs: one sample's forward, torch FlopCounterMode (a multiply-add counts 2)")
-    for col, just in (("variant", "left"), ("row", "left"), ("differs from full", "left"), ("params", "right"),
-                      ("GFLOPs", "right")):
+    t = Table(title="Model variants (recipes/model)",
+              caption="GFLOPs: one sample's forward, counted by torch.utils.flop_counter.FlopCounterMode (a "
+                      "multiply-add counts 2), 5 classes. `full` has mertool's light stem; the paper recipes "
+                      "(casme2, samm, megc2019) build it with the released code's stem (stem_mmnet).")
+    for col, just in (("variant", "left"), ("row", "left"), ("differs from full", "left"), ("input", "right"),
+                      ("params", "right"), ("GFLOPs", "right")):
         t.add_column(col, justify=just)
     for r in rows:
-        t.add_row(r["name"], r["label"], _options(r["model"]), f"{r['parameters'] / 1e6:.2f} M", f"{r['gflops']:.2f}")
+        params = r["parameters"]
+        t.add_row(r["name"], r["label"], _options(r["model"]), f"{r['image_size']} px",
+                  f"{params / 1e6:.2f} M" if params >= 1e5 else f"{params:,}",
+                  f"{r['gflops']:.2f}" if r["gflops"] >= 0.01 else f"{r['gflops']:.5f}")
     Console().print(t)
 
 

@@ -11,6 +11,10 @@ import torch.nn as nn
 from mertool.errors import MertoolError
 from mertool.models.config import ModelConfig
 from mertool.models.net import MERNet, ResNetBaseline
+from mertool.models.offapexnet import OFFApexNet
+from mertool.models.ststnet import STSTNet
+
+ARCHS = {"mer": MERNet, "resnet18": ResNetBaseline, "ststnet": STSTNet, "offapexnet": OFFApexNet}
 
 
 @dataclass
@@ -31,7 +35,7 @@ def build_model(cfg: dict | ModelConfig | None = None, *, load_weights: bool = T
     named at training time need not exist where the checkpoint is used.
     """
     cfg = ModelConfig.from_dict(cfg)
-    model = ResNetBaseline(cfg) if cfg.arch == "resnet18" else MERNet(cfg)
+    model = ARCHS[cfg.arch](cfg)
     model.load_reports = []
     if load_weights and cfg.fpf_pretrained and isinstance(model, MERNet):
         if model.fpf is None:
@@ -133,11 +137,12 @@ def forward_flops(model: nn.Module, image_size: int | None = None, batch: int = 
     p = next(model.parameters())
     frames = torch.zeros(batch, 3, size, size, device=p.device, dtype=p.dtype)
     aus = torch.zeros(batch, cfg.num_aus, device=p.device, dtype=p.dtype)
+    flow = torch.zeros(batch, 3, size, size, device=p.device, dtype=p.dtype) if cfg.needs_flow else None
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(frames, frames, aus)
+            model(frames, frames, aus, flow=flow)
     finally:
         model.train(was_training)
     return int(counter.get_total_flops())

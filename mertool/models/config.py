@@ -8,12 +8,17 @@ from typing import Any
 from mertool.errors import MertoolError
 
 CHOICES = {
-    "arch": ("mer", "resnet18"),
+    "arch": ("mer", "resnet18", "ststnet", "offapexnet"),
     "direction": ("vertical", "horizontal", "both", "none"),
     "fpf": ("swin", "vit", "none"),
     "frames": ("dual", "onset", "apex"),
     "aus": ("oracle", "estimated", "none"),
+    "stem": ("light", "mmnet"),
+    "motion": ("diff", "flow"),
 }
+
+# the field's shallow flow networks (their own files): they read only the pair's optical flow
+FLOW_ARCHS = ("ststnet", "offapexnet")
 
 # Recipes, run folders and checkpoints written before AU sources existed say `aus: true/false`.
 AU_ALIASES = {True: "oracle", False: "none"}
@@ -45,8 +50,13 @@ class ModelConfig:
     gradient at the AU head's output, so the head learns from the AU labels alone (default: it flows);
     width: channel multiplier (motion stream and FPF) for small models; window: Swin window (timm clips it to a
     stage's resolution); swin_heads: attention heads of the Swin's three stages (the paper's 4, 8, 16 are 32
-    channels a head at width 1); pretrained / fpf_pretrained: local files only.
+    channels a head at width 1); stem: the motion stream's stem before the CVA modules ('light': one 3x3 stride-2
+    conv to 64 channels, mertool's first release; 'mmnet': the released code of this model family, FaceSleuth / MMNet,
+    a 3x3 stride-2 conv to 180 channels then a 3x3 conv to 128); motion: what the motion stream reads ('diff': apex -
+    onset, the paper; 'flow': the cached optical flow u, v and optical strain of the pair);
+    pretrained / fpf_pretrained: local files only.
     The baseline uses num_classes, aus, num_aus and pretrained; its trunk is a plain ResNet-18 whatever the others say.
+    STSTNet and OFF-ApexNet (arch ststnet / offapexnet) use num_classes, image_size (28 in their papers) and dropout.
     """
 
     arch: str = "mer"
@@ -65,6 +75,8 @@ class ModelConfig:
     dropout: float = 0.5
     window: int = 7
     swin_heads: tuple = (4, 8, 16)
+    stem: str = "light"       # a checkpoint without the key was written with this stem (paper recipes say mmnet)
+    motion: str = "diff"
     pretrained: str | None = None
     fpf_pretrained: str | None = None
 
@@ -81,7 +93,7 @@ class ModelConfig:
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise MertoolError(f"model.{key} = {value!r}: expected an integer >= {lo}")
-        if self.image_size % 16:
+        if self.image_size % 16 and self.arch not in FLOW_ARCHS:
             # four stride-2 steps (motion stream) and patch 4 + two merges (Swin) / patch 16 (ViT) must meet
             raise MertoolError(f"model.image_size = {self.image_size}: expected a multiple of 16 (e.g. 64, 112, 224)")
         for key, ok, expected in (("width", lambda v: 0 < v <= 8, "a number in (0, 8]"),
@@ -102,6 +114,9 @@ class ModelConfig:
             raise MertoolError(f"model.swin_heads = {self.swin_heads!r}: expected three positive integers, one per "
                                f"Swin stage (the paper's [4, 8, 16])")
         self.swin_heads = tuple(heads)
+        if self.arch in FLOW_ARCHS and (self.aus != "none" or self.au_head):
+            raise MertoolError(f"model.arch = {self.arch!r} reads only the optical flow: set model.aus = none and "
+                               f"model.au_head = false (got aus {self.aus!r}, au_head {self.au_head})")
         if self.aus == "estimated" and not self.au_head:
             raise MertoolError("model.aus = 'estimated' needs model.au_head = true (the AU estimate comes from it)")
         for key in ("pretrained", "fpf_pretrained"):
@@ -128,6 +143,11 @@ class ModelConfig:
     def reads_aus(self) -> bool:
         """The classifier takes an AU vector (hand-coded or estimated)."""
         return self.aus != "none"
+
+    @property
+    def needs_flow(self) -> bool:
+        """The model reads the cached optical flow and strain of each pair."""
+        return self.arch in FLOW_ARCHS or (self.arch == "mer" and self.motion == "flow")
 
     @property
     def needs_aus(self) -> bool:

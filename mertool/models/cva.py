@@ -120,19 +120,39 @@ def combined_map(maps: dict[str, torch.Tensor]) -> torch.Tensor:
     return out
 
 
+STEMS = ("light", "mmnet")
+
+
+def motion_stem(kind: str, in_chans: int, width: float) -> tuple[nn.Sequential, int]:
+    """(stem, its output channels): the layers before the first CVA module, halving the input once.
+
+    light: 3x3 stride-2 conv to 64 channels (mertool's first release). mmnet: as the released code of this model family
+    (FaceSleuth, a fork of MMNet) has it, a 3x3 stride-2 conv to 180 channels, then a 3x3 conv to 128 channels, each
+    with BatchNorm and ReLU: the paper does not give its stem, so the released code is the reference.
+    """
+    if kind == "light":
+        c = channels(64, width)
+        return nn.Sequential(conv_bn(in_chans, c, 3, 2), nn.ReLU(inplace=True)), c
+    if kind == "mmnet":
+        mid = 180 if width == 1 else max(16, round(180 * width))  # 180 is not a multiple of 16: kept as released
+        c = channels(128, width)
+        return nn.Sequential(conv_bn(in_chans, mid, 3, 2), nn.ReLU(inplace=True), conv_bn(mid, c, 3),
+                             nn.ReLU(inplace=True)), c
+    raise ValueError(f"stem {kind!r}: expected one of {STEMS}")
+
+
 class MotionStream(nn.Module):
-    """(apex - onset) -> stem -> four CVA modules: 224 px gives 128x112x112 ... 512x14x14 at width 1."""
+    """Motion image -> stem -> four CVA modules: 224 px gives 128x112x112 ... 512x14x14 at width 1."""
 
     stage_channels = (128, 128, 256, 512)
     stage_strides = (1, 2, 2, 2)
 
     def __init__(self, width: float = 1.0, direction: str = "vertical", continuous: bool = True,
-                 in_chans: int = 3, stem_channels: int = 64):
+                 in_chans: int = 3, stem: str = "light"):
         super().__init__()
-        stem = channels(stem_channels, width)
-        self.stem = nn.Sequential(conv_bn(in_chans, stem, 3, 2), nn.ReLU(inplace=True))  # 224 -> 112
+        self.stem, cin = motion_stem(stem, in_chans, width)  # 224 -> 112
         self.continuous = continuous
-        cin, prev = stem, None
+        prev = None
         mods = []
         for c, s in zip(self.stage_channels, self.stage_strides):
             c = channels(c, width)

@@ -7,7 +7,8 @@ aus='oracle' ('estimated' feeds the AU head's own probabilities, 'none' no AU ve
 an oracle/estimated model (the head's probabilities / the given `aus`); return_maps=True returns (logits, maps)
 from the same pass: maps['cva'] is one tensor per CVA module (N x C x H x 1 vertical, N x C x 1 x W horizontal,
 N x C x H x W both; empty without attention), maps['motion'] / maps['position'] the two streams' outputs,
-maps['au_logits'] the AU head's.
+maps['au_logits'] the AU head's. flow (N x 3 x S x S: u, v in pixels of the input, optical strain) is what a model
+built with motion='flow' reads in place of apex - onset (models.flowinput scales it per sample); others ignore it.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from timm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 from mertool.models.config import ModelConfig
 from mertool.models.cva import MotionStream, combined_map
+from mertool.models.flowinput import flow_input
 from mertool.models.fpf import FPF
 from mertool.models.precision import FP32Linear
 
@@ -84,13 +86,16 @@ def _with_aus(x: torch.Tensor, feed: torch.Tensor | None) -> torch.Tensor:
 
 
 class MERNet(nn.Module):
-    """The paper's network: CVA motion stream on (apex - onset) + FPF position map, summed, flattened, + AUs, MLP."""
+    """The paper's network: CVA motion stream on (apex - onset) + FPF position map, summed, flattened, + AUs, MLP.
+
+    motion='flow' feeds the motion stream the pair's optical flow and strain instead of apex - onset.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.config = cfg
         self.normalize = Normalize()
-        self.motion = MotionStream(cfg.width, cfg.direction, cfg.continuous)
+        self.motion = MotionStream(cfg.width, cfg.direction, cfg.continuous, stem=cfg.stem)
         c = self.motion.out_channels
         self.fpf = None if cfg.fpf == "none" else FPF(cfg.fpf, cfg.frames, cfg.image_size, c, cfg.width,
                                                       cfg.window, cfg.swin_heads)
@@ -100,9 +105,15 @@ class MERNet(nn.Module):
         self.au_head = AUHead(c, cfg.num_aus) if cfg.au_head else None
 
     def forward(self, onset: torch.Tensor, apex: torch.Tensor, aus: torch.Tensor | None = None,
-                return_maps: bool = False, return_aus: bool = False, estimate_aus: bool | None = None):
+                return_maps: bool = False, return_aus: bool = False, estimate_aus: bool | None = None,
+                flow: torch.Tensor | None = None):
         onset, apex = self.normalize(onset), self.normalize(apex)
-        motion, cva = self.motion(apex - onset)  # the mean cancels: (apex - onset) / std
+        if self.config.motion == "flow":
+            if flow is None:
+                raise ValueError("flow: this model (motion: flow) reads the pair's optical flow; none was given")
+            motion, cva = self.motion(flow_input(flow).to(onset.dtype))
+        else:
+            motion, cva = self.motion(apex - onset)  # the mean cancels: (apex - onset) / std
         x = motion
         position = None
         if self.fpf is not None:
@@ -133,7 +144,8 @@ class ResNetBaseline(nn.Module):
         self.au_head = AUHead(features, cfg.num_aus) if cfg.au_head else None
 
     def forward(self, onset: torch.Tensor, apex: torch.Tensor, aus: torch.Tensor | None = None,
-                return_maps: bool = False, return_aus: bool = False, estimate_aus: bool | None = None):
+                return_maps: bool = False, return_aus: bool = False, estimate_aus: bool | None = None,
+                flow: torch.Tensor | None = None):
         t = self.trunk
         fmap = t.maxpool(t.relu(t.bn1(t.conv1(self.normalize(apex) - self.normalize(onset)))))
         fmap = t.layer4(t.layer3(t.layer2(t.layer1(fmap))))  # torchvision's forward, stopping before the pool
