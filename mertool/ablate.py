@@ -27,6 +27,9 @@ import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from mertool import provenance
 from mertool.errors import MertoolError
 from mertool.files import write_text
 from mertool.recipe import find_recipe, load_recipe, read_yaml
@@ -151,11 +154,12 @@ def cache_dataset(cache) -> str | None:
 
 
 def cache_is_synthetic(cache) -> bool:
-    """The cache was preprocessed from `mertool synth` data (cache.made_from_synth)."""
-    from mertool.cache import made_from_synth, open_cache
+    """The cache was preprocessed from `mertool synth` data (mertool.provenance: its record, or for an older cache
+    its preprocess report naming synth's coding sheet)."""
+    from mertool.cache import open_cache
 
     with open_cache(cache) as f:
-        return made_from_synth(dict(f.attrs))
+        return provenance.cache_provenance(dict(f.attrs)).get("synthetic") is True
 
 
 def list_variants(table_path, base=None, overrides=(), console=None) -> list[dict]:
@@ -300,8 +304,9 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
 
     console = console or Console(markup=False)
     rows = []
+    reports = {v.name: _variant_report(root / v.name) for v in table.variants}
     for v in table.variants:
-        rep = _variant_report(root / v.name)
+        rep = reports[v.name]
         m = rep["metrics"] if rep else None
         dataset = dataset or (rep or {}).get("dataset")
         if synthetic is None and rep:
@@ -320,11 +325,20 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
                for d in table.by_dataset for k in ("uf1", "uar")},
             **{f"paper_{d}_{k}": ((v.paper or {}).get(d) or {}).get(k)
                for d in table.by_dataset for k in ("uf1", "uar")}})
+    provs = [provenance.is_synthetic((rep or {}).get("provenance")) for rep in reports.values() if rep]
+    data_note = ""
+    if any(provs) or synthetic:
+        data_note = (f"ours: synthetic faces (mertool synth); the paper's columns: the real {dataset or 'dataset'}. "
+                     f"{provenance.DATA_DIFFER[0].upper()}{provenance.DATA_DIFFER[1:]}.")
+    elif None in provs:
+        data_note = ("ours: data of unknown provenance (a cache from before mertool recorded it; it may be "
+                     "synthetic, and then not comparable with the paper's columns).")
+    diffs = paired_differences(table, root, reports)
     has_best = any(r["best_on_test_accuracy"] is not None for r in rows)
     has_au = any(r["au_f1"] is not None for r in rows)
     headers = ["Variant", "AU input"] + [OUR_NAMES[k] for k in OURS] + (["AU F1"] if has_au else []) + ["folds"]
     headers += [f"{SELECT_LABEL} Acc"] if has_best else []
-    headers += [f"paper {c}" for c in table.paper_columns]
+    headers += [f"paper {c}" + (" (real data)" if any(provs) or synthetic else "") for c in table.paper_columns]
 
     def cell(r: dict, k: str) -> str:
         if r[k] is None:
@@ -352,13 +366,29 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
         caption += (" — SYNTHETIC DATA (a `mertool synth` set): ours are not comparable to the published figures, "
                     "which are on the real datasets")
     t = Table(title=caption)
-    for h in headers:
-        t.add_column(h, justify="left" if h == "Variant" else "right")
+    for h in headers:  # names wrap instead of being cut at 80 columns
+        t.add_column(h, justify="left" if h == "Variant" else "right", overflow="fold",
+                     min_width=12 if h == "Variant" else None)
     for r in rows:
         t.add_row(*cells(r))
     console.print(t)
+    if data_note:
+        console.print(data_note)
     md = [f"**{caption}**", "", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     md += ["| " + " | ".join(cells(r)) + " |" for r in rows]
+    if data_note:
+        md += ["", data_note]
+    if diffs:
+        render_differences(diffs, console)
+        md += ["", differences_markdown(diffs)]
+        for r in rows:
+            d = diffs["rows"].get(r["variant"]) or {}
+            for k in ("accuracy", "uf1", "uar"):
+                r[f"diff_{k}"] = d[k]["diff"] if d else None
+                r[f"diff_{k}_lo"] = d[k]["lo"] if d else None
+                r[f"diff_{k}_hi"] = d[k]["hi"] if d else None
+            r["differs_beyond_uncertainty"] = (any(d[k]["differs"] for k in ("accuracy", "uf1", "uar"))
+                                               if d else None)
     if table.by_dataset:
         head2, body2 = _by_dataset_table(table, rows)
         t2 = Table(title=f"By source dataset: ours / published ({table.composite or 'paper'}), UF1 and UAR")
@@ -406,6 +436,71 @@ def _run_synthetic(rep: dict) -> bool | None:
         return None
 
 
+def paired_differences(table: AblationTable, root: Path, reports: dict) -> dict | None:
+    """Each finished variant against the first (the baseline row) by a paired bootstrap over the subjects both
+    ran (their folds' predictions, pooled over seeds per subject); None when fewer than two variants are done."""
+    from mertool import metrics
+    from mertool.evaluate import evaluate_parts
+    from mertool.runs import is_run, read_run_info
+
+    done = [v for v in table.variants if reports.get(v.name) and reports[v.name]["complete"]]
+    if len(done) < 2:
+        return None
+    per_subject, classes = {}, None
+    for v in done:
+        vdir = root / v.name
+        run_dirs = [vdir] if is_run(vdir) else sorted(d for d in vdir.glob("seed*") if is_run(d))
+        counts: dict[str, np.ndarray] = {}
+        for d in run_dirs:
+            classes = classes or list(read_run_info(d)["classes"])
+            parts, _missing = evaluate_parts(d)
+            for f, cm in zip(parts, metrics.subject_confusions(parts, len(classes))):
+                s = f["subject"][0]
+                counts[s] = counts.get(s, 0) + cm
+        per_subject[v.name] = counts
+    base = done[0]
+    out = {"baseline": base.name, "baseline_label": base.label, "rows": {}, "level": 0.95}
+    for v in done[1:]:
+        common = sorted(set(per_subject[base.name]) & set(per_subject[v.name]))
+        if len(common) < 2:
+            continue
+        a = np.stack([per_subject[v.name][s] for s in common])
+        b = np.stack([per_subject[base.name][s] for s in common])
+        out["rows"][v.name] = {"label": v.label, **metrics.paired_bootstrap(a, b)}
+        out["subjects"] = len(common)
+    return out if out["rows"] else None
+
+
+def render_differences(diffs: dict, console) -> None:
+    """Each variant minus the baseline with its 95 % interval, and whether it differs beyond the uncertainty."""
+    from rich.table import Table
+
+    t = Table(title=f"Difference from {diffs['baseline_label']} (95 % paired bootstrap over {diffs['subjects']} "
+                    f"subjects)")
+    t.add_column("Variant", overflow="fold", min_width=12)
+    for c in ("ΔAcc", "ΔUF1", "ΔUAR"):
+        t.add_column(c, justify="right", overflow="fold")
+    t.add_column("beyond noise?", justify="right", overflow="fold")
+    for name, d in diffs["rows"].items():
+        t.add_row(d["label"], *[_diff_cell(d[k]) for k in ("accuracy", "uf1", "uar")],
+                  "yes" if any(d[k]["differs"] for k in ("accuracy", "uf1", "uar")) else "no")
+    console.print(t)
+
+
+def _diff_cell(d: dict) -> str:
+    return f"{d['diff']:+.2f} [{d['lo']:+.2f}, {d['hi']:+.2f}]"
+
+
+def differences_markdown(diffs: dict) -> str:
+    head = (f"**Difference from {diffs['baseline_label']}** (95 % paired bootstrap over {diffs['subjects']} "
+            f"subjects; 'yes' = an interval excludes 0)")
+    lines = [head, "", "| Variant | ΔAcc | ΔUF1 | ΔUAR | beyond noise? |", "|---|---|---|---|---|"]
+    for d in diffs["rows"].values():
+        lines.append(f"| {d['label']} | " + " | ".join(_diff_cell(d[k]) for k in ("accuracy", "uf1", "uar"))
+                     + f" | {'yes' if any(d[k]['differs'] for k in ('accuracy', 'uf1', 'uar')) else 'no'} |")
+    return "\n".join(lines)
+
+
 def _variant_report(vdir: Path) -> dict | None:
     """One variant's figures: its run folder, or the mean (and std) over its seed<N> run folders."""
     from mertool.evaluate import evaluate_run, evaluate_runs
@@ -418,6 +513,7 @@ def _variant_report(vdir: Path) -> dict | None:
     done, expected = sum(len(r["done_folds"]) for r in reps), sum(len(r["expected_folds"]) for r in reps)
     out = {"done": done, "expected": expected, "complete": done == expected, "seeds": len(reps),
            "dataset": reps[0].get("dataset"), "metrics": reps[0]["metrics"], "std": None,
+           "provenance": reps[0].get("provenance"),
            "cache": reps[0].get("cache"), "by_dataset": _mean_by_dataset(reps),
            "best_on_test_accuracy": reps[0]["best_on_test"]["accuracy"] if reps[0].get("best_on_test") else None,
            "au_input": run_au_source(run_dirs[0])["text"]}

@@ -1,16 +1,21 @@
 """Face alignment: dlib HOG face detector + 68-point landmarks on the ONSET frame, the apex registered onto it.
 
-    aligner = FaceAligner(size=224)                      # register="ecc" (default), "landmarks" or "none"
+    aligner = FaceAligner(size=224)          # register="consensus" (default), "ecc", "landmarks" or "none"
     pair = aligner.align_pair(read_rgb("img46.jpg"), read_rgb("img59.jpg"))
     pair.onset, pair.apex        # 224 x 224 x 3 uint8 crops, the apex's head motion removed
     pair.landmarks               # 68 x 2 onset landmarks in crop pixels
-    pair.registration            # head motion (shift, rotation, scale) and upper-face residual before / after
+    pair.registration            # head motion (shift, rotation, scale), residuals, flag when refused or doubtful
 
 The crop (dlib.get_face_chip_details: rotation, scale and translation onto dlib's mean face) comes from the onset
 landmarks only. With register "none" it is cut unchanged from the apex, which keeps whatever the head did between the
-two frames; otherwise the apex is registered onto the onset crop by a rigid motion estimated on the upper face only
-(FaceAligner.register: a landmark fit refined by ECC, one warp of the original frame), so head motion leaves the pair
-and the expression stays. The detector tries upsample 0 before 1 (a third to a fifth of the time). The 68-point model
+two frames; otherwise the apex is registered onto the onset crop by a rigid motion (one warp of the original frame).
+"consensus" estimates that motion as the consensus of the whole face's structure (FaceAligner._consensus: a grid of
+small patches tracked by Lucas-Kanade, a robust rigid fit that treats the patches an expression moves as outliers),
+so that no one AU region can pull it; "ecc" (the previous default, kept so that caches made with it are reproduced)
+registers brows and eyes by ECC, which takes part of a brow raise or frown away with the head. A motion beyond
+what a head does between onset and apex (IMPLAUSIBLE) is refused and flagged, never applied silently.
+
+The detector tries upsample 0 before 1 (a third to a fifth of the time). The 68-point model
 ships with face_recognition_models; it was trained on iBUG 300-W, whose terms exclude commercial use.
 """
 from __future__ import annotations
@@ -33,7 +38,8 @@ MISSING = "missing frame file"
 SIZE_MISMATCH = "frame size mismatch"
 
 
-REGISTER_MODES = ("none", "landmarks", "ecc")
+REGISTER_MODES = ("none", "landmarks", "ecc", "consensus")
+DEFAULT_REGISTER = "consensus"
 # Registration settings, chosen on the real neutral->smile clip (img1 -> img32, head moved ~9 px), known rigid
 # motions of the astronaut and synthetic clips whose AU motion is known (tests/test_register.py; figures in the
 # README's alignment section):
@@ -59,6 +65,61 @@ AGREE_MARGIN = 0.08
 RESIDUAL_WARN = 1.5
 ECC_CRITERIA = (3, 100, 1e-5)       # cv2.TERM_CRITERIA_COUNT | EPS: at most 100 iterations, stop below 1e-5
 ECC_SMOOTH = 5                      # Gaussian pre-smoothing (px): sensor noise; 1 px gives the same residuals
+
+# "consensus" registration (FaceAligner._consensus). Chosen on benchmarks/registration_grid.py (synth AU1+2, AU4,
+# AU6+12, AU9, AU14+15+17 at 0.5-3 px with 0-6 px / +-1 deg head motion, measured against synth's ground truth) and
+# the real smile clip (brows measured by ECC on small windows, a method the registration does not use):
+# - patches: a PATCH_STEP-px grid over the convex hull of the 68 onset landmarks (the whole face, ~400 points in a
+#   224 crop), each tracked by OpenCV's pyramidal Lucas-Kanade in a PATCH_WIN-px window. Grid, not corners: corners
+#   gather on the eyes, brows and mouth, which AUs move; a grid weighs the face by area.
+# - a patch counts only when tracking it back lands within TRACK_BACK_PX of where it started: on the real smile the
+#   cheeks and mouth fail that (and gave 20-60 px matches); letting 0.5 px through moved the brows 1.6 px.
+# - the head is the largest set of patches that one rigid motion explains: RANSAC (cv2.estimateAffinePartial2D) at
+#   RANSAC_PX, then the set is narrowed to STILL_K robust sigmas (1.4826 x median residual, never under STILL_MIN_PX)
+#   and refitted by least squares (rigid, Kabsch), four times. RANSAC alone at 0.15 px was best on synth (0.06 px)
+#   but the real clip's head, which also turns in depth, agrees with itself to ~0.5 px only: 0.15 px kept 8 of 102
+#   tracked patches there and the brows moved 2.5 px; LMedS (50 % breakdown) gave 0.22 px on synth AU6+12, whose
+#   smile moves half the face. The adaptive band gives <= 0.1 px on synth and 0.2-0.3 px on the real brows.
+# - rigid, not similarity or affine: on synth the similarity fit was 0.01-0.02 px worse, the affine 2x worse (it
+#   takes up expression as shear), and neither made the real clip's brows agree better. Scale is measured on the
+#   final patches (a similarity fit) and reported, not applied.
+# - three rounds of warp and track (the first from the landmark fit, at pyramid level 2; then level 1): one round
+#   left 0.35 px and 0.23 deg on known rigid motions, two 0.03 px.
+PATCH_STEP = 8
+PATCH_WIN = 21
+TRACK_BACK_PX = 0.2
+RANSAC_PX = 0.5
+STILL_K = 2.0
+STILL_MIN_PX = 0.15
+CONSENSUS_ROUNDS = 3
+MIN_STILL = 12          # fewer still patches than this: no consensus, the landmark fit stands (flagged)
+# Limits of a head's motion between onset and apex (shift as a share of the crop, degrees, scale change), above which
+# a registration is refused. From data: synth's head motion reaches 6 px and 1.5 deg; the real smile clip, a head
+# moving freely for 2.3 s, 14 px and 3 deg from its first frame; a known move of skimage's small astronaut face by
+# 10.6 frame px is 22 crop px and comes back to 0.01 px (a shift is easy to register: the limit is loose). On the
+# real wolfgang_langer grimace ECC put -29.8 deg and 38.8 px between frames 14 and 39; a micro-expression lasts
+# under 0.5 s, in which a head turning 5 deg in the image plane is already unusual.
+IMPLAUSIBLE = {"shift": 0.15, "rotation": 5.0, "scale": 0.05}   # shift: 34 px of a 224 crop
+# the consensus settings as FaceAligner(consensus={...}) takes them and a cache records them (alignment attribute)
+CONSENSUS = {"patch_step": PATCH_STEP, "patch_win": PATCH_WIN, "track_back_px": TRACK_BACK_PX, "ransac_px": RANSAC_PX,
+             "still_k": STILL_K, "still_min_px": STILL_MIN_PX, "rounds": CONSENSUS_ROUNDS, "min_still": MIN_STILL,
+             "max_shift": IMPLAUSIBLE["shift"], "max_rotation": IMPLAUSIBLE["rotation"],
+             "max_scale_change": IMPLAUSIBLE["scale"]}
+
+
+def consensus_settings(overrides: dict | None = None) -> dict:
+    """CONSENSUS with `overrides` applied, checked: known keys, positive numbers (integers where counted)."""
+    out = dict(CONSENSUS)
+    for key, value in (overrides or {}).items():
+        if key not in CONSENSUS:
+            raise MertoolError(f"align consensus setting {key!r}: expected one of {', '.join(CONSENSUS)}")
+        counted = isinstance(CONSENSUS[key], int)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0 or \
+                (counted and int(value) != value):
+            raise MertoolError(f"align consensus setting {key}={value!r}: expected a positive "
+                               f"{'integer' if counted else 'number'}")
+        out[key] = int(value) if counted else float(value)
+    return out
 
 
 class AlignSkip(MertoolError):
@@ -145,11 +206,15 @@ def to_chip(points: np.ndarray, chip) -> np.ndarray:
 
 
 def describe(size: int, padding: float, upsample: int, detect_max_side: int | None,
-             register: str = "ecc", upsample_first: int = 0) -> dict:
-    """Alignment settings as a cache stores them (without loading the models)."""
-    return {"method": "dlib-chip", "detector": "dlib frontal_face_detector (HOG)", "upsample": int(upsample),
-            "upsample_first": int(upsample_first), "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE,
-            "size": int(size), "padding": float(padding), "anchor": "onset", "register": register}
+             register: str = DEFAULT_REGISTER, upsample_first: int = 0, consensus: dict | None = None) -> dict:
+    """Alignment settings as a cache stores them (without loading the models); 'consensus' registration adds its
+    settings (the other modes' records stay as the previous release wrote them, so their caches resume)."""
+    out = {"method": "dlib-chip", "detector": "dlib frontal_face_detector (HOG)", "upsample": int(upsample),
+           "upsample_first": int(upsample_first), "detect_max_side": detect_max_side, "landmarks": PREDICTOR_FILE,
+           "size": int(size), "padding": float(padding), "anchor": "onset", "register": register}
+    if register == "consensus":
+        out["consensus"] = consensus_settings(consensus)
+    return out
 
 
 @dataclass
@@ -168,25 +233,40 @@ class Registration:
     """How the apex was brought onto the onset, in crop pixels of the onset's chip.
 
     `matrix` maps onset-crop pixels to the apex frame's pixels (the one warp that cut the apex crop); the head
-    motion (shift of the crop centre, rotation, scale) is that map relative to the onset's own chip. The residuals
-    are how far the apex crop's upper face lies from the onset crop's (upper_face_residual), before (apex cut with
-    the onset's chip) and after registration.
+    motion (shift of the crop centre, rotation, scale) is what registration estimated, relative to the onset's own
+    chip. When `applied` is False the estimate was refused (`flag` says why) and the apex was cut with the onset's
+    chip, unregistered. `flag` is empty for a pair whose registration is trusted.
+
+    Residuals, for "consensus": `residual_before` is the median motion of the still patches (those that follow the
+    head) in the unregistered pair; `residual` is how far registration leaves them, measured on patches held out of
+    the fit (two interleaved halves of the grid, each predicted by a fit to the other): what the rigid head motion
+    cannot explain on the still face, never the expression. `still_share` is the share of tracked patches that
+    follow the head; `moving_px` the median motion, after registration, of the patches that do not (the expression
+    and anything else the head motion does not explain). For "ecc" and "landmarks" the residuals are the upper face's
+    median optical flow before and after (the previous release's measure) and the patch figures are NaN.
     """
 
-    method: str                  # what was used: "landmarks" or "ecc"
+    method: str                  # what was used: "consensus", "ecc" or "landmarks"
     matrix: np.ndarray           # 2 x 3, onset-crop px -> apex frame px
     shift: tuple[float, float]   # crop px (x, y)
     rotation: float              # degrees, positive = clockwise in the image
     scale: float
     residual_before: float       # crop px
     residual: float              # crop px
-    note: str = ""               # why ECC fell back to the landmark fit, when it did
+    note: str = ""               # why a method fell back to the landmark fit, when it did
+    flag: str = ""               # why this pair's registration is refused or doubtful; "" when it is trusted
+    applied: bool = True         # False: the estimate was refused and the apex cut unregistered
+    still_share: float = float("nan")
+    moving_px: float = float("nan")
+    patches: int = 0             # patches tracked (consensus)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "shift_x": round(self.shift[0], 3), "shift_y": round(self.shift[1], 3),
                 "rotation": round(self.rotation, 4), "scale": round(self.scale, 5),
                 "residual_before": round(self.residual_before, 3), "residual": round(self.residual, 3),
-                "note": self.note}
+                "note": self.note, "flag": self.flag, "applied": self.applied,
+                "still_share": round(self.still_share, 3), "moving_px": round(self.moving_px, 3),
+                "patches": int(self.patches)}
 
 
 @dataclass
@@ -209,12 +289,14 @@ class FaceAligner:
     upsample 0 costs a third of upsample 1 (19 vs 77 ms on a 640 x 360 frame on this project's CPU) and finds faces
     of ~80 px and more, which dataset faces are; 1 finds faces down to ~40 px. Frames whose longer side exceeds
     `detect_max_side` are shrunk for detection only (SAMM's 2040 x 1088 frames); landmarks and crops use the full
-    resolution (`upsample_first` 1 restores the finer-only detection). `register` ('none' | 'landmarks' | 'ecc') is
-    how the apex is brought onto the onset (register()).
+    resolution (`upsample_first` 1 restores the finer-only detection). `register` ('none' | 'landmarks' | 'ecc' |
+    'consensus') is how the apex is brought onto the onset (register()); `consensus` overrides CONSENSUS's settings
+    (its limits of a plausible head motion apply to every mode).
     """
 
     def __init__(self, size: int = 224, padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640,
-                 predictor: str | Path | None = None, register: str = "ecc", upsample_first: int = 0):
+                 predictor: str | Path | None = None, register: str = DEFAULT_REGISTER, upsample_first: int = 0,
+                 consensus: dict | None = None):
         if size < 16:
             raise MertoolError(f"alignment size {size}: expected at least 16 px")
         if upsample < 0:
@@ -226,13 +308,14 @@ class FaceAligner:
         self.size, self.padding, self.upsample = int(size), float(padding), int(upsample)
         self.upsample_first = int(upsample_first)
         self.detect_max_side, self.register_mode = detect_max_side, register
+        self.consensus = consensus_settings(consensus)
         self.predictor_path = Path(predictor) if predictor else predictor_path()
         self._detector, self._predictor = _models(str(self.predictor_path))
 
     def settings(self) -> dict:
         """What a cache records about how it was aligned."""
         return describe(self.size, self.padding, self.upsample, self.detect_max_side, self.register_mode,
-                        self.upsample_first)
+                        self.upsample_first, self.consensus)
 
     def _boxes(self, rgb: np.ndarray) -> tuple[list, int]:
         """(face rectangles in full-image pixels, the chosen face first; the upsampling that found them)."""
@@ -268,8 +351,9 @@ class FaceAligner:
         if not boxes:
             raise AlignSkip(NO_FACE, f"{name or 'image'}: no face found by the dlib detector "
                                      f"(upsample {self.upsample_first}..{self.upsample})")
-        pts = self.landmarks(rgb, boxes[0])
-        chip = dlib.get_face_chip_details(self._predictor(rgb, boxes[0]), self.size, self.padding)
+        shape = self._predictor(rgb, boxes[0])   # once: the landmarks and the chip both come from it
+        pts = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
+        chip = dlib.get_face_chip_details(shape, self.size, self.padding)
         b = boxes[0]
         return Located(chip, pts, len(boxes), (b.left(), b.top(), b.right(), b.bottom()), up)
 
@@ -310,6 +394,8 @@ class FaceAligner:
         loc = self.locate(onset, name)
         ref = self.reference(onset, loc)
         apex_crop, reg = self.register(ref, apex)
+        if reg is not None:   # between an onset and its apex: a motion no head makes there is refused
+            apex_crop, reg = self._plausible(ref, apex, apex_crop, reg)
         return AlignedPair(ref.crop, apex_crop, ref.landmarks, loc.n_faces, loc.chip, reg, loc.upsample)
 
     def reference(self, rgb: np.ndarray, loc: Located | None = None) -> Reference:
@@ -321,25 +407,151 @@ class FaceAligner:
             _warp(rgb, np.linalg.inv(_h(chip_matrix(loc.chip)))[:2], self.size)
         lm = to_chip(loc.landmarks, loc.chip)
         mask = upper_face_mask(lm, self.size)
+        ecc = self.register_mode == "ecc"   # the other modes use neither ECC's regions nor a window around the face
         return Reference(loc, crop, lm, chip_matrix(loc.chip), _gray(crop), mask,
-                         tuple(upper_face_mask(lm, self.size, r) for r in ECC_REGIONS), _window(mask))
+                         tuple(upper_face_mask(lm, self.size, r) for r in ECC_REGIONS) if ecc else (), _window(mask),
+                         face_patches(lm, self.size), _around(rgb, loc.box) if self.register_mode == "consensus"
+                         else ((0, 0), None))
 
     def register(self, ref: Reference, rgb: np.ndarray,
                  before: bool = True) -> tuple[np.ndarray, Registration | None]:
         """(the frame `rgb` cut and registered onto `ref`'s crop, the Registration; None with register 'none').
 
-        1. landmarks of `rgb` in the reference's face box (no second detection: the head moves a few px between
-           onset and apex) -> a rigid least-squares fit of STABLE_POINTS, never the mouth or cheeks;
-        2. 'ecc': a least-median fit to the optical flow over each ECC region, then OpenCV's ECC (Euclidean) on the
-           region's pixels that follow it; the result most of the upper face agrees with is kept;
-        3. ONE warp of the original frame by the composed map (no second resampling; edges repeated, never black).
-        When ECC fails on every region the landmark fit stands and `note` says so. A motion under 0.01 px is none:
-        the apex is cut with the onset's own chip (identical frames give identical crops). With 'none' the apex is
-        cut with the onset's dlib chip, as before registration existed. `before=False` skips measuring the residual
-        before registration (NaN; spotting, which registers every frame, has no use for it).
+        'consensus': the whole face's rigid motion, robust to what an expression moves (_consensus). 'ecc' and
+        'landmarks': the previous release's registration of the upper face (_upper_face). Either way the frame is
+        cut by ONE warp of the original (no second resampling; edges repeated, never black), a motion under 0.01 px
+        is none (the apex is cut with the onset's own chip: identical frames give identical crops). align_pair then
+        refuses a motion no head makes between onset and apex (IMPLAUSIBLE; _plausible): the apex is cut
+        unregistered and the Registration's `flag` says why; frames of a long video registered onto an anchor
+        (spotting) are not held to those limits. With 'none' the apex is cut with the onset's dlib chip, as before
+        registration existed. `before=False` skips measuring the residual before registration where that costs time
+        (NaN; spotting, which registers every frame, has no use for it).
         """
         if self.register_mode == "none":
             return self.apply(rgb, ref.loc.chip), None
+        return self._consensus(ref, rgb) if self.register_mode == "consensus" else self._upper_face(ref, rgb, before)
+
+    def _plausible(self, ref: Reference, rgb: np.ndarray, crop: np.ndarray,
+                   reg: Registration) -> tuple[np.ndarray, Registration]:
+        """The registration as it is, or refused (apex cut with the onset's chip, `flag` naming the limit) when its
+        head motion exceeds IMPLAUSIBLE."""
+        c = self.consensus
+        limits = [(np.hypot(*reg.shift), c["max_shift"] * self.size, "shift", "px"),
+                  (abs(reg.rotation), c["max_rotation"], "rotation", "deg"),
+                  (abs(reg.scale - 1), c["max_scale_change"], "scale change", "")]
+        over = [f"{what} {value:.3g}{' ' + unit if unit else ''} over the {limit:.3g}{' ' + unit if unit else ''} "
+                f"limit" for value, limit, what, unit in limits if value > limit]
+        if not over:
+            return crop, reg
+        to_frame = np.linalg.inv(_h(ref.matrix))[:2]
+        reg.flag = (f"registration refused: head motion ({reg.shift[0]:+.1f}, {reg.shift[1]:+.1f}) px, "
+                    f"{reg.rotation:+.1f} deg, scale {reg.scale:.3f} is implausible between onset and apex "
+                    f"({'; '.join(over)}); apex cut unregistered")
+        reg.applied, reg.matrix = False, to_frame
+        return _warp(rgb, to_frame, self.size), reg
+
+    def _apex_landmarks(self, ref: Reference, rgb: np.ndarray) -> np.ndarray:
+        """68 landmarks of `rgb` in crop px, found without a second detection: in the onset's face box, and in that
+        box moved by the shift phase correlation finds around the face (dlib's predictor fails when the face has
+        moved a fifth of its box: 20 px on a 87 px box gave landmarks 16 deg off); the set a similarity of the
+        onset's landmarks fits better is kept."""
+        import cv2
+        box = ref.loc.box
+        candidates = [self.landmarks(rgb, box)]
+        (x0, y0), window = ref.around
+        if window is not None:
+            here = _gray(rgb)[y0:y0 + window.shape[0], x0:x0 + window.shape[1]].astype(np.float64)
+            (dx, dy), _ = cv2.phaseCorrelate(window, here, cv2.createHanningWindow(window.shape[::-1], cv2.CV_64F))
+            if np.hypot(dx, dy) > 2:
+                candidates.append(self.landmarks(rgb, (box[0] + dx, box[1] + dy, box[2] + dx, box[3] + dy)))
+
+        def misfit(pts):
+            m, _ = cv2.estimateAffinePartial2D(ref.loc.landmarks, pts, method=cv2.LMEDS)
+            return np.inf if m is None else np.median(np.linalg.norm(ref.loc.landmarks @ m[:, :2].T + m[:, 2] - pts,
+                                                                     axis=1))
+
+        return to_chip(min(candidates, key=misfit), ref.loc.chip)
+
+    def _consensus(self, ref: Reference, rgb: np.ndarray) -> tuple[np.ndarray, Registration]:
+        """The apex registered by the rigid motion most of the face agrees on (see the constants above).
+
+        Start: a least-median similarity fit of all 68 landmarks, kept rigid. Then CONSENSUS_ROUNDS times: cut the
+        apex with the current motion, track the patch grid from the onset crop into it (Lucas-Kanade), fit the
+        largest rigid consensus (_still_fit) and compose. Without a consensus (fewer than MIN_STILL patches agree)
+        the landmark fit stands and the pair is flagged."""
+        import cv2
+        size = self.size
+        to_frame = np.linalg.inv(_h(ref.matrix))
+        lm = self._apex_landmarks(ref, rgb)
+        start, _ = cv2.estimateAffinePartial2D(ref.landmarks, lm, method=cv2.LMEDS)
+        head = _h(rigid_fit(ref.landmarks, ref.landmarks @ start[:, :2].T + start[:, 2]) if start is not None
+                  else rigid_fit(ref.landmarks[list(STABLE_POINTS)], lm[list(STABLE_POINTS)]))
+        c = self.consensus
+        pts, g0 = ref.patches, ref.gray.astype(np.uint8)
+        if c["patch_step"] != PATCH_STEP:
+            pts = face_patches(ref.landmarks, size, c["patch_step"])
+        tracked, fit, prev, note = None, None, head, ""
+        for rnd in range(c["rounds"]):
+            g1 = _gray(_warp(rgb, (to_frame @ head)[:2], size), np.uint8)
+            lk = {"winSize": (c["patch_win"],) * 2, "maxLevel": 2 if rnd == 0 else 1, "minEigThreshold": 1e-3,
+                  "criteria": (cv2.TERM_CRITERIA_COUNT | cv2.TERM_CRITERIA_EPS, 30, 0.001)}
+            nxt, status, _ = cv2.calcOpticalFlowPyrLK(g0, g1, pts, None, **lk)
+            ok = status.ravel() == 1
+            if tracked is None:   # forward-backward check, once: a patch that does not track back is not used
+                back, status, _ = cv2.calcOpticalFlowPyrLK(g1, g0, nxt, None, **lk)
+                tracked = ok & (status.ravel() == 1) & (np.linalg.norm(back - pts, axis=1) < c["track_back_px"])
+            ok &= tracked
+            found = _still_fit(pts[ok], nxt[ok], c) if ok.sum() >= c["min_still"] else None
+            if found is None:
+                note = (f"no consensus: {int(ok.sum())} of {len(pts)} patches tracked, fewer than {c['min_still']} "
+                        f"follow one rigid motion; landmark fit kept")
+                fit = None
+                break
+            fit, still = found
+            prev, head = head, head @ _h(fit)
+            if _extent(fit, size) < 0.02:   # converged: another round would move nothing
+                break
+        nan = float("nan")
+        if _extent(head[:2], size) < 0.01:   # no motion: the onset's own chip (identical frames, identical crops)
+            head = np.eye(3)
+        if fit is None:
+            crop = _warp(rgb, (to_frame @ head)[:2], size)
+            reg = self._result("landmarks", ref, head, crop, nan, nan, note)
+            reg.flag, reg.patches = note, int(ok.sum())
+            return crop, reg
+        a, b = pts[ok], nxt[ok]
+        after = np.linalg.norm(a @ fit[:, :2].T + fit[:, 2] - b, axis=1)
+        unregistered = np.linalg.norm(b @ prev[:2, :2].T + prev[:2, 2] - a, axis=1)
+        scale = float(np.hypot(*rigid_fit(a[still], b[still], scale=True)[:, 0]))
+        crop = _warp(rgb, (to_frame @ head)[:2], size)
+        reg = self._result("consensus", ref, head, crop, float(np.median(unregistered[still])),
+                           _held_out(a, b, still, c["patch_step"]), "", scale)
+        reg.still_share, reg.patches = float(still.mean()), int(len(a))
+        reg.moving_px = float(np.median(after[~still])) if (~still).any() else 0.0
+        return crop, reg
+
+    def _result(self, method: str, ref: Reference, head: np.ndarray, crop: np.ndarray, before: float,
+                after: float, note: str, scale: float | None = None) -> Registration:
+        """A Registration from the composed crop -> crop motion `head` (3 x 3 or 2 x 3)."""
+        head = np.asarray(head, np.float64)[:2]
+        size = self.size
+        rotation = float(np.degrees(np.arctan2(head[1, 0], head[0, 0])))
+        centre = np.array([(size - 1) / 2] * 2)
+        shift = head[:, :2] @ centre + head[:, 2] - centre
+        to_frame = np.linalg.inv(_h(ref.matrix))
+        return Registration(method, (to_frame @ _h(head))[:2], (float(shift[0]), float(shift[1])), rotation,
+                            float(np.hypot(head[0, 0], head[1, 0])) if scale is None else scale, before, after, note)
+
+    def _upper_face(self, ref: Reference, rgb: np.ndarray, before: bool = True) -> tuple[np.ndarray, Registration]:
+        """The previous release's registration ('ecc', 'landmarks'), unchanged so that its caches are reproduced:
+
+        1. landmarks of `rgb` in the reference's face box (no second detection: the head moves a few px between
+           onset and apex) -> a rigid least-squares fit of STABLE_POINTS, never the mouth or cheeks;
+        2. 'ecc': a least-median fit to the optical flow over each ECC region, then OpenCV's ECC (Euclidean) on the
+           region's pixels that follow it; the result most of the upper face agrees with is kept.
+        ECC on brows and eyes minimises exactly the motion AU1, 2, 4, 6 and 7 make: it removes part of the expression
+        (benchmarks/registration_grid.py). When ECC fails on every region the landmark fit stands and `note` says so.
+        """
         import cv2
         size = self.size
         to_frame = np.linalg.inv(_h(ref.matrix))                 # onset-crop px -> frame px (inverse chip map)
@@ -381,12 +593,15 @@ class FaceAligner:
 
 
 def registration_warnings(name: str, reg: dict) -> list[str]:
-    """Warning lines for one pair's registration (Registration.to_dict()): fallback to landmarks, large residual."""
+    """Warning lines for one pair's registration (Registration.to_dict()): a refused or doubtful registration (its
+    flag), a fallback to landmarks, a large residual."""
     out = []
-    if reg.get("note"):
+    if reg.get("flag"):
+        out.append(f"{name}: {reg['flag']}")
+    if reg.get("note") and reg.get("note") != reg.get("flag"):
         out.append(f"{name}: registration: {reg['note']}")
     if reg["residual"] > RESIDUAL_WARN:
-        out.append(f"{name}: registration leaves {reg['residual']:.2f} px on the upper face (over {RESIDUAL_WARN} px; "
+        out.append(f"{name}: registration leaves {reg['residual']:.2f} px on the face (over {RESIDUAL_WARN} px; "
                    f"head shift ({reg['shift_x']:+.1f}, {reg['shift_y']:+.1f}) px, rotation {reg['rotation']:+.2f} "
                    f"deg): check it with `mertool cache show`")
     return out
@@ -414,16 +629,88 @@ class Reference:
     mask: np.ndarray             # uint8 size x size, 1 on the upper face (residuals)
     regions: tuple               # uint8 size x size masks, 1 where ECC registers (one per ECC_REGIONS entry)
     window: tuple[slice, slice]  # rows, columns around the upper face: flow and ECC look only there
+    patches: np.ndarray          # K x 2 float32, crop px: the grid 'consensus' tracks (face_patches)
+    around: tuple = ((0, 0), None)   # ((x0, y0), float64 grey window of the frame around the face) or no window
 
 
-def rigid_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """2 x 3 least-squares rotation + translation taking points `src` to `dst` (Kabsch; no scale)."""
+def rigid_fit(src: np.ndarray, dst: np.ndarray, scale: bool = False) -> np.ndarray:
+    """2 x 3 least-squares rotation + translation taking points `src` to `dst` (Kabsch; with `scale`, the
+    similarity of Umeyama 1991)."""
     src, dst = np.asarray(src, np.float64), np.asarray(dst, np.float64)
     cs, cd = src.mean(0), dst.mean(0)
-    u, _, vt = np.linalg.svd((src - cs).T @ (dst - cd))
+    u, sv, vt = np.linalg.svd((src - cs).T @ (dst - cd))
     d = np.sign(np.linalg.det(vt.T @ u.T))
     rot = vt.T @ np.diag([1.0, d]) @ u.T
+    if scale:
+        rot = rot * (sv[0] + d * sv[1]) / max(((src - cs) ** 2).sum(), 1e-12)
     return np.c_[rot, cd - rot @ cs]
+
+
+def face_patches(landmarks: np.ndarray, size: int, step: int = PATCH_STEP) -> np.ndarray:
+    """K x 2 float32 centres (crop px) of a `step`-px grid inside the convex hull of the 68 landmarks."""
+    import cv2
+    mask = np.zeros((size, size), np.uint8)
+    cv2.fillConvexPoly(mask, cv2.convexHull(np.round(landmarks).astype(np.int32)), 1)
+    ys, xs = np.mgrid[step // 2:size:step, step // 2:size:step]
+    keep = mask[ys, xs] > 0
+    return np.ascontiguousarray(np.stack([xs[keep], ys[keep]], 1), np.float32)
+
+
+def _still_fit(a: np.ndarray, b: np.ndarray, c: dict = CONSENSUS) -> tuple[np.ndarray, np.ndarray] | None:
+    """(2 x 3 rigid motion a -> b that the largest coherent set of points follows, bool mask of that set), or None
+    when fewer than `min_still` follow one. RANSAC at `ransac_px` finds the set; it is then narrowed to `still_k`
+    robust sigmas of its own residuals (no tighter than `still_min_px`) and refitted, so that the slow edge of an
+    expression, which moves less than `ransac_px`, leaves the fit."""
+    import cv2
+    m, inliers = cv2.estimateAffinePartial2D(a, b, method=cv2.RANSAC, ransacReprojThreshold=c["ransac_px"],
+                                             maxIters=2000, confidence=0.999)
+    if m is None:
+        return None
+    still = inliers.ravel() == 1
+    if still.sum() < c["min_still"]:
+        return None
+    fit = rigid_fit(a[still], b[still])
+    for _ in range(4):
+        r = np.linalg.norm(a @ fit[:, :2].T + fit[:, 2] - b, axis=1)
+        band = float(np.clip(c["still_k"] * 1.4826 * np.median(r[still]), c["still_min_px"], c["ransac_px"]))
+        narrowed = r < band
+        if narrowed.sum() < c["min_still"]:
+            break
+        still = narrowed
+        fit = rigid_fit(a[still], b[still])
+    return fit, still
+
+
+def _held_out(a: np.ndarray, b: np.ndarray, still: np.ndarray, step: int) -> float:
+    """Median distance (px) by which the still patches miss a rigid fit of the other half of the grid (patches
+    alternate between halves like a chessboard's squares): the residual of what the fit did not see."""
+    half = ((a[:, 0] // step + a[:, 1] // step) % 2).astype(bool)
+    errors = []
+    for side in (True, False):
+        train, test = still & (half == side), still & (half != side)
+        if train.sum() >= 3 and test.any():
+            f = rigid_fit(a[train], b[train])
+            errors.append(np.linalg.norm(a[test] @ f[:, :2].T + f[:, 2] - b[test], axis=1))
+    return float(np.median(np.concatenate(errors))) if errors else float("nan")
+
+
+def _around(rgb: np.ndarray, box) -> tuple:
+    """((x0, y0), the frame's grey window around the face box, grown by half the box each side, inside the frame)
+    for phase correlation; no window when the frame leaves too little of it."""
+    left, top, right, bottom = box
+    gx, gy = (right - left) // 2, (bottom - top) // 2
+    x0, y0 = max(left - gx, 0), max(top - gy, 0)
+    x1, y1 = min(right + gx, rgb.shape[1]), min(bottom + gy, rgb.shape[0])
+    if x1 - x0 < 32 or y1 - y0 < 32:
+        return (0, 0), None
+    return (x0, y0), _gray(np.ascontiguousarray(rgb[y0:y1, x0:x1])).astype(np.float64)
+
+
+def _extent(m: np.ndarray, size: int) -> float:
+    """How far (px) the 2 x 3 map `m` moves the crop's corners at most."""
+    corners = np.array([[0, 0], [size - 1, 0], [0, size - 1], [size - 1, size - 1]], float)
+    m = np.asarray(m, np.float64)[:2]
+    return float(np.abs(corners @ m[:, :2].T + m[:, 2] - corners).max())
 
 
 def upper_face_mask(landmarks: np.ndarray, size: int, points=None, grow: int | None = None) -> np.ndarray:

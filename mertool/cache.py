@@ -11,8 +11,13 @@ Layout (schema 1):
   /meta/dataset      utf-8 strings N        (each sample's source dataset: casme2, samm, smic, ...)
   /meta/aus_known    bool N                 (False: the dataset codes no AUs, e.g. SMIC; not "no AU active")
   /registration/motion  float32 N x 6      (REGISTRATION_FIELDS: head motion apex vs onset in crop px / degrees, and
-                                            the upper-face residual before and after registration; NaN = none)
-  /registration/method  utf-8 N            (ecc | landmarks | "" when the apex was not registered)
+                                            the residual before and after registration; NaN = none. For 'consensus'
+                                            the residual is the still face's, measured on held-out patches; for
+                                            'ecc'/'landmarks' the upper face's median flow: align.Registration)
+  /registration/quality float32 N x 3      (QUALITY_FIELDS: share of patches that follow the head, median motion of
+                                            the others after registration (px), patches tracked; NaN = not measured)
+  /registration/flag    utf-8 N            (why the pair's registration was refused or is doubtful; "" = trusted)
+  /registration/method  utf-8 N            (consensus | ecc | landmarks | "" when the apex was not registered)
   /registration/upsample int8 N            (detector upsampling that found the onset's face; -1 = no detection)
   /flow              float16 N x S x S x 2  (optional: optical flow onset -> apex, crop px, u then v; NaN = not yet
                                             computed; mertool.flow)
@@ -22,8 +27,10 @@ Layout (schema 1):
 The class map is not stored: recipes choose it when the cache is loaded. `dataset` and `aus_known` came after the
 first release; caches without them still load, with values inferred from the `dataset` attribute (a merged cache's
 subjects carry their dataset as a prefix): AUs are known for every dataset but SMIC. Caches written before
-registration have no /registration group: they load as before, and read as "not recorded". Flow is optional
-(`preprocess --flow`, `cache add-flow`): a cache without it loads as before, with `flow` and `strain` None.
+registration have no /registration group: they load as before, and read as "not recorded"; caches made before
+flags and patch figures existed have no /registration/quality or /flag: they read as NaN and "" (nothing flagged).
+Flow is optional (`preprocess --flow`, `cache add-flow`): a cache without it loads as before, with `flow` and
+`strain` None.
 """
 from __future__ import annotations
 
@@ -45,6 +52,8 @@ SCHEMA_VERSION = 1
 TEXT_FIELDS = ("subject", "sample_id", "emotion", "aus_raw", "source_onset", "source_apex")
 INT_FIELDS = ("onset_frame", "apex_frame", "offset_frame")
 REGISTRATION_FIELDS = ("shift_x", "shift_y", "rotation", "scale", "residual_before", "residual")
+QUALITY_FIELDS = ("still_share", "moving_px", "patches")
+REFUSED = "registration refused"          # how align.FaceAligner._plausible's flag begins
 ADDED_FIELDS = ("dataset", "aus_known")  # absent from caches of the first release: inferred on load
 NO_AU_CODES = ("smic",)                  # datasets whose sheets give no AU codes
 _STR = h5py.string_dtype("utf-8")
@@ -178,7 +187,7 @@ class CacheWriter:
             v = getattr(s, name)
             m[name][n] = -1 if (name in INT_FIELDS and v is None) else v
         r, reg = f["registration"], s.registration or {}
-        for name in ("motion", "method", "upsample"):
+        for name in ("motion", "method", "upsample", "quality", "flag"):
             r[name].resize(n + 1, axis=0)
         if "flow" in f:   # a cache with flow: a new sample's rows stay NaN until flow.fill_flow computes them
             for name, value in (("flow", s.flow), ("strain", s.strain)):
@@ -186,6 +195,8 @@ class CacheWriter:
                 if value is not None:
                     f[name][n] = value
         r["motion"][n] = [reg.get(k, np.nan) for k in REGISTRATION_FIELDS]
+        r["quality"][n] = [np.nan if reg.get(k) is None else reg[k] for k in QUALITY_FIELDS]
+        r["flag"][n] = str(reg.get("flag", "") or "")
         r["method"][n] = reg.get("method", "")
         r["upsample"][n] = s.upsample
         dataset = s.dataset or str(f.attrs["dataset"])
@@ -215,16 +226,23 @@ class CacheWriter:
 
 
 def _add_registration(f: h5py.File) -> None:
-    """The /registration group, filled with "none" for samples already in the file (an older cache)."""
-    if "registration" in f:
-        return
+    """The /registration group, filled with "none" for samples already in the file (an older cache); a group from
+    before flags and patch figures gets those datasets (NaN, "")."""
     n = f["onset"].shape[0]
-    g = f.create_group("registration")
-    g.create_dataset("motion", (n, len(REGISTRATION_FIELDS)), maxshape=(None, len(REGISTRATION_FIELDS)),
-                     dtype="float32", fillvalue=np.nan)
-    g["motion"].attrs["columns"] = json.dumps(REGISTRATION_FIELDS)
-    g.create_dataset("method", (n,), maxshape=(None,), dtype=_STR)
-    g.create_dataset("upsample", (n,), maxshape=(None,), dtype="int8", fillvalue=-1)
+    if "registration" not in f:
+        g = f.create_group("registration")
+        g.create_dataset("motion", (n, len(REGISTRATION_FIELDS)), maxshape=(None, len(REGISTRATION_FIELDS)),
+                         dtype="float32", fillvalue=np.nan)
+        g["motion"].attrs["columns"] = json.dumps(REGISTRATION_FIELDS)
+        g.create_dataset("method", (n,), maxshape=(None,), dtype=_STR)
+        g.create_dataset("upsample", (n,), maxshape=(None,), dtype="int8", fillvalue=-1)
+    g = f["registration"]
+    if "quality" not in g:
+        g.create_dataset("quality", (n, len(QUALITY_FIELDS)), maxshape=(None, len(QUALITY_FIELDS)), dtype="float32",
+                         fillvalue=np.nan)
+        g["quality"].attrs["columns"] = json.dumps(QUALITY_FIELDS)
+    if "flag" not in g:
+        g.create_dataset("flag", (n,), maxshape=(None,), dtype=_STR)
 
 
 def create_flow_datasets(f: h5py.File) -> None:
@@ -245,13 +263,18 @@ def read_flow_settings(f: h5py.File) -> dict | None:
 
 
 def read_registration(f: h5py.File) -> dict | None:
-    """{field: array N} of a cache's registration record (REGISTRATION_FIELDS, 'method', 'upsample'), or None for a
-    cache written before registration was recorded."""
+    """{field: array N} of a cache's registration record (REGISTRATION_FIELDS, QUALITY_FIELDS, 'flag', 'method',
+    'upsample'), or None for a cache written before registration was recorded. A cache from before flags and patch
+    figures reads NaN and "" for them."""
     if "registration" not in f:
         return None
     g = f["registration"]
     motion = g["motion"][:]
+    n = len(motion)
     out = {k: motion[:, i] for i, k in enumerate(REGISTRATION_FIELDS)}
+    quality = g["quality"][:] if "quality" in g else np.full((n, len(QUALITY_FIELDS)), np.nan, np.float32)
+    out.update({k: quality[:, i] for i, k in enumerate(QUALITY_FIELDS)})
+    out["flag"] = _texts(g["flag"]) if "flag" in g else np.array([""] * n, dtype=object)
     out["method"] = _texts(g["method"])
     out["upsample"] = g["upsample"][:]
     return out
@@ -259,14 +282,18 @@ def read_registration(f: h5py.File) -> dict | None:
 
 def registration_summary(reg: dict | None) -> dict | None:
     """Median, p90 and max of head motion and residuals over the registered samples; counts by method and by
-    detector upsampling."""
+    detector upsampling; the flagged pairs (refused or doubtful registrations) and, for 'consensus', the share of
+    patches that followed the head."""
     if reg is None:
         return None
     from collections import Counter
     done = np.isfinite(reg["residual"])
     shift = np.hypot(reg["shift_x"], reg["shift_y"])[done]
+    flags = np.array([bool(x) for x in reg["flag"]], bool)
+    refused = np.array([str(x).startswith(REFUSED) for x in reg["flag"]], bool)
 
     def stats(v):
+        v = v[np.isfinite(v)]
         return {"median": round(float(np.median(v)), 3), "p90": round(float(np.percentile(v, 90)), 3),
                 "max": round(float(np.max(v)), 3)} if len(v) else None
 
@@ -274,7 +301,10 @@ def registration_summary(reg: dict | None) -> dict | None:
             "upsample": {int(k): int(v) for k, v in sorted(Counter(reg["upsample"].tolist()).items())},
             "shift_px": stats(shift), "rotation_deg": stats(np.abs(reg["rotation"][done])),
             "scale": stats(reg["scale"][done]), "residual_before_px": stats(reg["residual_before"][done]),
-            "residual_px": stats(reg["residual"][done])}
+            "residual_px": stats(reg["residual"][done]),
+            "residual_measure": "held-out still patches" if "consensus" in set(reg["method"]) else "upper-face flow",
+            "still_share": stats(reg["still_share"][done]), "moving_px": stats(reg["moving_px"][done]),
+            "flagged": int(flags.sum()), "refused": int(refused.sum())}
 
 
 def registration_line(summary: dict | None) -> str:
@@ -284,11 +314,18 @@ def registration_line(summary: dict | None) -> str:
     if not summary["registered"]:
         return "none (apex cut with the onset's crop)"
     r, b, s = summary["residual_px"], summary["residual_before_px"], summary["shift_px"]
+    what = "still-face residual (held-out patches)" if summary.get("residual_measure", "").startswith("held") \
+        else "upper-face residual"
+    still = summary.get("still_share")
     return (f"{summary['registered']} pairs ({', '.join(f'{k} {v}' for k, v in summary['methods'].items())}); "
             f"head shift median {s['median']:.2f} / p90 {s['p90']:.2f} / max {s['max']:.2f} px, rotation max "
-            f"{summary['rotation_deg']['max']:.2f} deg; upper-face residual median {b['median']:.2f} -> "
-            f"{r['median']:.2f} / p90 {r['p90']:.2f} / max {r['max']:.2f} px; detector upsample "
+            f"{summary['rotation_deg']['max']:.2f} deg; {what} median {b['median']:.2f} -> "
+            f"{r['median']:.2f} / p90 {r['p90']:.2f} / max {r['max']:.2f} px"
+            + (f"; patches following the head median {100 * still['median']:.0f} %" if still else "")
+            + f"; flagged {summary.get('flagged', 0)} (refused {summary.get('refused', 0)}); detector upsample "
             + ", ".join(f"{k}: {v}" for k, v in summary["upsample"].items()))
+
+
 def _add_missing_fields(f: h5py.File) -> None:
     """Give a first-release cache opened for appending its `dataset` and `aus_known` fields (inferred values)."""
     m = f["meta"]
@@ -571,8 +608,11 @@ def verify_cache(path: str | Path, block: int = 64) -> dict:
             if not ok_dtype:
                 problems.append(f"/{k}: dtype {ds.dtype}, expected {dtype}")
         if "registration" in f:   # absent in caches from before registration: nothing to check
-            want = {"motion": (n, len(REGISTRATION_FIELDS)), "method": (n,), "upsample": (n,)}
+            want = {"motion": (n, len(REGISTRATION_FIELDS)), "method": (n,), "upsample": (n,),
+                    "quality": (n, len(QUALITY_FIELDS)), "flag": (n,)}
             for k, shape in want.items():
+                if k in ("quality", "flag") and k not in f["registration"]:
+                    continue   # caches from before flags and patch figures
                 found = f["registration"][k].shape if k in f["registration"] else None
                 if found != shape:
                     problems.append(f"/registration/{k}: shape {found}, expected {shape}")
@@ -699,7 +739,7 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
         ax.axis("off")
     if np.isfinite(lm).all():
         axes[0].scatter(lm[:, 0], lm[:, 1], s=4, c="#00ff88")
-    axes[3].text(0.02, 0.02, registration_text(reg), transform=axes[3].transAxes, color="white", fontsize=11,
+    axes[3].text(0.02, 0.02, registration_text(reg), transform=axes[3].transAxes, color="white", fontsize=10, wrap=True,
                  va="bottom", bbox={"facecolor": "black", "alpha": 0.6, "pad": 3})
     drawn_flow = None
     if flow is not None:
@@ -748,9 +788,16 @@ def registration_text(reg: dict | None) -> str:
         return "registration not recorded (cache made before it)"
     if not np.isfinite(reg["residual"]):
         return "apex not registered (align.register none)"
-    return (f"{reg['method']}: head shift ({reg['shift_x']:+.1f}, {reg['shift_y']:+.1f}) px, "
-            f"rotation {reg['rotation']:+.2f} deg\nupper-face residual {reg['residual_before']:.2f} -> "
-            f"{reg['residual']:.2f} px")
+    consensus = reg["method"] == "consensus"
+    what = "still-face residual (held out)" if consensus else "upper-face residual"
+    text = (f"{reg['method']}: head shift ({reg['shift_x']:+.1f}, {reg['shift_y']:+.1f}) px, "
+            f"rotation {reg['rotation']:+.2f} deg\n{what} {reg['residual_before']:.2f} -> {reg['residual']:.2f} px")
+    if np.isfinite(reg.get("still_share", np.nan)):
+        text += (f"\n{100 * reg['still_share']:.0f} % of {int(reg['patches'])} patches follow the head; the others "
+                 f"move {reg['moving_px']:.2f} px")
+    if reg.get("flag"):
+        text += "\nFLAGGED: " + str(reg["flag"])
+    return text
 
 
 def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
@@ -821,6 +868,9 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                         "created": str(f.attrs.get("created", "")), "subjects_prefixed": prefix and "+" not in n}
                        for p, f, n in zip(paths, files, names)]
             writer.set_attrs(merged_from=json.dumps(sources))
+            from mertool.provenance import cache_provenance, merge
+
+            writer.set_attrs(provenance=json.dumps(merge([cache_provenance(_attrs(f)) for f in files])))
         except BaseException:
             writer.abort()
             writer.tmp.unlink(missing_ok=True)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from mertool.cache import CacheData, load_cache, pair_settings
 from mertool.classmap import ClassMap
 from mertool.errors import MertoolError
+from mertool.provenance import cache_provenance
 
 
 @dataclass
@@ -42,6 +43,7 @@ class MERData:
     excluded: dict[str, int] = field(default_factory=dict)  # other reasons a sample was left out -> count
     pairs: dict = field(default_factory=dict)  # how the cache made its pairs (cache.pair_settings): checkpoints
     #                                            record it, so that `predict` makes its pairs the same way
+    provenance: dict = field(default_factory=dict)  # where the cache's data came from (mertool.provenance)
     include: dict | None = None            # include.include_report of data.include: what the list left out
     flow: torch.Tensor | None = None       # N x 3 x S x S float16 (u, v in pixels at S, optical strain); loaded
     #                                        only for a model that reads flow (ModelConfig.needs_flow)
@@ -172,7 +174,8 @@ def load_dataset(cache: str | Path | CacheData, classes: dict[str, list[str]], i
         dataset=str(data.attrs.get("dataset") or ""),
         au_known=torch.from_numpy(np.asarray(data.aus_known)[keep].astype(bool)),
         datasets=np.array([str(d) for d in data.datasets[keep]], dtype=object), excluded=dict(excluded or {}),
-        flow=motion, pairs={**pair_settings(data.attrs), "cache_path": str(Path(data.path).resolve())})
+        provenance=cache_provenance(data.attrs), flow=motion,
+        pairs={**pair_settings(data.attrs), "cache_path": str(Path(data.path).resolve())})
 
 
 def count_lines(data: MERData, official: dict[str, dict[str, int]]) -> list[str]:

@@ -9,6 +9,8 @@ Layout of the output folder:
     demo_out/runs/oracle/               LOSO run of recipes/demo.yaml, hand-coded AUs (folds/, confusion.png, ...)
     demo_out/runs/estimated/            the same with model.aus=estimated, and its final model (final/model.pt)
     demo_out/runs/none/                 the same with model.aus=none
+    demo_out/unseen/                    clips of one more synthetic subject, rendered after training and never
+                                        trained on (the "next" commands classify these, and one still pair)
     demo_out/spotting/                  synthetic long videos, their spotting cache and the learned spotter's run
     demo_out/demo.json                  the results, the machine's matmul rate, settings and step times
 
@@ -34,6 +36,9 @@ VARIANTS = (("oracle", au_source_text("oracle"), ("model.aus=oracle",), False),
             ("estimated", au_source_text("estimated"), ("model.aus=estimated",), True),
             ("none", au_source_text("none"), ("model.aus=none",), False))
 STATE = ".demo-state.json"
+UNSEEN = "unseen"
+UNSEEN_CLIPS = 3
+UNSEEN_SEED = 1000   # added to the demo's seed: another identity draw than any training subject's
 
 
 def _digest(path: Path) -> str:
@@ -101,6 +106,12 @@ def report_run(recipe: dict, run_dir: Path, console) -> dict:
                                       f"{recipe.get('name', 'demo')}: LOSO confusion, last epoch"))
     au_png = au_f1_png(report, run_dir / "au_f1.png")
     report["au_png"] = str(au_png) if au_png else None
+    cal = report["runs"][0].get("calibration")
+    if cal:
+        from mertool.calibration import calibration_png
+
+        report["calibration_png"] = str(calibration_png(cal, run_dir / "calibration.png",
+                                                        f"{recipe.get('name', 'demo')}: reliability, pooled LOSO"))
     render(report, console)
     write_json(run_dir / "report.json", report)
     return report
@@ -175,10 +186,19 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
         results[name] = {"title": run["au_source"]["text"], "run": str(run_dir), "confusion_png": report["png"],
                          "au_png": report.get("au_png"), "accuracy": m["accuracy"], "uf1": m["uf1"],
                          "uar": m["uar"], "n": m["n"], "au_mean_f1": det.get("mean_f1"),
+                         "intervals": run.get("intervals"),
+                         "ece": [(run.get("calibration") or {}).get(k) for k in ("ece_before", "ece_after")],
                          "au_counted": len(det.get("aus_counted") or []),
                          "train_seconds": round(_train_seconds(run, run_dir), 1)}
     times["evaluate"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    unseen = out / UNSEEN
+    settings = settings_key(1, UNSEEN_CLIPS, seed + UNSEEN_SEED, faces)
+    if not is_complete(unseen, settings):
+        synth(unseen, faces=faces, subjects=1, per_subject=UNSEEN_CLIPS, seed=seed + UNSEEN_SEED, workers=1)
+    checks = unseen_checks(unseen, runs / "estimated")
+    times["unseen"] = time.perf_counter() - t
     if spotting:
         t = time.perf_counter()
         console.print(f"[5/{steps}] spotting: synthetic long videos -> spot-cache -> both spotters -> MEGC F1 -> STR")
@@ -199,7 +219,8 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
                            "matmul_gflops_end": round(rate_end["flops"] / 1e9, 1), "matmul_dtype": rate["dtype"]},
                "results": results, "spotting": spotting, "seconds": {k: round(v, 1) for k, v in times.items()},
                "total_seconds": round(total, 1), "chance": 1 / 5,
-               "au_threshold": 0.5, "au_min_support": 10, "next": next_commands(out, data, runs)}
+               "au_threshold": 0.5, "au_min_support": 10, "next": next_commands(out, unseen, runs),
+               "unseen_checks": checks}
     write_json(out / "demo.json", summary)
     print_demo(summary, console)
     return summary
@@ -215,9 +236,17 @@ def print_demo(summary: dict, console) -> None:
         table.add_column(col, justify="left" if col == "AU source" else "right")
     for r in summary["results"].values():
         au = "-" if r.get("au_mean_f1") is None else f"{r['au_mean_f1']:.3f}"
-        table.add_row(r["title"], f"{r['accuracy']:.3f}", f"{r['uf1']:.3f}", f"{r['uar']:.3f}", au, str(r["n"]),
+        ci = (r.get("intervals") or {}).get("accuracy")
+        acc = f"{r['accuracy']:.2f}" + (f" [{ci['lo']:.2f}, {ci['hi']:.2f}]" if ci else "")
+        table.add_row(r["title"], acc, f"{r['uf1']:.2f}", f"{r['uar']:.2f}", au, str(r["n"]),
                       f"{r['train_seconds']:.0f} s")
     console.print(table)
+    console.print("accuracy [lo, hi]: 95 % interval, bootstrap over the subjects; synthetic faces: not comparable "
+                  "with results published on real datasets")
+    for name, r in summary["results"].items():
+        if (r.get("ece") or [None])[0] is not None:
+            console.print(f"calibration {name}: ECE {r['ece'][0]:.3f} -> {r['ece'][1]:.3f} after temperature scaling "
+                          f"({Path(r['run']) / 'calibration.png'})")
     console.print(f"AU F1: the AU head's mean F1 on held-out subjects over AUs with >= {summary['au_min_support']} "
                   f"positives (threshold {summary['au_threshold']}); training: the run's folds' own times, summed "
                   "(the runs shared one pool of workers)")
@@ -235,30 +264,64 @@ def print_demo(summary: dict, console) -> None:
                                                    if m.get("matmul_gflops_end") else "")
     console.print(f"total time: {summary['total_seconds']:.0f} s ({steps}) on a {m.get('device', '?')} whose "
                   f"{m.get('matmul_dtype', '?')} matmul measured {rates} GFLOP/s")
+    for c in summary.get("unseen_checks") or []:
+        console.print(f"unseen {c['what']}: {c['answer']} (true: {c['truth']})")
     if summary.get("next"):
-        console.print("next, with the estimated-AU model (no FACS coding needed):")
+        console.print("next, with the estimated-AU model (no FACS coding needed), on clips of a subject it never "
+                      "saw (rendered after training, another identity):")
         for line in summary["next"]:
             console.print(f"  {line}")
 
 
-def next_commands(out: Path, data: Path, runs: Path) -> list[str]:
-    """Two ready-to-run predict commands: a whole demo clip (spotting, estimated AUs, --explain), and the onset and
-    apex frames of another clip as an image pair."""
+def _unseen_samples(unseen: Path) -> list[dict]:
     try:
-        samples = json.loads((data / "synth.json").read_text())["samples"]
+        return json.loads((unseen / "synth.json").read_text())["samples"]
     except (OSError, ValueError, KeyError):
         return []
+
+
+def _clip_folder(unseen: Path, s: dict) -> Path:
+    return unseen / "CASME2-RAW" / f"sub{s['subject']}" / s["sample_id"]
+
+
+def next_commands(out: Path, unseen: Path, runs: Path) -> list[str]:
+    """Three ready-to-run predict commands on the unseen subject's clips: a whole clip (spotting, estimated AUs,
+    --explain), another clip's onset and apex frames as an image pair, and two still frames before an onset (no
+    motion: "cannot judge")."""
+    samples = _unseen_samples(unseen)
     model = runs / "estimated"
-    out_cmds = []
-    clips = [s for s in samples if s.get("emotion") in ("happiness", "surprise")][:2] or samples[:2]
-    for i, s in enumerate(clips):
-        folder = data / "CASME2-RAW" / f"sub{s['subject']}" / s["sample_id"]  # clip ids repeat across subjects
-        if not folder.is_dir():
-            continue
+    cmds = []
+    for i, s in enumerate(samples[:2]):
+        folder = _clip_folder(unseen, s)
         if i == 0:
-            out_cmds.append(f"mertool predict {folder} --model {model} --explain {out / 'why.png'}")
+            cmds.append(f"mertool predict {folder} --model {model} --explain {out / 'why.png'}")
         else:
             onset, apex = folder / f"img{s['onset']}.jpg", folder / f"img{s['apex']}.jpg"
-            if onset.is_file() and apex.is_file():
-                out_cmds.append(f"mertool predict {onset} {apex} --model {model}")
-    return out_cmds
+            cmds.append(f"mertool predict {onset} {apex} --model {model}")
+    if samples:
+        s = samples[-1]
+        still, onset = (_clip_folder(unseen, s) / f"img{s[k]}.jpg" for k in ("first", "onset"))
+        cmds.append(f"mertool predict {still} {onset} --model {model}   # two still frames: no motion")
+    return cmds
+
+
+def unseen_checks(unseen: Path, model: Path) -> list[dict]:
+    """The final estimated-AU model on the unseen subject: one onset/apex pair and one still pair (two neutral
+    frames before an onset), each with what predict answers (a class with its calibrated probability, or cannot
+    judge and why) beside the truth."""
+    from mertool.predict import Predictor
+
+    samples = _unseen_samples(unseen)
+    if len(samples) < 2 or not (model / "final").is_dir():
+        return []
+    predictor = Predictor(model)
+    out = []
+    for what, s, a, b, truth in (("pair", samples[1], "onset", "apex", samples[1]["emotion"]),
+                                 ("still pair", samples[-1], "first", "onset", "no motion")):
+        folder = _clip_folder(unseen, s)
+        p = predictor.predict_pair(folder / f"img{s[a]}.jpg", folder / f"img{s[b]}.jpg")
+        answer = (f"{p.emotion} {p.probabilities[p.emotion]:.2f}" if p.emotion is not None
+                  else f"cannot judge ({p.verdict.reason})")
+        out.append({"what": f"{what} {s['sample_id']} img{s[a]} -> img{s[b]}", "answer": answer, "truth": truth,
+                    "emotion": p.emotion, "code": None if p.judged else p.verdict.code})
+    return out

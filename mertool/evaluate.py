@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mertool import files, metrics, runs
+from mertool import files, metrics, provenance, runs
 from mertool.aus import AU_VOCAB
 from mertool.errors import MertoolError
 from mertool.runs import read_predictions  # noqa: F401  (imported from here by older code and tests)
@@ -92,6 +92,25 @@ def _pooled(parts: list[dict], classes: list[str]) -> dict:
     return out
 
 
+def evaluate_parts(run_dir: str | Path) -> tuple[list[dict], list[str]]:
+    """The done folds' predictions (one dict per fold, read_predictions) and the subjects of missing folds."""
+    run_dir = Path(run_dir)
+    info = runs.read_run_info(run_dir)
+    classes, expected = list(info["classes"]), list(info["folds"])
+    dirs = info.get("fold_dirs", {s: s for s in expected})
+    parts = [read_predictions(runs.fold_path(run_dir, dirs[s]) / runs.PREDICTIONS, classes)
+             for s in expected if runs.fold_done(run_dir, dirs[s])]
+    return parts, [s for s in expected if not runs.fold_done(run_dir, dirs[s])]
+
+
+def uncertainty(parts: list[dict], classes: list[str]) -> dict | None:
+    """95 % intervals of accuracy, UF1 and UAR by bootstrap over subjects (None with fewer than 2 subjects)."""
+    parts = [f for f in parts if len(f["true"])]
+    if len(parts) < 2:
+        return None
+    return metrics.subject_bootstrap(metrics.subject_confusions(parts, len(classes)))
+
+
 def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
     """One run folder -> report dict; a run with missing folds is refused (naming them) unless partial."""
     run_dir = Path(run_dir)
@@ -123,8 +142,12 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
                                     "epoch": (runs.fold_best_on_test(summary) or {}).get("epoch"),
                                     "label": SELECT_LABEL}
         folds.append(fold)
+    from mertool.calibration import calibrate_parts
+
+    provenance = info.get("provenance") or _old_run_provenance(info)
     report = {"run": str(run_dir), "protocol": PROTOCOL, "classes": classes, "expected_folds": expected,
-              "cache": info.get("cache") or {}, "dataset": _run_dataset(info),
+              "cache": info.get("cache") or {}, "dataset": _run_dataset(info), "provenance": provenance,
+              "intervals": uncertainty(parts, classes), "calibration": calibrate_parts(parts),
               "done_folds": done, "missing": missing, "partial": bool(missing),
               "skipped_subjects": info.get("skipped_subjects", []), "folds": folds,
               "au_source": runs.run_au_source(run_dir), "synthetic": _run_synthetic(info),
@@ -139,6 +162,20 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
         report["best_on_test_note"] = (f"{SELECT_LABEL}: recorded for {len(best_parts)} of {len(parts)} folds only; "
                                        f"not reported")
     return report
+
+
+def _old_run_provenance(info: dict) -> dict:
+    """A run folder from before run.json recorded provenance: its cache's, when the cache is still there."""
+    from mertool.provenance import UNKNOWN, cache_provenance
+
+    try:
+        from mertool.cache import open_cache
+
+        with open_cache((info.get("cache") or {}).get("path", "")) as f:
+            return cache_provenance(dict(f.attrs))
+    except (MertoolError, OSError, TypeError, ValueError):
+        return {"synthetic": None, "source": UNKNOWN,
+                "detected": "run folder from before mertool recorded provenance, and its cache is gone"}
 
 
 def pooled_au_detection(parts: list[dict]) -> dict | None:
@@ -205,15 +242,31 @@ def evaluate_runs(run_dirs, partial: bool = False) -> dict:
             out["best_on_test_aggregate"] = {k: _mean_std([r["best_on_test"][k] for r in scored]) for k in HEADLINE}
             out["best_on_test_aggregate"]["label"] = SELECT_LABEL
     headline = out["aggregate"] and {k: v["mean"] for k, v in out["aggregate"].items() if k in HEADLINE}
-    # the paper's table is about its dataset's real clips: never ranked against synthetic demo data
-    if (headline or len(scored) == 1) and not any(r.get("synthetic") for r in scored):
+    synthetic = [True if r.get("synthetic") else provenance.is_synthetic(r.get("provenance")) for r in scored]
+    out["provenance_note"] = provenance_note(synthetic)
+    if any(synthetic):  # synthetic faces are never ranked against results published on a real dataset
+        out["published_note"] = provenance.DATA_DIFFER + ": the published table is not shown"
+    elif headline or len(scored) == 1:
         from mertool.published import standing
 
         datasets = {r["dataset"] for r in scored}
         sources = {r["au_source"]["text"] for r in scored}
         out["published"] = standing(headline or scored[0]["metrics"], datasets.pop() if len(datasets) == 1 else None,
                                     len(classes), au_source=sources.pop() if len(sources) == 1 else None)
+        if out["published"] and None in synthetic:
+            out["published"]["data_note"] = ("the data's provenance is unknown (a cache from before mertool "
+                                             "recorded it): if it was made by `mertool synth`, this ranking means "
+                                             "nothing")
     return out
+
+
+def provenance_note(synthetic: list) -> str | None:
+    """One line for a report whose runs are not all on real data."""
+    if any(synthetic):
+        return "data: synthetic faces (mertool synth), not a real dataset"
+    if None in synthetic:
+        return "data: unknown provenance (a cache from before mertool recorded it; it may be synthetic)"
+    return None
 
 
 def _check_same_cache(runs: list[dict]) -> None:
@@ -355,10 +408,13 @@ def to_json(report: dict) -> str:
     return json.dumps(report, indent=2)
 
 
-def _headline_table(title: str, metrics: list[dict], names: list[str], aggregate: dict | None, agg_title: str):
-    """Accuracy, F1, UF1, UAR: one column per run (or 'value' for one run), and mean ± std over runs."""
+def _headline_table(title: str, metrics: list[dict], names: list[str], aggregate: dict | None, agg_title: str,
+                    intervals: list | None = None):
+    """Accuracy, F1, UF1, UAR: one column per run (or 'value' for one run) with its 95 % interval where known,
+    and mean ± std over runs. Two decimals: one standard error on 150-250 samples is about 0.03."""
     from rich.table import Table
 
+    intervals = intervals or [None] * len(metrics)
     table = Table(title=title)
     table.add_column("metric")
     for name in names if len(names) > 1 else ["value"]:
@@ -366,9 +422,10 @@ def _headline_table(title: str, metrics: list[dict], names: list[str], aggregate
     if aggregate:
         table.add_column(agg_title, justify="right")
     for k in HEADLINE:
-        row = [NAMES[k]] + [f"{m[k]:.4f}" for m in metrics]
+        row = [NAMES[k]] + [f"{m[k]:.2f}" + (f" [{ci[k]['lo']:.2f}, {ci[k]['hi']:.2f}]" if ci and k in ci else "")
+                            for m, ci in zip(metrics, intervals)]
         if aggregate:
-            row.append(f"{aggregate[k]['mean']:.4f} ± {aggregate[k]['std']:.4f}")
+            row.append(f"{aggregate[k]['mean']:.3f} ± {aggregate[k]['std']:.3f}")
         table.add_row(*row)
     return table
 
@@ -388,6 +445,8 @@ def render(report: dict, console) -> None:
                       f"{skipped}")
         console.print(f"  AU input: {r['au_source']['text']}")
     console.print(f"protocol: {report['protocol']}")
+    if report.get("provenance_note"):
+        console.print(report["provenance_note"])
     differ = report.get("recipe_differences") or {}
     for key, values in differ.items():
         pairs = ", ".join(f"{Path(r['run']).name}={v}" for r, v in zip(runs, values))
@@ -400,14 +459,19 @@ def render(report: dict, console) -> None:
 
     console.print(_headline_table("Pooled leave-one-subject-out results", [r["metrics"] for r in scored],
                                   [Path(r["run"]).name for r in scored], report.get("aggregate"),
-                                  f"mean ± std (n={len(scored)})"))
+                                  f"mean ± std (n={len(scored)})", [r.get("intervals") for r in scored]))
+    ci = next((r["intervals"] for r in scored if r.get("intervals")), None)
+    if ci:
+        console.print(f"[lo, hi]: {100 * ci['level']:.0f} % interval, bootstrap over the {ci['subjects']} subjects "
+                      f"(the LOSO unit; {ci['resamples']} resamples); values to 2 decimals, as the intervals allow")
+    render_calibration(scored, console)
 
     pc = Table(title="Per class" + (" (mean over runs)" if len(scored) > 1 else ""))
     for col in ("class", "precision", "recall", "F1", "support"):
         pc.add_column(col, justify="left" if col == "class" else "right")
     for i, c in enumerate(classes):
         vals = [[r["metrics"]["per_class"][i][m] for r in scored] for m in ("precision", "recall", "f1")]
-        pc.add_row(c, *[f"{np.mean(v):.3f}" for v in vals], str(scored[0]["metrics"]["per_class"][i]["support"]))
+        pc.add_row(c, *[f"{np.mean(v):.2f}" for v in vals], str(scored[0]["metrics"]["per_class"][i]["support"]))
     console.print(pc)
 
     subj = Table(title="Per subject accuracy" + (" (mean over runs)" if len(scored) > 1 else ""))
@@ -417,7 +481,7 @@ def render(report: dict, console) -> None:
     for s in scored[0]["done_folds"]:
         accs = [f["accuracy"] for r in scored for f in r["folds"] if f["subject"] == s]
         n = next(f["n"] for f in scored[0]["folds"] if f["subject"] == s)
-        subj.add_row(s, str(n), f"{np.mean(accs):.3f}")
+        subj.add_row(s, str(n), f"{np.mean(accs):.2f}")
     console.print(subj)
 
     cm = summed_confusion(report)
@@ -442,10 +506,27 @@ def render(report: dict, console) -> None:
     for r in runs:
         if r.get("best_on_test_note"):
             console.print(f"{r['run']}: {r['best_on_test_note']}")
+    if report.get("published_note"):
+        console.print(report["published_note"])
     if report.get("published"):
         from mertool.published import render_standing
 
         render_standing(report["published"], console)
+        if report["published"].get("data_note"):
+            console.print(report["published"]["data_note"])
+
+
+def render_calibration(scored: list[dict], console) -> None:
+    """Expected calibration error before and after temperature scaling, one line per run."""
+    for r in scored:
+        cal = r.get("calibration")
+        if not cal:
+            continue
+        temps = list(cal["folds"].values())
+        console.print(f"calibration ({Path(r['run']).name}): ECE {cal['ece_before']:.3f} before, {cal['ece_after']:.3f} "
+                      f"after temperature scaling (per-fold T {min(temps):.2f}-{max(temps):.2f}, each fitted on the "
+                      f"other subjects' held-out predictions; final model T {cal['final']:.2f}); NLL "
+                      f"{cal['nll_before']:.3f} -> {cal['nll_after']:.3f}")
 
 
 def render_by_dataset(report: dict, console) -> None:

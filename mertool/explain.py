@@ -41,6 +41,16 @@ def attention_image(stage_map: torch.Tensor, size: int) -> np.ndarray:
     return F.interpolate(m, size=(size, size), mode="bilinear", align_corners=False)[0, 0].cpu().numpy()
 
 
+UNIFORM_SPREAD = 0.05   # a map whose weights span less than this is "nearly uniform": no region stands out
+
+
+def uniform_note(lo: float, hi: float) -> str:
+    """'' or a note that the attention is nearly uniform (with its range), for the picture and the console."""
+    if hi - lo < UNIFORM_SPREAD:
+        return f"nearly uniform ({lo:.3f}-{hi:.3f}): no region stands out"
+    return ""
+
+
 def stage_profiles(maps: list[torch.Tensor]) -> list[np.ndarray]:
     """Per stage, the channel-averaged attention along the height (vertical) or width (horizontal)."""
     out = []
@@ -77,14 +87,17 @@ def explain_figure(onset: np.ndarray, apex: np.ndarray, maps: list[torch.Tensor]
         att = attention_image(maps[-1], size)
         axes[3].imshow(apex)
         lo, hi = float(att.min()), float(att.max())
-        im = axes[3].imshow(att, cmap="jet", alpha=0.45, vmin=lo, vmax=max(hi, lo + 1e-6))
-        fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.02)
-        axes[3].set_title(f"CVA attention (stage {len(maps)})")
+        # a fixed scale (the maps are sigmoid products in (0, 1)): a map of 0.581-0.588 reads as flat, not as bands
+        im = axes[3].imshow(att, cmap="viridis", alpha=0.55, vmin=0.0, vmax=1.0)
+        fig.colorbar(im, ax=axes[3], fraction=0.046, pad=0.02, label="attention weight (fixed 0-1 scale)")
+        flat = uniform_note(lo, hi)
+        axes[3].set_title(f"CVA attention (stage {len(maps)})" + (f"\n{flat}" if flat else ""), fontsize=9)
         for k, prof in enumerate(stage_profiles(maps)):
             rows = (np.arange(len(prof)) + 0.5) * size / len(prof)
             axes[4].plot(prof, rows, label=f"stage {k + 1}")
         axes[4].set_ylim(size, 0)
-        axes[4].set_xlabel("attention")
+        axes[4].set_xlim(0, 1)
+        axes[4].set_xlabel("attention (0-1)")
         axes[4].set_ylabel("face row (px)")
         axes[4].legend(fontsize=7)
         axes[4].set_title("attention per row")

@@ -108,3 +108,68 @@ def au_detection(truth, probs, aus, threshold: float = AU_THRESHOLD, min_support
     mean = float(np.mean([r["f1"] for r in counted])) if counted else None
     return {"n": int(t.shape[0]), "threshold": threshold, "min_support": min_support, "per_au": rows,
             "mean_f1": mean, "aus_counted": [r["au"] for r in counted]}
+
+
+# Uncertainty: the LOSO unit is the subject (samples of one person are not independent), so intervals resample
+# subjects with replacement and pool the drawn subjects' predictions, B times.
+BOOTSTRAP = 2000
+CI_METRICS = ("accuracy", "uf1", "uar")
+
+
+def subject_confusions(parts: list[dict], num_classes: int) -> np.ndarray:
+    """S x K x K: one confusion matrix per fold (subject), from evaluate's per-fold predictions."""
+    return np.stack([confusion(f["true"], f["pred"], num_classes) for f in parts]).astype(np.int64)
+
+
+def _from_confusions(cms: np.ndarray) -> dict[str, np.ndarray]:
+    """accuracy, UF1, UAR of a batch of confusion matrices (B x K x K), as uf1() and uar() define them."""
+    tp = np.diagonal(cms, axis1=1, axis2=2).astype(float)
+    total = cms.sum((1, 2))
+    fp, support = cms.sum(1) - tp, cms.sum(2)
+    fn = support - tp
+    denom = 2 * tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(denom > 0, 2 * tp / np.where(denom > 0, denom, 1), np.nan)
+        rec = np.where(support > 0, tp / np.where(support > 0, support, 1), np.nan)
+        return {"accuracy": tp.sum(1) / total, "uf1": np.nanmean(f1, 1), "uar": np.nanmean(rec, 1)}
+
+
+def bootstrap_weights(n_subjects: int, b: int = BOOTSTRAP, seed: int = 0) -> np.ndarray:
+    """B x S counts: how often each subject is drawn in each of B resamples of S subjects with replacement."""
+    rng = np.random.default_rng(seed)
+    return rng.multinomial(n_subjects, np.full(n_subjects, 1.0 / n_subjects), size=b)
+
+
+def bootstrap_values(cms: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Each resample's metrics: the drawn subjects' confusion matrices summed (B x K x K), then scored."""
+    s, k, _ = cms.shape
+    pooled = (weights @ cms.reshape(s, k * k)).reshape(len(weights), k, k)
+    return _from_confusions(pooled)
+
+
+def subject_bootstrap(cms: np.ndarray, b: int = BOOTSTRAP, seed: int = 0, level: float = 0.95) -> dict:
+    """Percentile intervals of accuracy, UF1 and UAR over B resamples of the subjects (S x K x K input)."""
+    values = bootstrap_values(cms, bootstrap_weights(len(cms), b, seed))
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out = {k: {"lo": float(np.nanpercentile(v, lo)), "hi": float(np.nanpercentile(v, hi)),
+               "se": float(np.nanstd(v, ddof=1))} for k, v in values.items()}
+    return {"level": level, "resamples": b, "subjects": int(len(cms)), "unit": "subject", **out}
+
+
+def paired_bootstrap(cms_a: np.ndarray, cms_b: np.ndarray, b: int = BOOTSTRAP, seed: int = 0,
+                     level: float = 0.95) -> dict:
+    """Difference a - b of accuracy, UF1 and UAR over the same subjects (S x K x K each, same subject order),
+    resampled together; `differs` when the interval of the difference excludes 0."""
+    if cms_a.shape != cms_b.shape:
+        raise ValueError(f"paired bootstrap needs the same subjects and classes, got {cms_a.shape} and {cms_b.shape}")
+    w = bootstrap_weights(len(cms_a), b, seed)
+    va, vb = bootstrap_values(cms_a, w), bootstrap_values(cms_b, w)
+    point_a, point_b = _from_confusions(cms_a.sum(0)[None]), _from_confusions(cms_b.sum(0)[None])
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    out = {}
+    for k in va:
+        d = va[k] - vb[k]
+        interval = (float(np.nanpercentile(d, lo)), float(np.nanpercentile(d, hi)))
+        out[k] = {"diff": float(point_a[k][0] - point_b[k][0]), "lo": interval[0], "hi": interval[1],
+                  "differs": bool(interval[0] > 0 or interval[1] < 0)}
+    return {"level": level, "resamples": b, "subjects": int(len(cms_a)), **out}

@@ -161,10 +161,12 @@ class _Display:
     """Rich progress: a bar over folds and one line per worker with its fold, epoch, loss and accuracy."""
 
     def __init__(self, console, total: int, slots: list[Slot], enabled: bool):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
 
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("left"),
+                                 TimeRemainingColumn(), console=console,
                                  disable=not enabled)
         self.folds = self.progress.add_task("folds", total=total, info="")
         self.lines = {s.index: self.progress.add_task(f"  worker {s.index} ({s.device})", total=None, info="idle")
@@ -314,6 +316,7 @@ def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, sub
     from rich.console import Console
 
     from mertool.cache import CacheData, load_cache
+    from mertool.estimate import announce, fold_sizes
     from mertool.runs import FINAL, check_select, data_fingerprint, final_done, fold_done, open_run
     from mertool.train import print_run_summary, raise_diverged, train_loso
 
@@ -333,7 +336,7 @@ def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, sub
     warning = time_slicing_warning(devs, folds_per_device)
     if warning:
         console.print(warning, soft_wrap=True)
-    datas, keys, jobs, folds, finals, done, total = [], {}, [], [], [], [], 0
+    datas, keys, jobs, folds, finals, done, total, sizes = [], {}, [], [], [], [], 0, []
     for recipe, out, final in runs:
         out = Path(out)
         data, plan, todo = open_run(recipe, cache_data, out, subjects, devs[0], console)
@@ -349,12 +352,15 @@ def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, sub
             (done if final_done(out) else finals).append((j, FINAL))
         folds += mine
         total += len(todo) + int(final)
+        sizes.append((recipe, out, fold_sizes(data, [s for _j, s in mine], (j, FINAL) in finals)))
         console.print(f"{len(data)} samples, {len(plan.folds)} folds ({len(todo)} here, {len(mine)} to train"
                       f"{', and the final model' if (j, FINAL) in finals else ''}), run folder {out}")
     tasks = finals + folds  # the longest first
     n_workers = min(len(slots), len(tasks))
     console.print(f"{len(tasks)} trainings on {n_workers} workers on {', '.join(sorted({s.device for s in slots}))} "
                   f"({plural(slots[0].threads, 'CPU thread')} each)")
+    announce(console, sizes, devs[0], len({s.device for s in slots}) if devs[0].type == "cuda" else n_workers,
+             f"{len(tasks)} trainings on {n_workers} workers")
     t0 = time.perf_counter()
     with _Display(console, total, slots[:max(1, n_workers)], progress) as display:
         for t in done:

@@ -24,6 +24,7 @@ import torch
 
 from mertool.aus import au_bits, format_aus, parse_au_argument
 from mertool.errors import MertoolError
+from mertool.reject import Verdict  # noqa: F401  (Prediction's type)
 
 NO_AUS = "none"
 AUTO = "auto"
@@ -117,9 +118,9 @@ def openface_input(path: str | Path, uses_aus: bool, onset: int | None = None, a
 
 @dataclass
 class Prediction:
-    """One classified pair."""
+    """One classified pair, or one the reject option refused (emotion None, verdict saying why)."""
 
-    emotion: str
+    emotion: str | None
     probabilities: dict[str, float]
     aus: AUInput
     onset: str                             # source of the onset frame (file, or 'clip.mp4 frame 12')
@@ -132,6 +133,10 @@ class Prediction:
     aus_estimated: dict[int, float] | None = None   # the AU head's probability per AU (models with an AU head)
     au_vector: np.ndarray | None = field(default=None, repr=False)  # the 21 values the classifier read (float32)
     model_au_source: str = ""                        # what the model learnt from: oracle | estimated | none
+    verdict: "Verdict | None" = None                # the reject option's (mertool.reject): judged, or why not
+    forced: bool = False                             # a class given although the verdict says cannot judge
+    calibration: str = ""                            # how the probabilities were calibrated (temperature)
+    stability: dict | None = None                    # a clip: the class at apex -2 .. +2 frames
 
     def save_inputs(self, path: str | Path) -> Path:
         """What the model was given, as `--save-inputs` writes it: onset and apex as the cache would store them
@@ -146,10 +151,18 @@ class Prediction:
         np.savez(buf, onset=np.asarray(self.onset_crop, np.uint8), apex=np.asarray(self.apex_crop, np.uint8), aus=aus)
         return write_bytes(path, buf.getvalue())
 
+    @property
+    def judged(self) -> bool:
+        return self.verdict is None or self.verdict.ok
+
     def to_dict(self) -> dict:
         """JSON-ready fields (no pixels)."""
         out = {"onset": self.onset, "apex": self.apex, "emotion": self.emotion,
+               "judged": self.judged, "cannot_judge": None if self.judged else self.verdict.reason,
+               "cannot_judge_code": None if self.judged else self.verdict.code, "forced": self.forced,
+               "motion": self.verdict.motion if self.verdict is not None else None,
                "probabilities": {k: round(v, 6) for k, v in self.probabilities.items()},
+               "calibration": self.calibration,
                "aus": list(self.aus.codes), "aus_text": format_aus(self.aus.codes) if self.aus.codes else "",
                "aus_source": au_source_name(self.aus), "aus_source_text": au_input_words(self.aus),
                "model_au_source": self.model_au_source, "au_vector_empty": self.aus.empty,
@@ -160,6 +173,8 @@ class Prediction:
             out["aus_warning"] = self.aus.warning
         if self.aus_estimated is not None:
             out["aus_estimated"] = {f"AU{au}": round(p, 4) for au, p in self.aus_estimated.items()}
+        if self.stability is not None:
+            out["stability"] = self.stability
         return out
 
 
@@ -186,7 +201,8 @@ def au_source_name(aus: AUInput) -> str:
 
 
 DEFAULTS_NOTE = ("this checkpoint records no alignment (written before checkpoints did): pairs are made with "
-                 "preprocess's defaults (dlib chip 224 px, padding 0.25, detector upsample 0 then 1, ECC registration)")
+                 "that release's preprocess defaults (dlib chip 224 px, padding 0.25, detector upsample 0 then 1, "
+                 "ECC registration)")
 
 
 class ResizePairs:
@@ -220,8 +236,8 @@ def pair_maker(settings) -> tuple[object, str]:
 
     from mertool.align import FaceAligner
 
-    if not isinstance(settings, dict):
-        return FaceAligner(), DEFAULTS_NOTE
+    if not isinstance(settings, dict):  # older checkpoints: their caches were registered by ECC, then the default
+        return FaceAligner(register="ecc"), DEFAULTS_NOTE
     method = settings.get("method")
     if method == "resize":
         size = int(settings.get("size") or settings.get("cache_image_size") or 224)
@@ -231,7 +247,7 @@ def pair_maker(settings) -> tuple[object, str]:
     if method != "dlib-chip":
         what = "caches aligned in different ways" if "merged" in settings else f"alignment {method!r}"
         return FaceAligner(), (f"this model's cache was made by {what}, which predict cannot repeat: pairs are made "
-                               f"with preprocess's defaults (dlib chip 224 px, padding 0.25, ECC registration)")
+                               f"with preprocess's defaults (dlib chip 224 px, padding 0.25, consensus registration)")
     settings = dict(settings)
     settings.setdefault("register", "none")  # a cache made before registration existed did not register its apex
     accepted = set(inspect.signature(FaceAligner.__init__).parameters) - {"self", "predictor"}
@@ -241,13 +257,17 @@ def pair_maker(settings) -> tuple[object, str]:
 class Predictor:
     """A trained mertool model plus the pair-making its training cache used; predicts pairs, CSV batches and clips."""
 
-    def __init__(self, model: str | Path, device: str | torch.device = "cpu", aligner=None):
+    def __init__(self, model: str | Path, device: str | torch.device = "cpu", aligner=None, force: bool = False):
+        from mertool.calibration import model_temperature
         from mertool.runs import load_checkpoint, resolve_model_path
         from mertool.train import resolve_device
 
         self.device = resolve_device(device)
         self.model_path = resolve_model_path(model)
         self.model, self.ckpt = load_checkpoint(self.model_path, self.device)
+        self.temperature, self.calibration = model_temperature(self.ckpt, self.model_path)
+        self.trained_on: dict | None = self.ckpt.get("trained_on")
+        self.force = force   # give a class even where the reject option says "cannot judge"
         self.classes: list[str] = list(self.ckpt["classes"])
         cfg = self.model.config
         self.uses_aus: bool = cfg.reads_aus        # the classifier reads an AU vector (hand-coded or estimated)
@@ -295,7 +315,7 @@ class Predictor:
             bits = (torch.sigmoid(au_logits.float()) >= AU_THRESHOLD).float()
         logits, maps = self.model(frames[:1], frames[1:], bits, return_maps=True,
                                   estimate_aus=aus.auto and not aus.thresholded)
-        probs = torch.softmax(logits.float(), 1)[0].cpu().numpy()
+        probs = torch.softmax(logits.float() / self.temperature, 1)[0].cpu().numpy()  # calibrated (T = 1: not)
         cva = maps.get("cva") if isinstance(maps, dict) else None
         au_logits = maps.get("au_logits") if isinstance(maps, dict) else None
         au_probs = None if au_logits is None else torch.sigmoid(au_logits.float())[0].cpu().numpy()
@@ -307,19 +327,42 @@ class Predictor:
             feed = bits[0].cpu().numpy().astype(np.float32)
         return probs, ([m[0].float().cpu() for m in cva] if cva else None), au_probs, feed
 
-    def _predict(self, onset_rgb, apex_rgb, aus: AUInput, onset_name: str, apex_name: str) -> Prediction:
-        from mertool.aus import AU_VOCAB
+    def motion(self, onset: np.ndarray, apex: np.ndarray) -> dict[str, float]:
+        """The pair's motion as the model sees it (its input size), as the checkpoint's training statistics were
+        measured (mertool.reject.pair_motion)."""
+        from mertool.data import resize_frames
+        from mertool.reject import pair_motion
 
-        pair = self.aligner.align_pair(onset_rgb, apex_rgb, name=onset_name)
+        frames = resize_frames(torch.from_numpy(np.stack([onset, apex])).permute(0, 3, 1, 2).contiguous(),
+                               self.image_size)
+        return {k: float(v[0]) for k, v in pair_motion(frames[:1], frames[1:]).items()}
+
+    def _predict(self, onset_rgb, apex_rgb, aus: AUInput, onset_name: str, apex_name: str) -> Prediction:
+        from mertool.align import NO_FACE, AlignSkip
+        from mertool.aus import AU_VOCAB
+        from mertool.reject import Verdict, judge
+
+        try:
+            pair = self.aligner.align_pair(onset_rgb, apex_rgb, name=onset_name)
+        except AlignSkip as exc:
+            if exc.reason != NO_FACE:
+                raise
+            # nothing to classify: --force cannot help without a face
+            return Prediction(emotion=None, probabilities={}, aus=aus, onset=onset_name, apex=apex_name, n_faces=0,
+                              verdict=Verdict(False, "no-face", f"face not found: {exc}"),
+                              calibration=self.calibration, model_au_source=self.au_source)
+        reg = pair.registration.to_dict() if pair.registration is not None else None
+        verdict = judge(self.motion(pair.onset, pair.apex), (self.trained_on or {}).get("motion"), reg)
         probs, maps, au_probs, feed = self._forward(pair.onset, pair.apex, aus)
-        return Prediction(emotion=self.classes[int(probs.argmax())],
-                          probabilities={c: float(p) for c, p in zip(self.classes, probs)}, aus=aus,
-                          onset=onset_name, apex=apex_name, n_faces=pair.n_faces,
-                          registration=pair.registration.to_dict() if pair.registration is not None else None,
+        shown = verdict.ok or self.force
+        return Prediction(emotion=self.classes[int(probs.argmax())] if shown else None,
+                          probabilities={c: float(p) for c, p in zip(self.classes, probs)} if shown else {}, aus=aus,
+                          onset=onset_name, apex=apex_name, n_faces=pair.n_faces, registration=reg,
                           onset_crop=pair.onset, apex_crop=pair.apex, cva_maps=maps,
                           aus_estimated=None if au_probs is None else
-                          {au: float(p) for au, p in zip(AU_VOCAB, au_probs)}, au_vector=feed,
-                          model_au_source=self.au_source)
+                          {au: float(p) for au, p in zip(AU_VOCAB, au_probs)},
+                          verdict=verdict, forced=not verdict.ok and self.force, calibration=self.calibration,
+                          au_vector=feed, model_au_source=self.au_source)
 
     def predict_pair(self, onset: str | Path, apex: str | Path, aus: str | AUInput | None = None,
                      aus_from: str | Path | None = None, apex_frame: int | None = None) -> Prediction:
@@ -367,7 +410,34 @@ class Predictor:
             aus = openface_input(aus_from, self.uses_aus, onset, apex, source=self.au_source)
         pred = self._predict(source.read(onset), source.read(apex), aus, source.describe(onset),
                              source.describe(apex))
+        if pred.emotion is not None:
+            pred.stability = self.apex_stability(source, onset, apex, aus, pred.emotion)
         return pred, spot
+
+    def apex_stability(self, source, onset: int, apex: int, aus: AUInput, emotion: str, reach: int = 2) -> dict:
+        """The class with the apex moved by -reach .. +reach frames: how much the answer hangs on the exact apex
+        (a video and its extracted frames can spot it a frame apart)."""
+        from mertool.align import AlignSkip
+
+        numbers = list(source.numbers) if hasattr(source, "numbers") else None
+        rows = []
+        for d in range(-reach, reach + 1):
+            n = apex + d
+            if n == onset or (numbers is not None and n not in numbers):
+                continue
+            if d == 0:
+                rows.append({"apex": n, "emotion": emotion})
+                continue
+            try:
+                source.index(n)
+                pair = self.aligner.align_pair(source.read(onset), source.read(n), name=source.describe(onset))
+            except (AlignSkip, MertoolError):
+                continue
+            probs, _maps, _au = self.classify(pair.onset, pair.apex, aus)
+            rows.append({"apex": n, "emotion": self.classes[int(probs.argmax())],
+                         "probability": round(float(probs.max()), 4)})
+        same = sum(r["emotion"] == emotion for r in rows)
+        return {"frames": rows, "agree": same, "of": len(rows), "stable": same == len(rows)}
 
     def predict_csv(self, pairs: str | Path, on_row: Callable | None = None) -> list[dict]:
         """Every row of a pairs CSV -> a result dict; a row that fails keeps its error message and the rest go on."""
@@ -455,14 +525,16 @@ def _resolve(base: Path, text: str) -> Path:
 
 
 def batch_csv(results: list[dict], classes: list[str]) -> str:
-    """Batch results as CSV text: onset, apex, aus, emotion, p_<class>..., error."""
+    """Batch results as CSV text: onset, apex, aus, emotion, p_<class>..., cannot_judge (the reject option's
+    reason, emotion then empty), error."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["onset", "apex", "aus", "emotion"] + [f"p_{c}" for c in classes] + ["error"])
+    w.writerow(["onset", "apex", "aus", "emotion"] + [f"p_{c}" for c in classes] + ["cannot_judge", "error"])
     for r in results:
         probs = r.get("probabilities") or {}
-        w.writerow([r["onset"], r["apex"], r["aus_input"], r.get("emotion", "")]
-                   + [f"{probs[c]:.6f}" if c in probs else "" for c in classes] + [r.get("error", "")])
+        w.writerow([r["onset"], r["apex"], r["aus_input"], r.get("emotion") or ""]
+                   + [f"{probs[c]:.6f}" if c in probs else "" for c in classes]
+                   + [r.get("cannot_judge") or "", r.get("error", "")])
     return buf.getvalue()
 
 
@@ -483,15 +555,29 @@ def sparkline(values, width: int = 48) -> str:
     return "".join(bars[i] for i in idx)
 
 
-def render_prediction(pred: Prediction, console, model_path: str | Path = "") -> None:
-    """Rich table: every class with its probability, the predicted one marked; then the AU line."""
+def render_prediction(pred: Prediction, console, model_path: str | Path = "", trained_on: str = "") -> None:
+    """What the model was trained on; then either "cannot judge" with its reason, or a table of every class with
+    its calibrated probability, the predicted one marked; then the AU lines, and a clip's apex stability."""
     from rich.markup import escape
     from rich.table import Table
 
     console.print(f"onset: {pred.onset}\napex:  {pred.apex}", markup=False, highlight=False, soft_wrap=True)
+    if trained_on:
+        console.print(trained_on, markup=False, highlight=False, soft_wrap=True)
+    if pred.emotion is None:
+        console.print(f"[bold]cannot judge[/]: {escape(pred.verdict.reason)}", soft_wrap=True)
+        if pred.verdict.code != "no-face":
+            console.print("(--force gives the model's class anyway)")
+        if model_path:
+            console.print(f"model: {escape(str(model_path))}", soft_wrap=True)
+        return
+    if pred.forced:
+        console.print(f"[yellow]forced:[/] the reject option says cannot judge ({escape(pred.verdict.reason)}); the "
+                      f"class below is given because of --force", soft_wrap=True)
     table = Table()
     table.add_column("class")
-    table.add_column("probability", justify="right")
+    table.add_column("probability (calibrated)" if not pred.calibration.startswith("uncalibrated")
+                     else "probability", justify="right")
     table.add_column("")
     for name, p in sorted(pred.probabilities.items(), key=lambda kv: -kv[1]):
         mark = "[bold green]<- predicted[/]" if name == pred.emotion else ""
@@ -528,5 +614,12 @@ def render_prediction(pred: Prediction, console, model_path: str | Path = "") ->
 
         for line in registration_warnings("pair", pred.registration):
             console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+    if pred.stability:
+        st = pred.stability
+        frames = ", ".join(f"{r['apex']}: {r['emotion']}" for r in st["frames"])
+        console.print(("apex stable" if st["stable"] else f"[yellow]apex-sensitive:[/] {st['agree']} of {st['of']} "
+                       "nearby apex frames give this class") + f" (apex -2..+2: {escape(frames)})", soft_wrap=True)
+    if pred.calibration:
+        console.print(f"probabilities: {escape(pred.calibration)}", soft_wrap=True)
     console.print(f"predicted: [bold]{escape(pred.emotion)}[/] ({pred.probabilities[pred.emotion]:.3f})"
                   + (f"   model: {escape(str(model_path))}" if model_path else ""), soft_wrap=True)

@@ -23,8 +23,8 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mertool.align import MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, FaceAligner, describe, read_rgb, \
-    registration_warnings, resize_square
+from mertool.align import DEFAULT_REGISTER, MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, FaceAligner, describe, \
+    read_rgb, registration_warnings, resize_square
 from mertool.aus import au_bits
 from mertool.cache import CachedSample, CacheWriter, open_cache, read_registration, registration_summary
 from mertool.errors import MertoolError
@@ -224,15 +224,15 @@ def _settings(align: bool, size: int, padding: float, upsample: int, detect_max_
 def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: int = 2, align: bool = True,
                resume: bool = False, size: int = 224, progress: bool = True, layout: str | None = None,
                padding: float = 0.25, upsample: int = 1, detect_max_side: int | None = 640,
-               options: dict | None = None, register: str = "ecc", flow: str = "none",
+               options: dict | None = None, register: str = DEFAULT_REGISTER, flow: str = "none",
                flow_options: dict | None = None) -> dict:
     """Turn a dataset folder into one HDF5 cache and return the run's summary (also written to `<out>.json`).
 
     `layout` ('raw' | 'cropped') picks the frame folders when a dataset has both; by default raw frames are aligned,
     and with `align=False` the cropped ones are resized to `size`. `options` go to the dataset adapter (SMIC's part
-    and apex method, `smic_options`). `register` (none | landmarks | ecc) is how the apex is brought onto the onset
-    (align.FaceAligner.register). `flow` (none | tvl1 | dis | farneback) adds optical flow and strain to the cache,
-    `flow_options` that method's parameters (mertool.flow.FLOW_DEFAULTS).
+    and apex method, `smic_options`). `register` (consensus | ecc | landmarks | none) is how the apex is brought onto
+    the onset (align.FaceAligner.register). `flow` (none | tvl1 | dis | farneback) adds optical flow and strain to the
+    cache, `flow_options` that method's parameters (mertool.flow.FLOW_DEFAULTS).
     """
     if size < 16:
         raise MertoolError(f"--size {size}: expected at least 16 px")
@@ -258,8 +258,9 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
     if register not in REGISTER_MODES:
         raise MertoolError(f"--register {register!r}: expected one of {', '.join(REGISTER_MODES)}")
     alignment, settings = _settings(align, size, padding, upsample, detect_max_side, register)
+    aligner = None
     if align:  # load the models here: a broken install fails once, clearly, and forked workers inherit them
-        FaceAligner(**settings["aligner"])
+        aligner = FaceAligner(**settings["aligner"])
     if resume:
         _check_resumable(out, kind, alignment, flow_wanted)
 
@@ -269,6 +270,8 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
         for bad in report.get("malformed_rows", []):
             tally.skip(MALFORMED, f"row {bad['row']}", bad["detail"])
         tasks = _plan(records, writer, tally)
+        if aligner is not None and len(tasks) >= ESTIMATE_FROM:
+            _announce(tasks, aligner, workers)
         t_loop = time.perf_counter()
         with _progress(progress) as bar, closing(_results(tasks, settings, workers)) as results:
             job = bar.add_task(f"preprocess {kind}", total=len(tasks), note="")
@@ -295,9 +298,10 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
             raise MertoolError(f"{folder}: no sample could be cached ({_skip_line(tally.skipped)})")
         flow_report = _flow_step(writer, flow_wanted, workers, progress) if flow_wanted else None
         summary = _summary(writer, tally, report, records, out, alignment, size, workers, loop_s,
-                           time.perf_counter() - t_start)
+                           time.perf_counter() - t_start, base)
         summary["flow"] = flow_report
         per_sample = ("skipped_samples", "registration_samples")   # in <out>.json; the cache has them per sample
+        writer.set_attrs(provenance=json.dumps(summary["provenance"]))
         writer.set_attrs(preprocess_summary=json.dumps({k: v for k, v in summary.items() if k not in per_sample},
                                                        default=str))
     except BaseException as exc:
@@ -311,6 +315,28 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
     writer.close()
     write_json(summary_path(out), summary)
     return summary
+
+
+ESTIMATE_FROM = 20   # samples; a smaller run is over before an estimate would help
+
+
+def _announce(tasks: list[_Task], aligner: FaceAligner, workers: int) -> None:
+    """Print (stderr) how long the alignment will take, timed on the first sample here before the workers start."""
+    from rich.console import Console
+
+    from mertool.estimate import duration
+    from mertool.parallel import usable_cpus
+
+    t0 = time.perf_counter()
+    try:
+        aligner.align_pair(read_rgb(tasks[0].onset), read_rgb(tasks[0].apex), name=tasks[0].onset)
+    except Exception:  # the sample is tried again (and recorded) in the loop; an estimate never stops a run
+        return
+    per = time.perf_counter() - t0
+    parallel = max(1, min(workers, usable_cpus(), len(tasks)))
+    Console(stderr=True, markup=False, highlight=False).print(
+        f"estimate: {len(tasks)} samples at {per:.2f} s each (the first, timed now) on {parallel} process(es): "
+        f"about {duration(per * len(tasks) / parallel)}")
 
 
 def _flow_step(writer: CacheWriter, wanted: dict, workers: int, progress: bool) -> dict:
@@ -327,12 +353,16 @@ def _flow_step(writer: CacheWriter, wanted: dict, workers: int, progress: bool) 
 
 
 def _summary(writer: CacheWriter, tally: _Tally, report: dict, records, out: Path, alignment: dict, size: int,
-             workers: int, loop_s: float, total_s: float) -> dict:
-    """The run's report: counts, skips by reason, emotions in the cache, the sheet's warnings, speed."""
+             workers: int, loop_s: float, total_s: float, base: Path | None = None) -> dict:
+    """The run's report: counts, skips by reason, emotions in the cache, the sheet's warnings, speed, and where the
+    data came from (synthetic when `mertool synth` wrote the folder)."""
+    from mertool.provenance import folder_provenance
+
     meta = writer.f["meta"]
     emotions = Counter(meta["emotion"].asstr()[:])
     return {
-        "cache": str(out), "dataset": report["dataset"], "sheet": report.get("sheet"),
+        "cache": str(out), "dataset": report["dataset"], "provenance": folder_provenance(report.get("sheet") or base),
+        "sheet": report.get("sheet"),
         "frames_root": report.get("frames_root"), "alignment": alignment, "image_size": size, "workers": workers,
         "samples_read": len(records), "cached": tally.cached, "already_cached": tally.already,
         "in_cache": len(writer), "subjects_in_cache": len(set(meta["subject"].asstr()[:])),
@@ -456,9 +486,12 @@ def print_summary(summary: dict, console=None) -> None:
     reg = summary.get("registration")
     if reg and reg["registered"]:
         r, b = reg["residual_px"], reg["residual_before_px"]
-        console.print(f"registration ({reg['registered']} pairs): upper-face residual median {b['median']:.2f} -> "
+        what = "still-face residual (held-out patches)" if reg.get("residual_measure", "").startswith("held") \
+            else "upper-face residual"
+        console.print(f"registration ({reg['registered']} pairs): {what} median {b['median']:.2f} -> "
                       f"{r['median']:.2f} px, p90 {r['p90']:.2f}, max {r['max']:.2f}; head shift median "
-                      f"{reg['shift_px']['median']:.2f} px, max {reg['shift_px']['max']:.2f}; detector upsample "
+                      f"{reg['shift_px']['median']:.2f} px, max {reg['shift_px']['max']:.2f}; flagged "
+                      f"{reg.get('flagged', 0)} (refused {reg.get('refused', 0)}); detector upsample "
                       + ", ".join(f"{k}: {v}" for k, v in reg["upsample"].items()))
     if summary.get("apex_chosen"):
         a = summary["apex_chosen"]
@@ -475,3 +508,24 @@ def print_summary(summary: dict, console=None) -> None:
         console.print(Text.assemble(("warning:", "yellow"), " ", str(w)))
     if len(notes) > 10:
         console.print(f"... {len(notes) - 10} more in {summary_path(summary['cache'])}")
+    line = mostly_skipped(summary)
+    if line:  # last, boxed: a cache of a few samples must not pass for the dataset
+        from rich.panel import Panel
+
+        console.print(Panel(Text(line), title="WARNING", style="bold yellow"))
+
+
+def mostly_skipped(summary: dict) -> str | None:
+    """The warning for a run that skipped more than half of the samples it read: how many, the commonest cause with
+    an example, and where the frames were looked for; None otherwise."""
+    skipped = summary.get("skipped_samples") or {}
+    n_skip = sum(len(v) for v in skipped.values())
+    n_read = summary.get("samples_read") or 0
+    if not n_read or 2 * n_skip <= n_read:
+        return None
+    reason, items = max(skipped.items(), key=lambda kv: len(kv[1]))
+    where = summary.get("frames_root") or summary.get("sheet") or "the dataset folder"
+    return (f"{n_skip} of {n_read} samples were skipped and only {summary['in_cache']} are in the cache. "
+            f"Commonest cause: {reason} ({len(items)} samples), e.g. {items[0]['detail']}. Frames were looked for "
+            f"under {where}. A partial copy of the dataset (a few subjects) is fine; otherwise check the folder "
+            f"layout (docs/datasets.md) before training on this cache.")

@@ -29,6 +29,9 @@ Checkpoint format (`checkpoint.pt`, `model.pt`): a dict of tensors and plain val
   alignment      how the training cache made its pairs (cache.pair_settings: method, size, padding, detector and
                  registration settings, every alignment attribute of the cache as it is) and the cache's
                  fingerprint; `predict` makes its pairs the same way. Checkpoints written before it have none.
+  trained_on     (newer) datasets, subjects, samples per class, provenance (synthetic or not), AU source and the
+                 training pairs' motion statistics (runs.training_record); older checkpoints lack it,
+  calibration    (newer, final model) its temperature and how it was fitted (mertool.calibration).
 
 Predictions CSV: sample_id, subject, true, predicted, p_<class> (one probability column per class, 6 decimals);
 a model with an AU head adds aus_true (the coded AUs, '?' where the dataset codes none) and au<N> (the head's
@@ -231,6 +234,10 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     plan = plan_folds(data, cache_data.subjects)
     todo = select_subjects(plan, subjects)
     prepare_run(Path(out), recipe, data, plan, device, write=write)
+    from mertool.provenance import words
+
+    console.print(f"data: {words(data.provenance)}" + (f" ({data.provenance['detected']})"
+                                                       if data.provenance.get("detected") else ""))
     if plan.skipped:
         console.print(f"skipped subjects (no sample of {', '.join(data.classes)}): {', '.join(plan.skipped)}")
     if data.dropped:
@@ -263,7 +270,8 @@ def prepare_run(out: Path, recipe: dict, data, plan: LosoPlan, device: torch.dev
                 "fold_dirs": plan.fold_dirs, "skipped_subjects": plan.skipped, "dropped_emotions": data.dropped,
                 "class_counts": data.class_counts(), "n_samples": len(data),
                 "cache": {"path": str(Path(data.source).resolve()), "fingerprint": _fingerprint(data),
-                          "dataset": data.dataset, "synthetic": bool(data.pairs.get("cache_synthetic", False))},
+                          "dataset": data.dataset, "synthetic": data.provenance.get("synthetic")},
+                "provenance": data.provenance,
                 "subject_datasets": {str(s): str(d) for s, d in zip(data.subjects, data.datasets)},
                 "excluded": data.excluded, "include": data.include}
     # Written once, by whichever of several shards starting at once gets there first; the others check theirs.
@@ -588,16 +596,48 @@ def _au_truth(text: str, path: Path, row: int) -> list[float]:
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 
-def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str], pairs: dict | None = None) -> dict:
+def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str], pairs: dict | None = None,
+                    trained_on: dict | None = None) -> dict:
     """The checkpoint dict described in this module's docstring; `pairs` is the training data's MERData.pairs."""
     from mertool.models import model_config_dict
 
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     cfg = model_config_dict(recipe["model"])
-    return {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": cfg,
+    ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "model_config": cfg,
             "classes": list(classes), "recipe": recipe, "state_dict": state,
             "image_size": int(recipe["data"]["image_size"]), "uses_aus": cfg["aus"] == "oracle",
             "au_source": cfg["aus"], **({"alignment": dict(pairs)} if pairs else {})}
+    if trained_on is not None:
+        ckpt["trained_on"] = trained_on
+    return ckpt
+
+
+def training_record(data, train_idx: np.ndarray, au_source: str) -> dict:
+    """What a model was trained on, for its checkpoint: datasets, subjects, samples per class, provenance
+    (synthetic or not), the AU source, and the statistics of its training pairs' motion (mertool.reject)."""
+    from mertool.reject import motion_stats
+
+    labels = data.labels[torch.as_tensor(train_idx)].cpu().numpy()
+    counts = np.bincount(labels, minlength=len(data.classes))
+    datasets = sorted({str(d) for d in data.datasets[train_idx]} - {""}) or [data.dataset or "?"]
+    idx = torch.as_tensor(train_idx, device=data.onset.device)
+    return {"datasets": datasets, "subjects": sorted({str(s) for s in data.subjects[train_idx]}, key=natural_key),
+            "n_samples": int(len(train_idx)), "class_counts": {c: int(n) for c, n in zip(data.classes, counts)},
+            "synthetic": (data.provenance or {}).get("synthetic"), "provenance": data.provenance or {},
+            "au_source": au_source, "cache": str(data.source),
+            "motion": motion_stats(data.onset[idx], data.apex[idx])}
+
+
+def read_checkpoint_field(path: str | Path, key: str):
+    """One top-level field of a saved checkpoint (None when absent)."""
+    return torch.load(path, map_location="cpu", weights_only=True).get(key)
+
+
+def stamp_checkpoint(path: str | Path, **fields) -> None:
+    """Add or replace top-level fields of a saved checkpoint (e.g. its calibration), atomically."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt.update(fields)
+    save_checkpoint(ckpt, path)
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> Path:

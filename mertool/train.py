@@ -249,6 +249,15 @@ def _optimizer(model: torch.nn.Module, tr: dict, device: torch.device) -> torch.
                              **kwargs)
 
 
+PAPER_LR = 8e-4   # AdamW's learning rate in the paper's schedule
+
+
+def suggested_lr(lr: float) -> float:
+    """A learning rate to try after a fold diverged at `lr`: a tenth of it, but never above the paper's 8e-4 (a
+    diverged lr of 1e6 should not suggest 1e5)."""
+    return min(lr / 10, PAPER_LR)
+
+
 def lr_factor(epoch: int, gamma: float, decay_epochs: int) -> float:
     """Exponential decay for the first decay_epochs epochs, then constant."""
     return gamma ** min(epoch, decay_epochs)
@@ -325,7 +334,7 @@ def _train_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir:
             raise FoldDiverged(f"{name}: training diverged at epoch {epoch + 1} of {epochs} (loss {loss_total}), no "
                                f"predictions written; the learning rate comes from train.lr = {tr['lr']:g}, "
                                f"train.gamma = {tr['gamma']:g}, train.decay_epochs = {tr['decay_epochs']}: lower "
-                               f"train.lr (e.g. --set train.lr={float(tr['lr']) / 10:g})")
+                               f"train.lr (e.g. --set train.lr={suggested_lr(float(tr['lr'])):g})")
         rec = {"epoch": epoch + 1, "loss": loss_total / len(train_np), "train_acc": n_correct / len(train_np),
                "lr": lr_now, "seconds": round(time.perf_counter() - t0, 4)}
         if model.config.au_head:
@@ -372,7 +381,8 @@ def _write_fold(fold_dir: Path, r: FoldResult, data: MERData, train_np: np.ndarr
     pairs = dict(data.pairs)
     if pairs and "cache_fingerprint" not in pairs:  # run_fold called without open_run (benchmarks, tests)
         pairs["cache_fingerprint"] = runs.data_fingerprint(data)
-    runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes, pairs), summary,
+    trained_on = runs.training_record(data, train_np, r.model.config.aus)
+    runs.write_fold(fold_dir, make_checkpoint(r.model, recipe, data.classes, pairs, trained_on), summary,
                     sample_ids=data.sample_ids[test_np], subjects=data.subjects[test_np], labels=r.labels,
                     probs=r.probs, best_probs=None if best is None else best["probs"], classes=data.classes,
                     final=final, au_probs=r.au_probs,
@@ -386,11 +396,13 @@ class _Progress:
     """Rich progress: a bar over folds, a bar over the current fold's epochs with its loss and accuracy."""
 
     def __init__(self, console, total_folds: int, enabled: bool = True):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
 
         self.enabled = enabled
         self.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console,
+                                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("left"),
+                                 TimeRemainingColumn(), console=console,
                                  disable=not enabled, transient=False)
         self.folds = self.progress.add_task("folds", total=total_folds, info="")
         self.epochs = None
@@ -433,6 +445,12 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
     console.print(f"{len(data)} samples, {len(plan.folds)} folds ({len(todo)} here), device {device}, "
                   f"run folder {out}")
 
+    from mertool.estimate import announce, fold_sizes
+
+    left = [s for s in todo if not fold_done(out, plan.fold_dirs[s])]
+    train_final = final and not runs.final_done(out)
+    announce(console, [(recipe, out, fold_sizes(data, left, train_final))], device, 1,
+             f"{len(left) + int(train_final)} training(s) one after another on {device.type}")
     data = data.to(device)  # once: the whole dataset stays on the device for every fold
     epochs = int(recipe["train"]["epochs"])
     diverged: list[str] = []
@@ -489,6 +507,9 @@ def print_run_summary(out: Path, console) -> dict:
 
     from mertool.evaluate import evaluate_run
 
+    from mertool.calibration import calibrate_run
+
+    calibrate_run(out)  # once every fold is done: the per-fold temperatures, stamped into the final model
     report = evaluate_run(out, partial=True)
     table = Table(title=f"LOSO folds: {out}")
     for col in ("subject", "test samples", "accuracy (last epoch)", "seconds"):
@@ -514,8 +535,16 @@ def print_run_summary(out: Path, console) -> dict:
         console.print(f"{len(report['expected_folds']) - len(report['missing'])}/{len(report['expected_folds'])} "
                       f"folds done; missing: {', '.join(report['missing'])}")
     if m:
+        ci = report.get("intervals") or {}
         console.print(f"pooled over {m['n']} samples{' (partial)' if report['missing'] else ''}: accuracy "
-                      f"{m['accuracy']:.4f}  UF1 {m['uf1']:.4f}  UAR {m['uar']:.4f}  macro F1 {m['macro_f1']:.4f}")
+                      f"{m['accuracy']:.2f}" + (f" [{ci['accuracy']['lo']:.2f}, {ci['accuracy']['hi']:.2f}]" if ci
+                                                else "")
+                      + f"  UF1 {m['uf1']:.2f}  UAR {m['uar']:.2f}  macro F1 {m['macro_f1']:.2f}"
+                      + (" (95 % intervals over subjects)" if ci else ""))
+        from mertool.provenance import is_synthetic, words
+
+        if is_synthetic(report.get("provenance")) is not False:
+            console.print(f"data: {words(report.get('provenance'))}")
     if has_best:
         o = report["best_on_test"]
         console.print(f"{SELECT_LABEL.upper()}, not a valid estimate: accuracy {o['accuracy']:.4f}  "

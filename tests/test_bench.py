@@ -40,7 +40,8 @@ def check_report(rep: dict) -> None:
     assert d["ratio"] == pytest.approx(d["epoch_from_cache_s"] / d["epoch_preloaded_s"])
     assert d["overhead_pct"] == pytest.approx(100 * (1 - 1 / d["ratio"]))
     assert 0 < d["direct_pct"] < 100
-    assert rep["align"]["frames_per_s"] > 0 and rep["align"]["pairs_per_s"] > 0
+    assert rep["align"]["frames_per_s"] > 0 and rep["align"]["pairs_per_s"] > 0 and rep["align"]["pair_ms"] > 0
+    assert rep["align"]["cpu_matmul_flops"] > 0 and rep["align"]["image"].endswith("640x480")
     assert rep["predict"]["pair_ms"] > 0 and rep["predict"]["forward_ms"] > 0
     est = rep["loso_estimate"]
     assert est["seconds"] == pytest.approx(est["sample_steps"] / t["samples_per_s"])

@@ -78,7 +78,7 @@ def test_several_runs_mean_std_and_json(tmp_path, capsys):
     assert out["aggregate"]["uar"]["n"] == 2 and out["png"] == str(png)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["evaluate", str(a), str(b)]) == 0
-    assert "0.8750 ± 0.1768" in capsys.readouterr().out
+    assert "0.875 ± 0.177" in capsys.readouterr().out
 
 
 def test_runs_of_different_recipes_are_compared_not_averaged(tmp_path, capsys):

@@ -285,8 +285,11 @@ def test_bad_inputs_are_one_line_errors(files, capsys, tmp_path):
 
     noise = tmp_path / "noise.png"
     cv2.imwrite(str(noise), np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8))
-    code, _, err = run(capsys, noise, noise, "--aus", "12", *m)
-    one_error_line(code, err, "noise.png", "no face")
+    code, out, err = run(capsys, noise, noise, "--aus", "12", *m)  # the reject option answers, with its reason
+    assert code == 0 and "cannot judge: face not found" in out and "noise.png" in out
+    code, out, _ = run(capsys, noise, noise, "--aus", "12", "--json", "--force", *m)  # --force needs a face
+    rec = json.loads(out)
+    assert rec["judged"] is False and rec["cannot_judge_code"] == "no-face" and rec["emotion"] is None
 
     text = tmp_path / "notes.jpg"
     text.write_text("this is not a picture")
@@ -442,3 +445,27 @@ def test_aus_from_openface_for_a_clip(files, capsys, tmp_path):
                          "--aus-from", of, "--json")
     assert code == 0, err
     assert json.loads(out)["aus"] == [12]  # AU4 at frame 3 lies before the onset
+
+
+# ---------------------------------------------------------------------------------------------- reject option
+
+def test_still_pair_cannot_be_judged_unless_forced(files, capsys):
+    m = ["--model", str(files["model"]), "--aus", "12"]
+    code, out, _ = run(capsys, files["onset"], files["onset"], *m)
+    assert code == 0 and "cannot judge: no expression detected" in out and "predicted:" not in out
+    assert "trained on" in out
+    code, out, _ = run(capsys, files["onset"], files["onset"], "--json", *m)
+    rec = json.loads(out)
+    assert rec["judged"] is False and rec["cannot_judge_code"] == "no-motion" and rec["probabilities"] == {}
+    code, out, _ = run(capsys, files["onset"], files["onset"], "--json", "--force", *m)
+    rec = json.loads(out)
+    assert rec["forced"] and rec["emotion"] in rec["probabilities"] and rec["cannot_judge_code"] == "no-motion"
+    assert rec["calibration"].startswith("uncalibrated (T = 1)")  # a checkpoint without a temperature
+
+
+def test_clip_reports_the_class_stability_around_the_apex(files, capsys):
+    code, out, _ = run(capsys, files["frames"], "--model", str(files["model"]), "--aus", "12", "--json",
+                       "--onset", "1", "--apex", "19", "--force")
+    st = json.loads(out)["stability"]
+    assert code == 0 and [r["apex"] for r in st["frames"]] == [17, 18, 19, 20, 21]
+    assert st["of"] == 5 and 1 <= st["agree"] <= 5 and st["stable"] == (st["agree"] == 5)

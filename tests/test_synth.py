@@ -301,15 +301,18 @@ def test_demo_end_to_end_small(tmp_path, capsys):
     assert summary["machine"]["matmul_gflops"] > 0 and summary["machine"]["matmul_gflops_end"] > 0
     assert "GFLOP/s" in printed and "at the end" in printed
     assert "10 trainings on 2 workers" in printed  # one pool: 3 folds of each AU source, and the final model
-    assert set(summary["seconds"]) == {"synth", "preprocess", "train", "evaluate"}
+    assert set(summary["seconds"]) == {"synth", "preprocess", "train", "evaluate", "unseen"}
     assert all(r["train_seconds"] > 0 for r in summary["results"].values())
     assert (out / "runs" / "estimated" / "final" / "model.pt").is_file()
-    assert len(summary["next"]) == 2 and all(c.startswith("mertool predict ") for c in summary["next"])
+    assert len(summary["next"]) == 3 and all(c.startswith("mertool predict ") for c in summary["next"])
+    assert all(str(out / "unseen") in c for c in summary["next"])   # clips the final model never saw
+    assert [c["what"].split()[0] for c in summary["unseen_checks"]] == ["pair", "still"]
     for command in summary["next"]:  # what a new user runs next works as printed
         assert command in printed
-        argv = command.split()[1:] + ["--json"]
+        argv = command.split("#")[0].split()[1:] + ["--json"]
         assert main(argv) == 0
-        assert json.loads(capsys.readouterr().out)["aus_source"] == "estimated"
+        rec = json.loads(capsys.readouterr().out)
+        assert rec["aus_source"] == "estimated" and rec["trained_on"].startswith("trained on synthetic demo faces")
     assert (out / "why.png").is_file()
     # ablate picks a table's demo base for a cache made from synth data (the AU-source table has one)
     from mertool.ablate import base_recipe_path, cache_is_synthetic, load_table

@@ -41,6 +41,7 @@ def test_a_diverged_fold_is_a_one_line_error_with_no_predictions(tmp_path, synth
     assert [ln.split(":")[1].strip() for ln in lines] == ["fold 01", "fold 02"]
     for ln in lines:
         assert "training diverged at epoch" in ln and "train.lr = 1e+06" in ln and "train.gamma" in ln
+        assert "--set train.lr=0.0008" in ln  # a sensible rate (the paper's), not a tenth of 1e6
     assert stderr.strip().startswith("error: 2 folds diverged") and len(stderr.strip().splitlines()) == 1
     assert not list(out.glob("folds/*/predictions.csv")) and not list(out.glob("folds/*/checkpoint.pt"))
 

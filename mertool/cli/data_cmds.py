@@ -40,9 +40,11 @@ def preprocess_cmd(
     padding: float = typer.Option(0.25, "--padding", help="dlib face-chip padding around the landmarks."),
     upsample: int = typer.Option(1, "--upsample", help="Largest dlib detector upsampling: 0 is tried first, then up "
                                                        "to this when no face is found (1 finds faces down to ~40 px)."),
-    register: Literal["ecc", "landmarks", "none"] = typer.Option(
-        "ecc", "--register", help="How the apex is brought onto the onset: ecc (landmark fit refined by ECC on the "
-                                  "upper face), landmarks, or none (the onset's crop cut from the apex as it is)."),
+    register: Literal["consensus", "ecc", "landmarks", "none"] = typer.Option(
+        "consensus", "--register", help="How the apex is brought onto the onset: consensus (the rigid motion most of "
+                                        "the face's patches agree on; expression kept), ecc (the previous default: "
+                                        "ECC on brows and eyes, which removes part of a brow motion), landmarks, or "
+                                        "none (the onset's crop cut from the apex as it is)."),
     smic_apex: Optional[Literal["spot", "middle"]] = typer.Option(None, "--smic-apex", help="SMIC gives no apex: spot (default: mertool's "
                                                                       "spotter finds it) or middle (the middle frame)."),
     smic_part: Optional[Literal["HS", "VIS", "NIR"]] = typer.Option(None, "--smic-part", help="SMIC part: HS (default), VIS or NIR."),
@@ -54,7 +56,8 @@ def preprocess_cmd(
     """Turn a dataset folder (annotation sheet + frames) into one HDF5 cache of aligned onset/apex pairs.
 
     The face is found on the onset frame (dlib detector + 68 landmarks) and cut out; the apex is registered onto it
-    (rigid: head motion removed, expression kept) and its residual recorded per sample.
+    (rigid: head motion removed, expression kept) and its residual recorded per sample; an implausible head motion
+    is refused and the pair flagged.
 
     Skipped samples (missing frame, unreadable image, no face) are listed in the summary and in <out>.json.
     With --flow, the flow and strain of each registered pair are stored as /flow and /strain.

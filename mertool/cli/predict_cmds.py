@@ -19,6 +19,19 @@ against that frame measured over time; apex = where it first peaks, onset = the 
 AUs, as the model learnt them: a model trained on estimated AUs estimates them itself when --aus is not given;
 one trained on hand-coded AUs (the casme2 and samm recipes) needs --aus 6+12 or --aus-from (OpenFace 2.x's
 per-frame CSV), or --aus auto for its AU head's estimate thresholded at 0.5; --aus none runs with an empty vector.
+What a given AU vector does depends on what the model learnt from (model.aus; predict names it):
+  oracle     trained on hand-coded AUs: the vector is an input it leans on, so give it (--aus, --aus-from, or
+             --aus auto for its head's thresholded estimate).
+  estimated  trained on its own AU head's estimates: a given vector replaces the estimate but it never saw such
+             input, and the answer moves little (demo model: happiness 0.367 estimated, 0.369 with 6+12, 0.361
+             with 4+9); leave --aus out to use its own estimate.
+  none       images only: a given vector is ignored (and said to be).
+
+The answer is "cannot judge", with the reason, when the face is not found, the registration is implausible,
+nothing moved beyond the frames' noise ("no expression detected") or the motion is far outside the training
+pairs'; --force gives the class anyway, marked. Probabilities are calibrated (temperature scaling, fitted on
+held-out LOSO predictions) when the model has a temperature, and predict says which. A clip also reports how
+stable the class is with the apex moved by -2..+2 frames.
 
 Examples:
   mertool predict onset.jpg apex.jpg --aus auto --model runs/casme2
@@ -69,6 +82,9 @@ def predict(
     save_inputs: Path = typer.Option(None, "--save-inputs", help="Write what the model was given to FILE.npz: onset "
                                                                   "and apex as the cache stores them (uint8 RGB) and "
                                                                   "aus (float32, 21)."),
+    force: bool = typer.Option(False, "--force", help="Give the model's class even where it cannot judge (no motion "
+                                                      "above noise, motion far outside its training pairs', "
+                                                      "implausible registration); marked as forced."),
     long: Optional[bool] = typer.Option(None, "--long/--clip", help="A video or frame folder: --long spots every "
                                                                   "interval and classifies each; --clip finds one "
                                                                   "apex (default: --long for more than "
@@ -90,7 +106,7 @@ def predict(
                 raise MertoolError(f"{opt}: not used with --pairs (AUs come from the CSV's aus or aus_from column)")
         if save_inputs is not None:
             raise MertoolError("--save-inputs: one pair or clip at a time, not with --pairs")
-        raise typer.Exit(_predict_batch(pairs, model, fmt, device, err))
+        raise typer.Exit(_predict_batch(pairs, model, fmt, device, err, force))
     if aus is not None and aus_from is not None:
         raise MertoolError(f"--aus and --aus-from {aus_from}: give one source of AUs, not both")
     if apex_frame is not None and (aus_from is None or len(inputs) != 2):
@@ -102,7 +118,7 @@ def predict(
             if p.is_dir() or not _is_image(p):
                 raise MertoolError(f"{p}: expected an image file (an onset/apex pair is two images)")
         return _predict_one(inputs, model, aus, as_json, None, None, None, explain, device, err, aus_from,
-                            apex_frame, save_inputs)
+                            apex_frame, save_inputs, force)
     if len(inputs) == 1:
         src = inputs[0]
         if not src.exists():
@@ -114,21 +130,22 @@ def predict(
             from mertool.spotting.recognise import predict_long_cli
             return predict_long_cli(src, model, spotter, as_json, plot, device, err)
         return _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from,
-                            save_inputs=save_inputs)
+                            save_inputs=save_inputs, force=force)
     raise MertoolError(f"expected ONSET APEX images, or one video / frame folder (got {len(inputs)} inputs); "
                        f"see `mertool predict --help`")
 
 
 def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device, err, aus_from=None,
-                 apex_frame=None, save_inputs=None) -> None:
+                 apex_frame=None, save_inputs=None, force=False) -> None:
     """One pair or one clip: table (or JSON) on stdout, pictures on request."""
     from rich.console import Console
 
     from mertool.predict import Predictor, render_prediction, sparkline
+    from mertool.provenance import trained_on_line
 
     if save_inputs is not None and save_inputs.suffix != ".npz":
         raise MertoolError(f"--save-inputs {save_inputs}: expected a file name ending in .npz")
-    predictor = Predictor(model, device=device)
+    predictor = Predictor(model, device=device, force=force)
     for note in predictor.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     spot = None
@@ -154,17 +171,27 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
     if save_inputs is not None:
         pred.save_inputs(save_inputs)
         err.print(f"wrote model inputs {save_inputs}", markup=False, highlight=False)
+    out["trained_on"] = trained_on_line(predictor.trained_on)
+    out["trained_on_record"] = {k: v for k, v in (predictor.trained_on or {}).items() if k != "motion"} or None
     if plot is not None:
         if spot is None:
             raise MertoolError(f"--plot {plot}: nothing was spotted (both --onset and --apex were given)")
         from mertool.spot import plot_motion
         plot_motion(spot, plot, title=str(inputs[0]))
         err.print(f"wrote motion plot {plot}")
-    if explain is not None:
+    if explain is not None and pred.onset_crop is not None:
         from mertool.explain import explain_figure
-        explain_figure(pred.onset_crop, pred.apex_crop, pred.cva_maps, explain,
-                       title=f"{pred.emotion} ({pred.probabilities[pred.emotion]:.2f})")
+        title = (f"{pred.emotion} ({pred.probabilities[pred.emotion]:.2f})" if pred.emotion is not None
+                 else f"cannot judge: {pred.verdict.code}")
+        explain_figure(pred.onset_crop, pred.apex_crop, pred.cva_maps, explain, title=title)
         err.print(f"wrote explanation {explain}")
+        if pred.cva_maps:
+            from mertool.explain import attention_image, uniform_note
+
+            att = attention_image(pred.cva_maps[-1], 8)
+            note = uniform_note(float(att.min()), float(att.max()))
+            if note:
+                err.print(f"attention: {note}")
     if as_json:
         sys.stdout.write(json.dumps(out) + "\n")
         return
@@ -174,14 +201,15 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
             con.print(f"motion {sparkline(spot.smoothed)} frames {spot.numbers[0]}..{spot.numbers[-1]}")
         how = "spotted" if spot is not None else "given"
         con.print(f"{how}: onset frame {out['onset_frame']}, apex frame {out['apex_frame']}")
-    render_prediction(pred, con, predictor.model_path)
+    render_prediction(pred, con, predictor.model_path, out["trained_on"])
 
 
-def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err) -> int:
+def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err, force: bool = False) -> int:
     """Every row of a pairs CSV -> CSV/JSONL on stdout; failed rows keep their error and make the exit code 1."""
     from mertool.predict import Predictor, batch_csv, batch_jsonl
+    from mertool.provenance import trained_on_line
 
-    predictor = Predictor(model, device=device)
+    predictor = Predictor(model, device=device, force=force)
     for note in predictor.notes:
         err.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
 
@@ -190,6 +218,8 @@ def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err) -> int:
             err.print(f"row {rec['row']}: {rec['error']}", markup=False, highlight=False)
 
     results = predictor.predict_csv(pairs, on_row)
+    err.print(trained_on_line(predictor.trained_on), markup=False, highlight=False, soft_wrap=True)
+    err.print(f"probabilities: {predictor.calibration}", markup=False, highlight=False, soft_wrap=True)
     sys.stdout.write(batch_csv(results, predictor.classes) if fmt == "csv" else batch_jsonl(results))
     failed = sum(bool(r["error"]) for r in results)
     err.print(f"{len(results) - failed} of {len(results)} pairs predicted" + (f", {failed} failed" if failed else ""))

@@ -182,6 +182,12 @@ def evaluate_cmd(
         report["png"] = str(confusion_png(cm, report["classes"], png, title))
         au_png = au_f1_png(report, png.with_name("au_f1.png"))
         report["au_png"] = str(au_png) if au_png else None
+    if len(run_dirs) == 1 and report["runs"][0].get("calibration"):
+        from mertool.calibration import calibration_png
+
+        report["calibration_png"] = str(calibration_png(report["runs"][0]["calibration"],
+                                                        Path(run_dirs[0]) / "calibration.png",
+                                                        f"{Path(run_dirs[0]).name}: reliability, pooled LOSO"))
     if json_:
         typer.echo(to_json(report))
         return
@@ -193,6 +199,8 @@ def evaluate_cmd(
         console.print(f"confusion matrix picture: {report['png']}")
     if report.get("au_png"):
         console.print(f"AU detection picture: {report['au_png']}")
+    if report.get("calibration_png"):
+        console.print(f"reliability diagram (before and after calibration): {report['calibration_png']}")
 
 
 @app.command("ablate")
