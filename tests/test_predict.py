@@ -29,7 +29,7 @@ def save_model(path, *overrides):
     recipe = load_recipe("casme2", SMALL + list(overrides))
     torch.manual_seed(0)
     model = build_model(recipe["model"]).eval()
-    pairs = describe(224, 0.25, 1, 640, "ecc")  # what preprocess's defaults record
+    pairs = describe(224, 0.25, 1, 640)  # what preprocess's defaults record (consensus registration)
     return save_checkpoint(make_checkpoint(model, recipe, list(recipe["data"]["classes"]), pairs), path)
 
 
