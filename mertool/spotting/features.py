@@ -138,6 +138,20 @@ class MotionTracker:
         quality = np.full(n, np.nan, np.float32)
         shots = np.full(n, -1, np.int32)
         shot, n_shots, wait, detections = None, 0, 0, 0
+
+        def start(i: int, rgb):
+            """A new shot at frame i, or None (and a wait before the next detection) when no face is found."""
+            nonlocal n_shots, wait, detections
+            detections += 1
+            try:
+                new = self._start(rgb)
+            except AlignSkip:
+                wait = self.redetect - 1
+                return None
+            track[i], head[i], quality[i], shots[i] = 0.0, 0.0, 1.0, n_shots
+            n_shots += 1
+            return new
+
         for i, rgb in enumerate(_prefetch(source)):
             if progress is not None:
                 progress(i + 1, n)
@@ -145,29 +159,14 @@ class MotionTracker:
                 if wait > 0:
                     wait -= 1
                     continue
-                detections += 1
-                try:
-                    shot = self._start(rgb)
-                except AlignSkip:
-                    wait = self.redetect - 1
-                    continue
-                track[i], head[i], quality[i], shots[i] = 0.0, 0.0, 1.0, n_shots
-                n_shots += 1
+                shot = start(i, rgb)
                 continue
             crop, reg = self._register(shot, rgb)
             gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY)
             ncc = _ncc(shot.anchor, gray, shot.face)
             if not ncc >= self.min_ncc:
                 # the face changed too much for the flow to mean anything: a new shot when a face is there
-                shot = None
-                detections += 1
-                try:
-                    shot = self._start(rgb)
-                except AlignSkip:
-                    wait = self.redetect - 1
-                    continue
-                track[i], head[i], quality[i], shots[i] = 0.0, 0.0, 1.0, n_shots
-                n_shots += 1
+                shot = start(i, rgb)
                 continue
             d, h = self._measure(shot, gray, reg)
             track[i], head[i], quality[i], shots[i] = d, h, ncc, n_shots - 1
