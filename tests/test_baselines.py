@@ -251,6 +251,7 @@ def test_baselines_table_runs_through_ablate_on_a_flow_cache(tmp_path, capsys):
                  str(tmp_path / "runs"), "--device", "cpu", "--quiet", "--subjects", "01", *sets]) == 0
     md = (tmp_path / "runs" / "megc2019_baselines" / "table.md").read_text()
     for text in ("STSTNet", "OFF-ApexNet", "(apex - onset)", "(flow u, v, strain)", "0.7353", "0.7605", "n/a",
-                 "published megc2019 figures", "casme2 UF1", "/ 0.8686", "1/3 (partial)"):
+                 "published megc2019 figures", "casme2 UF1", "/ 0.8686", "1/3 (partial)", "| time |",
+                 "GFLOP/s measured before training; seed 0;"):
         assert text in md, (text, md)
     assert "SYNTHETIC" not in md  # this cache was not made by `mertool synth`
