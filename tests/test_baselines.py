@@ -97,6 +97,19 @@ def test_flow_models_read_flow_not_frames():
             model(x, x, None)
 
 
+def test_training_flops_of_the_flow_models_for_the_estimate():
+    """The estimate before training counts a step's FLOPs (bench.model_flops): a flow-reading model is fed flow
+    (it was called with frames only, and `ablate`'s estimate said "not available")."""
+    from mertool.bench import model_flops
+
+    for cfg in ({**FLOW_MODEL, "arch": "ststnet"}, {**FLOW_MODEL, "arch": "offapexnet"}):
+        with torch.device("meta"):
+            forward = forward_flops(build_model(cfg, load_weights=False))
+        f = model_flops(cfg, batch=2)
+        assert f["forward_per_sample"] == pytest.approx(forward, rel=0.01), cfg["arch"]
+        assert 2 * forward < f["train_per_sample"] < 4 * forward, cfg["arch"]  # backward: about twice the forward
+
+
 def test_flow_model_config_errors():
     with pytest.raises(MertoolError, match="reads only the optical flow"):
         ModelConfig.from_dict({"arch": "ststnet", "image_size": 28})  # aus oracle and an AU head: not for STSTNet
