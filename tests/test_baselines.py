@@ -251,8 +251,9 @@ def test_baselines_table_recipes_and_published_figures():
 
 @pytest.mark.slow
 def test_baselines_table_runs_through_ablate_on_a_flow_cache(tmp_path, capsys):
-    """One fold of each variant on a small cache with Farneback flow: the table prints ours beside the published
-    composite figures (n/a where no source confirms one) and per dataset."""
+    """One fold of each variant on a small cache with Farneback flow, through one pool of two workers (as the docs
+    run it: the diff and flow variants of the paper's model read the same samples, one of them with flow): the table
+    prints ours beside the published composite figures (n/a where no source confirms one) and per dataset."""
     from conftest import make_synthetic_cache
     from mertool.cli import main
     from mertool.flow import add_flow
@@ -261,7 +262,8 @@ def test_baselines_table_runs_through_ablate_on_a_flow_cache(tmp_path, capsys):
     add_flow(cache, "farneback", workers=1)
     sets = [a for s in ("train.epochs=1", "train.decay_epochs=0", "model.fpf=none") for a in ("--set", s)]
     assert main(["ablate", "ablations/megc2019_baselines", "--cache", str(cache), "--base", "demo", "--out",
-                 str(tmp_path / "runs"), "--device", "cpu", "--quiet", "--subjects", "01", *sets]) == 0
+                 str(tmp_path / "runs"), "--device", "cpu", "--folds-per-device", "2", "--quiet", "--subjects", "01",
+                 *sets]) == 0
     md = (tmp_path / "runs" / "megc2019_baselines" / "table.md").read_text()
     for text in ("STSTNet", "OFF-ApexNet", "(apex - onset)", "(flow u, v, strain)", "0.7353", "0.7605", "n/a",
                  "published megc2019 figures", "casme2 UF1", "/ 0.8686", "1/3 (partial)", "| time |",
