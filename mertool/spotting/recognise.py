@@ -35,7 +35,8 @@ def read_frames(source, numbers: set[int]) -> dict[int, np.ndarray]:
 
 
 def classify_intervals(intervals: list[Interval], source, predictor) -> list[dict]:
-    """For every interval: its class, probability and all probabilities (or the reason it could not be cut)."""
+    """For every interval: its class, probability and all probabilities (or the reason it could not be cut), and
+    how its apex was registered (align.Registration.to_dict(), as `predict`'s JSON gives it; None unregistered)."""
     from mertool.align import AlignSkip
 
     need = {iv.onset for iv in intervals} | {iv.apex if iv.apex is not None else iv.onset for iv in intervals}
@@ -45,9 +46,12 @@ def classify_intervals(intervals: list[Interval], source, predictor) -> list[dic
     out = []
     for iv in intervals:
         apex = iv.apex if iv.apex is not None else (iv.onset + iv.offset) // 2
-        rec = {"interval": iv, "class": None, "probability": None, "probabilities": None, "error": ""}
+        rec = {"interval": iv, "class": None, "probability": None, "probabilities": None, "registration": None,
+               "error": ""}
         try:
             pair = predictor.aligner.align_pair(frames[iv.onset], frames[apex], name=f"{iv.video} frame {iv.onset}")
+            if pair.registration is not None:
+                rec["registration"] = pair.registration.to_dict()
             probs, _, _ = predictor.classify(pair.onset, pair.apex, aus)
             k = int(np.argmax(probs))
             rec.update({"class": predictor.classes[k], "probability": float(probs[k]),
@@ -70,7 +74,7 @@ def predict_long(path, predictor, spotter=None, fps: float | None = None, progre
     for r in rows:
         d = interval_dict(r["interval"], outcome.fps)
         d.update({"class": r["class"], "probability": None if r["probability"] is None else
-                  round(r["probability"], 4), "probabilities": r["probabilities"]})
+                  round(r["probability"], 4), "probabilities": r["probabilities"], "registration": r["registration"]})
         if r["error"]:
             d["error"] = r["error"]
         items.append(d)
@@ -107,9 +111,12 @@ def predict_long_cli(src, model, spotter, as_json: bool, plot, device: str, err)
 
 
 def render_long(result: dict, console) -> None:
-    """The timeline and one row per interval: onset, apex, offset, type, class, probability."""
+    """The timeline and one row per interval: onset, apex, offset, type, class, probability; then the warnings of
+    registrations refused or doubtful (as `predict` prints a pair's)."""
+    from rich.markup import escape
     from rich.table import Table
 
+    from mertool.align import registration_warnings
     from mertool.spotting.video import render_timeline
 
     render_timeline(result["outcome"], console)
@@ -121,6 +128,10 @@ def render_long(result: dict, console) -> None:
                   d["class"] or f"({d.get('error', '')[:40]})",
                   "" if d["probability"] is None else f"{d['probability']:.2f}")
     console.print(t)
+    for d in result["intervals"]:
+        if d.get("registration"):
+            for line in registration_warnings(f"interval {d['onset']}-{d['offset']}", d["registration"]):
+                console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
 
 
 def str_evaluate(spot_run, model, gt_classes: dict[tuple[str, int, int], str] | None = None, device: str = "cpu"
