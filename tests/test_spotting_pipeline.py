@@ -189,7 +189,7 @@ def test_predict_long_video_and_str(long_set, learned_run, tmp_path, capsys):
                for e in v["events"]}
     report = str_evaluate(learned_run, model, classes)
     assert set(report["str"]["overall"]) >= {"spotting_f1", "uf1", "str"}
-    assert report["pairs"] == report["spotting"]["overall"]["tp"]
+    assert report["pairs"] == report["spotting"]["overall"]["tp"] and report["unlabelled"] == 0
 
 
 def test_long_video_table_warns_of_a_refused_registration(monkeypatch):
