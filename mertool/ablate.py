@@ -377,7 +377,8 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     provs = [provenance.is_synthetic((rep or {}).get("provenance")) for rep in reports.values() if rep]
     data_note = ""
     if any(provs) or synthetic:
-        data_note = (f"ours: synthetic faces (mertool synth); the paper's columns: the real {dataset or 'dataset'}. "
+        theirs = f"the published {table.composite} figures" if table.composite else f"the real {dataset or 'dataset'}"
+        data_note = (f"ours: synthetic faces (mertool synth); the paper's columns: {theirs}. "
                      f"{provenance.DATA_DIFFER[0].upper()}{provenance.DATA_DIFFER[1:]}.")
     elif None in provs:
         data_note = ("ours: data of unknown provenance (a cache from before mertool recorded it; it may be "

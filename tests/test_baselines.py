@@ -239,6 +239,8 @@ def test_baselines_table_recipes_and_published_figures():
             assert r["train"]["weight_decay"] == 0 and r["augment"]["hflip"] == 0  # Adam, no augmentation
         assert recipes["paper-diff"]["model"]["motion"] == "diff" and recipes["paper-flow"]["model"]["motion"] == "flow"
         assert recipes["paper-diff"]["model"]["stem"] == ("mmnet" if base == "megc2019" else "light")
+        # the composite's protocol on either base: no AU input (the demo recipe alone would feed hand-coded AUs)
+        assert recipes["paper-diff"]["model"]["aus"] == recipes["paper-flow"]["model"]["aus"] == "none"
     paper = {v.name: v.paper for v in table.variants}
     # as the sources print them (the note names each); a figure no source confirms is n/a, never a guess
     assert paper["ststnet"]["megc2019"] == {"uf1": "0.7353", "uar": "0.7605"}
@@ -270,3 +272,8 @@ def test_baselines_table_runs_through_ablate_on_a_flow_cache(tmp_path, capsys):
                  "GFLOP/s measured before training; seed 0;"):
         assert text in md, (text, md)
     assert "SYNTHETIC" not in md  # this cache was not made by `mertool synth`
+    from mertool.ablate import load_table, report_table
+
+    table = load_table("ablations/megc2019_baselines")
+    md = report_table(table, tmp_path / "runs" / "megc2019_baselines", None, synthetic=True)["markdown"].read_text()
+    assert "SYNTHETIC DATA" in md and "the paper's columns: the published megc2019 figures" in md  # not "casme2"
