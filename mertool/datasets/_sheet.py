@@ -11,6 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from mertool.errors import MertoolError
+from mertool.number_text import parse_number
 
 SHEET_SUFFIXES = (".xlsx", ".xlsm", ".csv", ".xls")  # .xls is found only to say it needs converting
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -156,10 +157,7 @@ def to_frame(table: Table, row: int, values: tuple, key: str, required: bool = T
         if required:
             raise MertoolError(f"{table.where(row, key)}: empty; expected a frame number")
         return None
-    try:
-        number = float(text)
-    except ValueError:
-        number = None
+    number = parse_number(text)
     if number is None or not number.is_integer() or number < 0:
         raise MertoolError(f"{table.where(row, key)}: {text!r} is not a frame number")
     return int(number)
