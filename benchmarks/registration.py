@@ -28,7 +28,7 @@ def _per_call(fn, reps: int = 5) -> float:
 def main(frames: Path | None) -> None:
     from skimage.data import astronaut
 
-    from mertool.align import FaceAligner, read_rgb
+    from mertool.face.align import FaceAligner, read_rgb
     from mertool.bench import matmul_rate
 
     rate = matmul_rate(torch.device("cpu"), torch.float32)
@@ -49,8 +49,8 @@ def main(frames: Path | None) -> None:
         print(f"{name}: align_pair {1e3 * pn:.0f} ms unregistered, {1e3 * pe:.0f} ms registered (ecc): "
               f"registration costs {1e3 * (pe - pn):.0f} ms per pair")
     with tempfile.TemporaryDirectory() as tmp:   # what registration costs a whole preprocess run
-        from mertool.preprocess import preprocess
-        from mertool.synth import synth
+        from mertool.cache.preprocess import preprocess
+        from mertool.synth.faces import synth
 
         synth(Path(tmp) / "data", subjects=2, per_subject=6, seed=0, workers=1, head_motion=6)
         for mode in ("none", "ecc"):

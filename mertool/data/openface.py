@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mertool.aus import AU_VOCAB
+from mertool.data.aus import AU_VOCAB
 from mertool.errors import MertoolError
 
 _PRESENCE = re.compile(r"^AU0*(\d+)_c$")

@@ -125,7 +125,7 @@ def judge(motion: dict[str, float] | None, stats: dict | None, registration: dic
 def implausible_registration(reg: dict) -> str | None:
     """Why a pair's registration is not to be trusted, or None: align's own implausibility flag when it sets one,
     else an upper-face residual above align.RESIDUAL_WARN after registration (real pairs leave under 1 px)."""
-    from mertool.align import RESIDUAL_WARN
+    from mertool.face.align import RESIDUAL_WARN
 
     flag = reg.get("implausible")
     if flag:
