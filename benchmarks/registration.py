@@ -28,8 +28,8 @@ def _per_call(fn, reps: int = 5) -> float:
 def main(frames: Path | None) -> None:
     from skimage.data import astronaut
 
-    from mertool.face.align import FaceAligner, read_rgb
     from mertool.bench import matmul_rate
+    from mertool.face.align import FaceAligner, read_rgb
 
     rate = matmul_rate(torch.device("cpu"), torch.float32)
     print(f"fp32 matmul rate: {rate['flops'] / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")

@@ -174,8 +174,8 @@ def main() -> None:
     args = ap.parse_args()
     import cv2
 
-    from mertool.face.align import DEFAULT_REGISTER, FaceAligner
     from mertool.bench import matmul_rate
+    from mertool.face.align import DEFAULT_REGISTER, FaceAligner
     from mertool.synth.motion_truth import subjects
 
     cv2.setNumThreads(1)

@@ -108,8 +108,8 @@ def model_flops(model_cfg: dict, batch: int) -> dict:
 def make_bench_cache(path: str | Path, emotions, image_size: int, samples: int = CASME2_SAMPLES,
                      subjects: int = CASME2_SUBJECTS, seed: int = 0) -> Path:
     """A cache of random frames the size of CASME II (emotions cycle so every class has samples)."""
-    from mertool.data.aus import AU_VOCAB
     from mertool.cache.store import CachedSample, CacheWriter
+    from mertool.data.aus import AU_VOCAB
 
     emotions = list(emotions)
     if samples < 2 or subjects < 1 or not emotions:
@@ -169,8 +169,8 @@ def bench_training(recipe: dict, data, *, batch: int, steps: int | None = None, 
     `warmup` batches run first (None: the whole epoch, so every batch shape has been tuned or compiled). Returns
     seconds for both (the best of `repeats`), the data path timed alone, samples/s, and the model (for predict).
     """
-    from mertool.training.dataset import make_batches
     from mertool.models import build_model
+    from mertool.training.dataset import make_batches
     from mertool.training.train import _batch, _optimizer, _train_epoch, setup_device
 
     device = data.device

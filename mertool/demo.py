@@ -125,9 +125,9 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
 
     from mertool.bench import matmul_rate
     from mertool.cache.preprocess import preprocess, print_summary
-    from mertool.training.train import resolve_device
     from mertool.recipe import find_recipe, load_recipe
     from mertool.synth.faces import MANIFEST, check_settings, is_complete, make_folder, settings_key, synth
+    from mertool.training.train import resolve_device
 
     console = console or Console(markup=False, soft_wrap=True)  # paths stay whole lines
     t_start = time.perf_counter()

@@ -12,10 +12,10 @@ import pytest
 import torch
 import yaml
 
-from mertool.data.aus import AU_VOCAB
 from mertool.cli import main
-from mertool.training.dataset import load_dataset
+from mertool.data.aus import AU_VOCAB
 from mertool.recipe import flat_recipe, load_recipe, recipe_diff
+from mertool.training.dataset import load_dataset
 from mertool.training.train import au_bce, hide_test_aus, run_fold, split_fold, train_loso
 
 ROOT = Path(__file__).resolve().parents[1]

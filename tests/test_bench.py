@@ -137,8 +137,8 @@ def test_matmul_rate_and_model_flops():
 
 def test_replayed_batches_feed_the_real_training_loop(synthetic_cache):
     """Prebuilt batches give the real epoch loop exactly what its own data path would have built."""
-    from mertool.training.dataset import load_dataset, make_batches
     from mertool.models import build_model
+    from mertool.training.dataset import load_dataset, make_batches
     from mertool.training.train import _batch, _optimizer, _train_epoch
 
     r = load_recipe("casme2", ["data.image_size=64", *SMALL])

@@ -12,8 +12,8 @@ import torch
 
 import mertool.training.train as train
 from mertool.cli import main
-from mertool.training.dataset import augment_pair, augment_theta, load_dataset, warp_pair
 from mertool.recipe import load_recipe
+from mertool.training.dataset import augment_pair, augment_theta, load_dataset, warp_pair
 
 pytestmark = pytest.mark.cuda
 DEVICE = "cuda"

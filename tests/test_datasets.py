@@ -292,9 +292,9 @@ def test_casme2_2014_question_marks_are_unknown_not_none(realdata, tmp_path):
     feed them as "no AU active" is refused, naming them; the 2019 sheet codes every row."""
     from mertool.cache.store import CachedSample, CacheWriter, load_cache
     from mertool.data.aus import au_bits
-    from mertool.training.dataset import load_for_recipe
     from mertool.errors import MertoolError
     from mertool.recipe import load_recipe
+    from mertool.training.dataset import load_for_recipe
 
     sheet = realdata / "annotations" / "casme2" / "CASME2-coding-20140508.xlsx"
     records, _ = load_records(sheet.parent, sheet=sheet)

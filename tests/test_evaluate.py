@@ -6,9 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mertool.reports.ablate import NOT_IN_PAPER, load_table, variant_recipe
 from mertool.cli import main
 from mertool.errors import MertoolError
+from mertool.reports.ablate import NOT_IN_PAPER, load_table, variant_recipe
 from mertool.reports.evaluate import ORACLE_LABEL, SELECT_LABEL, evaluate_run, evaluate_runs
 from mertool.training.runs import write_predictions
 

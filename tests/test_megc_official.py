@@ -69,8 +69,8 @@ def test_real_sheets_under_the_official_list(realdata, sheet, dataset, extra):
     """Both CASME II sheets give the official 145 clips (the 2019 sheet's 150 and the 2014 sheet's 147 under the
     class map), SAMM its 133, with the published class counts and every label as the list has it."""
     from mertool.data.classmap import ClassMap
-    from mertool.datasets import load_records
     from mertool.data.include import include_report
+    from mertool.datasets import load_records
 
     records, _ = load_records(realdata / "annotations" / sheet)
     recipe = _megc()
@@ -105,8 +105,8 @@ def test_include_list_errors(tmp_path):
 
 
 def test_a_cache_the_list_does_not_cover_is_a_clear_error(synthetic_cache):
-    from mertool.training.dataset import load_for_recipe
     from mertool.recipe import load_recipe
+    from mertool.training.dataset import load_for_recipe
 
     with pytest.raises(MertoolError, match=r"none of its 442 samples is in the cache .* --set data.include="):
         load_for_recipe(synthetic_cache, load_recipe("megc2019"))

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from mertool.errors import MertoolError
-from mertool.training.parallel import parse_devices, plan_slots, train_loso_parallel, train_runs_parallel
 from mertool.recipe import load_recipe
+from mertool.training.parallel import parse_devices, plan_slots, train_loso_parallel, train_runs_parallel
 from mertool.training.train import train_loso
 
 ROOT = Path(__file__).resolve().parents[1]

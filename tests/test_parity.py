@@ -39,8 +39,8 @@ def frames(tmp_path_factory):
 
 def _train_final(cache, out):
     """A 1-epoch final model of the demo recipe on the cache, through run_fold (what train-loso --final runs)."""
-    from mertool.training.dataset import load_for_recipe
     from mertool.recipe import load_recipe
+    from mertool.training.dataset import load_for_recipe
     from mertool.training.runs import final_path
     from mertool.training.train import run_fold
 
@@ -53,9 +53,9 @@ def _train_final(cache, out):
 
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_predict_on_source_frames_reproduces_the_cache(option, frames, tmp_path, one_torch_thread):
+    from mertool.cache.preprocess import preprocess
     from mertool.cache.store import load_cache
     from mertool.predict.predictor import Predictor
-    from mertool.cache.preprocess import preprocess
     from mertool.training.runs import load_checkpoint
     from mertool.training.train import predict_outputs
 
@@ -91,8 +91,8 @@ def test_predict_on_source_frames_reproduces_the_cache(option, frames, tmp_path,
 def test_save_inputs_and_old_checkpoint_note(frames, tmp_path, capsys, one_torch_thread):
     """--save-inputs writes the cache's form of the pair and the AU vector read; a checkpoint without the record
     says in one line what predict assumes, and carries on."""
-    from mertool.cache.store import load_cache
     from mertool.cache.preprocess import preprocess
+    from mertool.cache.store import load_cache
 
     cache = tmp_path / "c.h5"
     preprocess(frames / "manifest.csv", kind="manifest", out=cache, workers=0, progress=False, register="landmarks")

@@ -89,8 +89,8 @@ def test_pair_table_and_json_agree_with_the_library(files, capsys):
 def test_prediction_equals_the_cached_pipeline(files, tmp_path):
     """predict aligns and resizes exactly as preprocess + training do: same probabilities as the model on the
     cache entry of the same pair."""
-    from mertool.training.dataset import load_dataset
     from mertool.cache.preprocess import preprocess
+    from mertool.training.dataset import load_dataset
     from mertool.training.runs import load_checkpoint
     from mertool.training.train import predict_probs
 

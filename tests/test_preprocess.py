@@ -11,11 +11,11 @@ import numpy as np
 import openpyxl
 import pytest
 
+from mertool.cache.preprocess import preprocess, summary_path
 from mertool.cache.store import load_cache
 from mertool.cli import main
 from mertool.datasets import class_counts
 from mertool.errors import MertoolError
-from mertool.cache.preprocess import preprocess, summary_path
 
 # the CASME II 2019 coding sheet's header, column for column (two unnamed columns, 'Objective Classes' last)
 HEADER_2019 = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None, "Action Units",

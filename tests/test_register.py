@@ -15,11 +15,11 @@ import pytest
 from skimage import data
 
 from conftest import make_synthetic_cache
-from mertool.synth import motion_truth
-from mertool.face.align import AlignSkip, FaceAligner, chip_matrix, face_patches, registration_warnings, upper_face_mask
 from mertool.cache.store import cache_info, load_cache, merge_caches, read_registration, show_sample, verify_cache
 from mertool.cli import main
 from mertool.errors import MertoolError
+from mertool.face.align import AlignSkip, FaceAligner, chip_matrix, face_patches, registration_warnings, upper_face_mask
+from mertool.synth import motion_truth
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from mertool.face.align import FaceAligner
 from mertool.errors import MertoolError
+from mertool.face.align import FaceAligner
 from mertool.spotting.apex import FrameSource, Spotter, find_apex, list_frame_files, plot_motion
 
 

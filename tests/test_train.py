@@ -13,9 +13,9 @@ import torch
 
 from conftest import make_synthetic_cache
 from mertool.cli import main
-from mertool.training.dataset import augment_pair, make_batches
 from mertool.errors import MertoolError
 from mertool.recipe import load_recipe
+from mertool.training.dataset import augment_pair, make_batches
 from mertool.training.runs import FINAL, load_checkpoint, plan_folds
 from mertool.training.train import fold_seed, lr_factor, predict_probs, run_fold, split_fold, train_loso
 

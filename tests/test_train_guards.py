@@ -8,11 +8,11 @@ import pytest
 import torch
 
 import mertool.training.train as train
-from mertool.training import parallel
 from mertool.cli import main
-from mertool.training.dataset import load_dataset
 from mertool.errors import MertoolError
 from mertool.recipe import load_recipe
+from mertool.training import parallel
+from mertool.training.dataset import load_dataset
 from mertool.training.runs import LosoPlan, select_subjects
 
 ROOT = Path(__file__).resolve().parents[1]

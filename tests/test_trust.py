@@ -11,9 +11,9 @@ import torch
 from mertool.reports import metrics
 from mertool.reports.calibration import apply_temperature, calibrate_parts, calibration_png, fit_temperature, \
     model_temperature, reliability
-from mertool.reports.evaluate import evaluate_runs
 from mertool.cache.provenance import cache_provenance, folder_provenance, merge, trained_on_line
 from mertool.predict.reject import judge, motion_stats, pair_motion
+from mertool.reports.evaluate import evaluate_runs
 
 from test_evaluate import CLASSES, FOLDS, make_run
 
@@ -204,8 +204,8 @@ def test_reject_no_motion_judges_shifted_pairs_and_refuses_far_motion():
 
 def test_estimate_from_flops_and_rate_then_from_finished_folds(tmp_path):
     from mertool.bench import model_flops
-    from mertool.training.estimate import MFU, slow_hint, training_estimate
     from mertool.recipe import load_recipe
+    from mertool.training.estimate import MFU, slow_hint, training_estimate
 
     recipe = load_recipe("demo")
     rate = {"flops": 50e9, "dtype": "float32"}

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from mertool.face.align import DEFAULT_REGISTER, MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, FaceAligner, \
     describe, read_rgb, registration_warnings, resize_square
-from mertool.data.aus import au_bits
 from mertool.cache.store import CachedSample, CacheWriter, open_cache, read_registration, registration_summary
+from mertool.data.aus import au_bits
 from mertool.errors import MertoolError
 from mertool.files import write_json
 

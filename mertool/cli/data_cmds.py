@@ -203,8 +203,8 @@ def add_flow_cmd(
       mertool cache add-flow casme2.h5 --flow tvl1
       mertool cache add-flow casme2.h5 --flow dis --replace
     """
-    from mertool.face.flow import add_flow
     from mertool.cache.preprocess import _progress
+    from mertool.face.flow import add_flow
 
     if workers < 0:
         raise MertoolError(f"--workers {workers}: expected 0 or more")

@@ -140,8 +140,8 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
     """One pair or one clip: table (or JSON) on stdout, pictures on request."""
     from rich.console import Console
 
-    from mertool.predict.predictor import Predictor, render_prediction, sparkline
     from mertool.cache.provenance import trained_on_line
+    from mertool.predict.predictor import Predictor, render_prediction, sparkline
 
     if save_inputs is not None and save_inputs.suffix != ".npz":
         raise MertoolError(f"--save-inputs {save_inputs}: expected a file name ending in .npz")
@@ -206,8 +206,8 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
 
 def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err, force: bool = False) -> int:
     """Every row of a pairs CSV -> CSV/JSONL on stdout; failed rows keep their error and make the exit code 1."""
-    from mertool.predict.predictor import Predictor, batch_csv, batch_jsonl
     from mertool.cache.provenance import trained_on_line
+    from mertool.predict.predictor import Predictor, batch_csv, batch_jsonl
 
     predictor = Predictor(model, device=device, force=force)
     for note in predictor.notes:

@@ -110,9 +110,9 @@ def train_loso_cmd(
       mertool train-loso casme2 --cache casme2.h5 --devices cuda:0,cuda:1 --folds-per-device 4
       mertool train-loso casme2 --cache casme2.h5 --executor slurm --slurm-partition gpu --folds-per-job 6
     """
+    from mertool.recipe import find_recipe, load_recipe
     from mertool.training.discover import resolve_short_form
     from mertool.training.parallel import train_loso_parallel
-    from mertool.recipe import find_recipe, load_recipe
 
     from mertool.spotting.learned import train_spotting_cli
 

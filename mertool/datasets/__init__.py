@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 
+from mertool.data.records import SampleRecord
 from mertool.datasets import casme2, casme3, manifest, mmew, samm, smic
 from mertool.datasets._sheet import find_sheets, first_row, header_keys
 from mertool.errors import MertoolError
-from mertool.data.records import SampleRecord
 
 # detection order matters: SAMM's and MMEW's headers are supersets of CASME II's
 ADAPTERS = {m.KIND: m for m in (samm, casme3, mmew, casme2, manifest, smic)}

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from mertool.data.aus import parse_aus
+from mertool.data.records import SampleRecord
 from mertool.datasets._sheet import cell_text, read_table, to_frame
 from mertool.errors import MertoolError
-from mertool.data.records import SampleRecord
 
 KIND = "manifest"
 TITLE = "CSV manifest"

@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from mertool.data.records import SampleRecord
 from mertool.datasets._sheet import choose_root, frame_index
 from mertool.errors import MertoolError
-from mertool.data.records import SampleRecord
 
 KIND = "smic"
 TITLE = "SMIC"

@@ -330,16 +330,16 @@ class Predictor:
     def motion(self, onset: np.ndarray, apex: np.ndarray) -> dict[str, float]:
         """The pair's motion as the model sees it (its input size), as the checkpoint's training statistics were
         measured (mertool.predict.reject.pair_motion)."""
-        from mertool.training.dataset import resize_frames
         from mertool.predict.reject import pair_motion
+        from mertool.training.dataset import resize_frames
 
         frames = resize_frames(torch.from_numpy(np.stack([onset, apex])).permute(0, 3, 1, 2).contiguous(),
                                self.image_size)
         return {k: float(v[0]) for k, v in pair_motion(frames[:1], frames[1:]).items()}
 
     def _predict(self, onset_rgb, apex_rgb, aus: AUInput, onset_name: str, apex_name: str) -> Prediction:
-        from mertool.face.align import NO_FACE, AlignSkip
         from mertool.data.aus import AU_VOCAB
+        from mertool.face.align import NO_FACE, AlignSkip
         from mertool.predict.reject import Verdict, judge
 
         try:

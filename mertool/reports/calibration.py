@@ -107,8 +107,8 @@ def calibrate_run(run_dir: str | Path, write: bool = True) -> dict | None:
     """A finished run's calibration (every fold done), written to RUN/calibration.json and stamped into the final
     model's checkpoint when it exists; None while folds are missing."""
     from mertool import files
-    from mertool.training import runs
     from mertool.reports.evaluate import evaluate_parts
+    from mertool.training import runs
 
     run_dir = Path(run_dir)
     parts, missing = evaluate_parts(run_dir)

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from mertool import files
-from mertool.reports import metrics
 from mertool.cache import provenance
-from mertool.training import runs
 from mertool.data.aus import AU_VOCAB
 from mertool.errors import MertoolError
+from mertool.reports import metrics
+from mertool.training import runs
 from mertool.training.runs import read_predictions  # noqa: F401  (imported from here by older code and tests)
 
 SELECT_LABEL = runs.SELECT_LABEL

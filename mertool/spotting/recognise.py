@@ -134,8 +134,8 @@ def str_evaluate(spot_run, model, gt_classes: dict[tuple[str, int, int], str] | 
     from mertool.predict.predictor import Predictor
     from mertool.spotting.apex import FrameSource
     from mertool.spotting.cache import load_spot_cache
-    from mertool.spotting.megc import DatasetGT, score_spotting, str_score
     from mertool.spotting.intervals import read_intervals_csv
+    from mertool.spotting.megc import DatasetGT, score_spotting, str_score
 
     run = Path(spot_run)
     info = json.loads((run / "run.json").read_text())

@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mertool.cache.provenance import cache_provenance
 from mertool.cache.store import CacheData, load_cache, pair_settings
 from mertool.data.classmap import ClassMap
 from mertool.errors import MertoolError
-from mertool.cache.provenance import cache_provenance
 
 
 @dataclass

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mertool.training import runs
-from mertool.training.dataset import MERData, augment_theta, make_batches, to_float, warp_flow, warp_pair
 from mertool.errors import MertoolError
 from mertool.text import plural
+from mertool.training import runs
+from mertool.training.dataset import MERData, augment_theta, make_batches, to_float, warp_flow, warp_pair
 from mertool.training.runs import FINAL, SELECT_BEST, SELECT_LABEL, check_select, device_info, fold_done, \
     make_checkpoint, open_run
 
