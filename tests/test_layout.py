@@ -111,7 +111,8 @@ def test_old_data_names_resolve_with_a_warning_and_submodules_without():
         assert data.load_dataset is dataset.load_dataset
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        from mertool.data import aus, classmap, include, openface, records  # noqa: F401
+        for sub in ("aus", "classmap", "include", "openface", "records"):   # `from mertool.data import aus`
+            assert getattr(__import__("mertool.data", fromlist=[sub]), sub).__name__ == f"mertool.data.{sub}"
     with pytest.raises(AttributeError):
         data.no_such_name
 
