@@ -469,3 +469,48 @@ def test_clip_reports_the_class_stability_around_the_apex(files, capsys):
     st = json.loads(out)["stability"]
     assert code == 0 and [r["apex"] for r in st["frames"]] == [17, 18, 19, 20, 21]
     assert st["of"] == 5 and 1 <= st["agree"] <= 5 and st["stable"] == (st["agree"] == 5)
+
+
+def test_refused_registration_is_flagged_in_every_output(files, capsys, tmp_path):
+    """An apex turned 10 deg from its onset (no head motion within a micro-expression): align refuses the
+    registration, and the pair text, its --json, a --pairs CSV and JSONL, and a clip all say so with the flag (and
+    the JSON's residual); predict cannot judge such a pair unless forced."""
+    from skimage import data
+
+    face = data.astronaut()
+    turn = cv2.getRotationMatrix2D((256.0, 256.0), 10.0, 1.0)
+    turned = cv2.warpAffine(face, turn, (512, 512), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT101)
+    onset, apex, clip = tmp_path / "onset.png", tmp_path / "apex.png", tmp_path / "clip"
+    clip.mkdir()
+    for rgb, paths in ((face, (onset, clip / "img1.png")), (turned, (apex, clip / "img2.png"))):
+        for p in paths:
+            cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    m = ["--model", str(files["model"]), "--aus", "12"]
+
+    code, out, _ = run(capsys, onset, apex, "--json", *m)
+    rec = json.loads(out)
+    reg = rec["registration"]
+    assert code == 0 and reg["flag"].startswith("registration refused") and reg["applied"] is False
+    assert "rotation" in reg["flag"] and isinstance(reg["residual"], float)
+    assert rec["judged"] is False and rec["cannot_judge_code"] == "registration" and reg["flag"] in rec["cannot_judge"]
+    code, out, _ = run(capsys, onset, apex, *m)
+    assert code == 0 and "cannot judge: implausible registration: registration refused" in out
+    code, out, _ = run(capsys, onset, apex, "--force", *m)
+    assert code == 0 and "warning: pair: registration refused" in out and "predicted:" in out
+
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"onset,apex,aus\n{onset.name},{apex.name},12\n{files['onset']},{files['apex']},12\n")
+    code, out, err = run(capsys, "--pairs", pairs, "--model", files["model"])
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and list(rows[0])[-3:] == ["registration_flag", "registration_residual", "error"]
+    assert rows[0]["registration_flag"] == reg["flag"] and float(rows[0]["registration_residual"]) == reg["residual"]
+    assert rows[0]["cannot_judge"].endswith(reg["flag"]) and rows[0]["emotion"] == ""
+    assert rows[1]["registration_flag"] == "" and float(rows[1]["registration_residual"]) < 1.5  # the smile pair
+    assert "warning: row 2: registration refused" in err
+    code, out, _ = run(capsys, "--pairs", pairs, "--model", files["model"], "--json")
+    assert json.loads(out.splitlines()[0])["registration"] == reg
+
+    code, out, _ = run(capsys, clip, "--onset", "1", "--apex", "2", "--json", *m)
+    assert code == 0 and json.loads(out)["registration"] == reg
+    code, out, _ = run(capsys, clip, "--onset", "1", "--apex", "2", *m)
+    assert code == 0 and "implausible registration: registration refused" in out

@@ -183,8 +183,29 @@ def test_predict_long_video_and_str(long_set, learned_run, tmp_path, capsys):
     assert main(["predict", str(src), "--model", str(model), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["intervals"] and all(i["class"] in d["classes"] and 0 < i["probability"] <= 1 for i in d["intervals"])
+    # each interval's registration, as predict's pair JSON gives it (flag empty: synth's head motion is plausible)
+    assert all(i["registration"]["flag"] == "" and i["registration"]["applied"] for i in d["intervals"])
     classes = {(v["video"], e["onset"], e["offset"]): e["emotion"] for v in long_set["manifest"]["videos"]
                for e in v["events"]}
     report = str_evaluate(learned_run, model, classes)
     assert set(report["str"]["overall"]) >= {"spotting_f1", "uf1", "str"}
-    assert report["pairs"] == report["spotting"]["overall"]["tp"]
+    assert report["pairs"] == report["spotting"]["overall"]["tp"] and report["unlabelled"] == 0
+
+
+def test_long_video_table_warns_of_a_refused_registration(monkeypatch):
+    """`predict LONG_VIDEO`'s text names an interval whose registration was refused, with its flag."""
+    from rich.console import Console
+
+    import mertool.spotting.video as video
+    from mertool.spotting.recognise import render_long
+
+    monkeypatch.setattr(video, "render_timeline", lambda outcome, console: None)
+    flag = "registration refused: head motion (+1.0, +0.0) px, +9.0 deg, scale 1.000 is implausible"
+    reg = {"flag": flag, "note": "", "residual": 0.4, "applied": False, "shift_x": 1.0, "shift_y": 0.0,
+           "rotation": 9.0}
+    row = {"onset": 10, "apex": 14, "offset": 20, "type": "micro", "class": "happiness", "probability": 0.5}
+    console = Console(record=True, width=200)
+    render_long({"model": "m.pt", "aus_source": "none", "outcome": None,
+                 "intervals": [{**row, "registration": reg}, {**row, "onset": 40, "registration": None}]}, console)
+    text = console.export_text()
+    assert f"warning: interval 10-20: {flag}" in text and "interval 40-20" not in text

@@ -207,6 +207,7 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
 def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err, force: bool = False) -> int:
     """Every row of a pairs CSV -> CSV/JSONL on stdout; failed rows keep their error and make the exit code 1."""
     from mertool.cache.provenance import trained_on_line
+    from mertool.face.align import registration_warnings
     from mertool.predict.predictor import Predictor, batch_csv, batch_jsonl
 
     predictor = Predictor(model, device=device, force=force)
@@ -216,6 +217,9 @@ def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err, force: 
     def on_row(i, n, rec):
         if rec["error"]:
             err.print(f"row {rec['row']}: {rec['error']}", markup=False, highlight=False)
+        elif rec.get("registration"):  # as a single pair prints them (the CSV's registration_flag column too)
+            for line in registration_warnings(f"row {rec['row']}", rec["registration"]):
+                err.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
 
     results = predictor.predict_csv(pairs, on_row)
     err.print(trained_on_line(predictor.trained_on), markup=False, highlight=False, soft_wrap=True)

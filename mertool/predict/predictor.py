@@ -230,7 +230,8 @@ def pair_maker(settings) -> tuple[object, str]:
 
     The checkpoint's record (cache.pair_settings) names the method: 'dlib-chip' builds a FaceAligner from every
     recorded setting its constructor takes (size, padding, detector, registration, and any added later), 'resize'
-    (a --no-align cache) resizes the frames as they are. No record (an older checkpoint): preprocess's defaults.
+    (a --no-align cache) resizes the frames as they are. No record (a checkpoint older than the record): that
+    release's preprocess defaults, ECC registration (DEFAULTS_NOTE); today's default is consensus.
     """
     import inspect
 
@@ -288,7 +289,9 @@ class Predictor:
 
     @staticmethod
     def _aligner(settings):
-        """The pair maker for a checkpoint's alignment record (see pair_maker)."""
+        """The pair maker for a checkpoint's alignment record, without pair_maker's note: a FaceAligner with the
+        recorded registration mode ('none' when the record names none), ResizePairs for a --no-align cache, ECC for
+        a checkpoint without a record."""
         return pair_maker(settings)[0]
 
     def aus(self, text: str | None, where: str = "--aus") -> AUInput:
@@ -526,15 +529,20 @@ def _resolve(base: Path, text: str) -> Path:
 
 def batch_csv(results: list[dict], classes: list[str]) -> str:
     """Batch results as CSV text: onset, apex, aus, emotion, p_<class>..., cannot_judge (the reject option's
-    reason, emotion then empty), error."""
+    reason, emotion then empty), registration_flag and registration_residual (the JSON's registration.flag and
+    .residual: why the apex's registration was refused or is doubtful, and the px it leaves on the still face;
+    empty where nothing was registered), error."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["onset", "apex", "aus", "emotion"] + [f"p_{c}" for c in classes] + ["cannot_judge", "error"])
+    w.writerow(["onset", "apex", "aus", "emotion"] + [f"p_{c}" for c in classes]
+               + ["cannot_judge", "registration_flag", "registration_residual", "error"])
     for r in results:
         probs = r.get("probabilities") or {}
+        reg = r.get("registration") or {}
         w.writerow([r["onset"], r["apex"], r["aus_input"], r.get("emotion") or ""]
                    + [f"{probs[c]:.6f}" if c in probs else "" for c in classes]
-                   + [r.get("cannot_judge") or "", r.get("error", "")])
+                   + [r.get("cannot_judge") or "", reg.get("flag") or "",
+                      "" if reg.get("residual") is None else f"{reg['residual']:.3f}", r.get("error", "")])
     return buf.getvalue()
 
 
@@ -566,6 +574,8 @@ def render_prediction(pred: Prediction, console, model_path: str | Path = "", tr
         console.print(trained_on, markup=False, highlight=False, soft_wrap=True)
     if pred.emotion is None:
         console.print(f"[bold]cannot judge[/]: {escape(pred.verdict.reason)}", soft_wrap=True)
+        if pred.verdict.code != "registration":  # there the reason is the registration's flag already
+            _registration_lines(pred, console)
         if pred.verdict.code != "no-face":
             console.print("(--force gives the model's class anyway)")
         if model_path:
@@ -609,11 +619,7 @@ def render_prediction(pred: Prediction, console, model_path: str | Path = "", tr
                       + "  ".join(f"AU{au} {p:.2f}{'*' if p >= 0.5 else ''}" for au, p in ranked), soft_wrap=True)
     if pred.n_faces > 1:
         console.print(f"note: {pred.n_faces} faces found; the largest was used")
-    if pred.registration is not None:
-        from mertool.face.align import registration_warnings
-
-        for line in registration_warnings("pair", pred.registration):
-            console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
+    _registration_lines(pred, console)
     if pred.stability:
         st = pred.stability
         frames = ", ".join(f"{r['apex']}: {r['emotion']}" for r in st["frames"])
@@ -623,3 +629,15 @@ def render_prediction(pred: Prediction, console, model_path: str | Path = "", tr
         console.print(f"probabilities: {escape(pred.calibration)}", soft_wrap=True)
     console.print(f"predicted: [bold]{escape(pred.emotion)}[/] ({pred.probabilities[pred.emotion]:.3f})"
                   + (f"   model: {escape(str(model_path))}" if model_path else ""), soft_wrap=True)
+
+
+def _registration_lines(pred: Prediction, console) -> None:
+    """The registration's warnings (its flag, a fallback, a large residual), as `preprocess` reports them."""
+    if pred.registration is None:
+        return
+    from rich.markup import escape
+
+    from mertool.face.align import registration_warnings
+
+    for line in registration_warnings("pair", pred.registration):
+        console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)

@@ -123,15 +123,16 @@ def judge(motion: dict[str, float] | None, stats: dict | None, registration: dic
 
 
 def implausible_registration(reg: dict) -> str | None:
-    """Why a pair's registration is not to be trusted, or None: align's own implausibility flag when it sets one,
-    else an upper-face residual above align.RESIDUAL_WARN after registration (real pairs leave under 1 px)."""
+    """Why a pair's registration is not to be trusted, or None: align's refusal (`applied` false: head motion beyond
+    align.IMPLAUSIBLE, its `flag` saying which), else a residual above align.RESIDUAL_WARN after registration (real
+    pairs leave under 1 px). A flag on a registration that was applied (a fallback to landmarks) is a warning."""
     from mertool.face.align import RESIDUAL_WARN
 
-    flag = reg.get("implausible")
-    if flag:
-        return flag if isinstance(flag, str) else "flagged by the registration"
+    if reg.get("applied") is False:
+        return reg.get("flag") or "refused by the registration"
     residual = reg.get("residual")
     if residual is not None and float(residual) > RESIDUAL_WARN:
-        return (f"{float(residual):.2f} px left on the upper face after registration (over {RESIDUAL_WARN} px; head "
+        where = "the still face (held-out patches)" if reg.get("method") == "consensus" else "the upper face"
+        return (f"{float(residual):.2f} px left on {where} after registration (over {RESIDUAL_WARN} px; head "
                 f"rotation {float(reg.get('rotation', 0.0)):+.1f} deg)")
     return None

@@ -2,8 +2,9 @@
 
 The clip (a video file or a folder of frames) is cut with ONE transform, the first frame's face chip, exactly as
 `preprocess` cuts a pair, and every frame is registered onto the first with the very registration `preprocess`
-applies to an apex (align.FaceAligner.register: a rigid fit on the upper face), so the motion curve and the
-classified pair agree on what head motion is. Each registered frame is compared with the first:
+applies to an apex (align.FaceAligner.register with the aligner's mode: by default `consensus`, the rigid motion
+most of the face's patches agree on; `predict` passes the model's own), so the motion curve and the classified pair
+agree on what head motion is. Each registered frame is compared with the first:
 
 1. Farneback optical flow -> mean flow magnitude inside the face, eyes left out (blinks are the largest facial
    motion and are not an expression); with `register none` the flow's own robust (LMedS) affine fit over the face

@@ -5,9 +5,10 @@
 
 The pair is cut and registered exactly as `mertool predict` cuts an onset/apex pair (the recognition model's own
 alignment settings); its AUs are the model's own estimate when it has an AU head, otherwise none (a long video
-comes without hand-coded AUs). STR = spotting F1 x UF1 of the classes predicted for the true-positive intervals
-(mertool.spotting.megc.str_score); the ground-truth class of an interval is its sheet's emotion, or a class given
-per interval (the synthetic videos' classes, from synth_long.json).
+comes without hand-coded AUs). STR = spotting F1 x UF1 of the classes predicted for the true-positive intervals,
+scored by mertool.spotting.megc.evaluate_str (str_evaluate classifies the true positives and hands them over); the
+ground-truth class of an interval is its sheet's emotion, or a class given per interval (the synthetic videos'
+classes, from synth_long.json).
 """
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ def read_frames(source, numbers: set[int]) -> dict[int, np.ndarray]:
 
 
 def classify_intervals(intervals: list[Interval], source, predictor) -> list[dict]:
-    """For every interval: its class, probability and all probabilities (or the reason it could not be cut)."""
+    """For every interval: its class, probability and all probabilities (or the reason it could not be cut), and
+    how its apex was registered (align.Registration.to_dict(), as `predict`'s JSON gives it; None unregistered)."""
     from mertool.face.align import AlignSkip
 
     need = {iv.onset for iv in intervals} | {iv.apex if iv.apex is not None else iv.onset for iv in intervals}
@@ -45,9 +47,12 @@ def classify_intervals(intervals: list[Interval], source, predictor) -> list[dic
     out = []
     for iv in intervals:
         apex = iv.apex if iv.apex is not None else (iv.onset + iv.offset) // 2
-        rec = {"interval": iv, "class": None, "probability": None, "probabilities": None, "error": ""}
+        rec = {"interval": iv, "class": None, "probability": None, "probabilities": None, "registration": None,
+               "error": ""}
         try:
             pair = predictor.aligner.align_pair(frames[iv.onset], frames[apex], name=f"{iv.video} frame {iv.onset}")
+            if pair.registration is not None:
+                rec["registration"] = pair.registration.to_dict()
             probs, _, _ = predictor.classify(pair.onset, pair.apex, aus)
             k = int(np.argmax(probs))
             rec.update({"class": predictor.classes[k], "probability": float(probs[k]),
@@ -70,7 +75,7 @@ def predict_long(path, predictor, spotter=None, fps: float | None = None, progre
     for r in rows:
         d = interval_dict(r["interval"], outcome.fps)
         d.update({"class": r["class"], "probability": None if r["probability"] is None else
-                  round(r["probability"], 4), "probabilities": r["probabilities"]})
+                  round(r["probability"], 4), "probabilities": r["probabilities"], "registration": r["registration"]})
         if r["error"]:
             d["error"] = r["error"]
         items.append(d)
@@ -107,9 +112,12 @@ def predict_long_cli(src, model, spotter, as_json: bool, plot, device: str, err)
 
 
 def render_long(result: dict, console) -> None:
-    """The timeline and one row per interval: onset, apex, offset, type, class, probability."""
+    """The timeline and one row per interval: onset, apex, offset, type, class, probability; then the warnings of
+    registrations refused or doubtful (as `predict` prints a pair's)."""
+    from rich.markup import escape
     from rich.table import Table
 
+    from mertool.face.align import registration_warnings
     from mertool.spotting.video import render_timeline
 
     render_timeline(result["outcome"], console)
@@ -121,21 +129,29 @@ def render_long(result: dict, console) -> None:
                   d["class"] or f"({d.get('error', '')[:40]})",
                   "" if d["probability"] is None else f"{d['probability']:.2f}")
     console.print(t)
+    for d in result["intervals"]:
+        if d.get("registration"):
+            for line in registration_warnings(f"interval {d['onset']}-{d['offset']}", d["registration"]):
+                console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)
 
 
 def str_evaluate(spot_run, model, gt_classes: dict[tuple[str, int, int], str] | None = None, device: str = "cpu"
                  ) -> dict:
-    """STR of a spotting run: its true positives classified by `model` (a recognition run or checkpoint).
+    """STR of a spotting run: its true positives classified by `model` (a recognition run or checkpoint), scored by
+    mertool.spotting.megc.evaluate_str (the one STR implementation).
 
     Ground-truth classes: `gt_classes[(video, onset, offset)]`, else the sheet's emotion of the interval, both
-    mapped onto the model's classes by its recipe's class map when they are raw names."""
+    mapped onto the model's classes by its recipe's class map when they are raw names. A ground truth with neither
+    leaves its pair out of the recognition F1 (counted under 'unlabelled'), as evaluate_str does. Only the true
+    positives are classified (a false positive's class never enters STR), so the spotting is matched first."""
     import json
+    from dataclasses import replace
 
     from mertool.predict.predictor import Predictor
     from mertool.spotting.apex import FrameSource
     from mertool.spotting.cache import load_spot_cache
     from mertool.spotting.intervals import read_intervals_csv
-    from mertool.spotting.megc import DatasetGT, score_spotting, str_score
+    from mertool.spotting.megc import DatasetGT, evaluate_str, score_spotting
 
     run = Path(spot_run)
     info = json.loads((run / "run.json").read_text())
@@ -148,7 +164,7 @@ def str_evaluate(spot_run, model, gt_classes: dict[tuple[str, int, int], str] | 
     predictor = Predictor(model, device=device)
     to_class = _class_map(predictor)
     emotion = {(g.video, g.onset, g.offset): e for g, e in zip(data.gt, data.emotions)}
-    pairs = []
+    said, truth = {}, {}
     by_video: dict[str, list] = {}
     for p, g in score.true_positives():
         by_video.setdefault(p.video, []).append((p, g))
@@ -156,12 +172,16 @@ def str_evaluate(spot_run, model, gt_classes: dict[tuple[str, int, int], str] | 
         src = FrameSource(_frames_folder(data, video))
         recs = classify_intervals([p for p, _ in items], src, predictor)
         for (p, g), r in zip(items, recs):
+            said[replace(p, type=None)] = r["class"] or "(not classified)"
             raw = (gt_classes or {}).get((g.video, g.onset, g.offset), emotion.get((g.video, g.onset, g.offset), ""))
-            truth = to_class(raw)
-            pairs.append((p, r["class"] or "(not classified)", g, truth))
-    out = str_score(score, pairs, classes=predictor.classes)
-    return {"spotting": score.figures(), "str": out, "pairs": len(pairs), "model": str(predictor.model_path),
-            "classes": predictor.classes}
+            if raw:
+                truth[g] = to_class(raw)
+    gt.classes = truth
+    # a prediction that is no true positive gets no class: evaluate_str reads classes of true positives only
+    out = evaluate_str([(p, said.get(replace(p, type=None), "")) for p in pred], gt, classes=predictor.classes)
+    return {"spotting": {k: out[k] for k in ("micro", "macro", "overall")}, "str": out["str"],
+            "pairs": out["str"]["overall"]["pairs"], "unlabelled": out["unlabelled"],
+            "model": str(predictor.model_path), "classes": predictor.classes}
 
 
 def _frames_folder(data, video: str) -> Path:
