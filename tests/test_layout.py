@@ -4,7 +4,8 @@
 - every old module path of 0.1.0 imports, with a DeprecationWarning, as the moved module itself; the packages that
   took an old module's path (mertool.cache, mertool.synth, mertool.predict) re-export all its names without one;
   the old mertool.data names resolve with one; CHANGELOG.md lists every moved path;
-- nothing imports, at module level, from a later stage (the floors of docs/design.md);
+- nothing imports, at module level, from a later stage (the floors of docs/design.md), and the calls up a floor made
+  inside a function are the ones docs/design.md lists;
 - the top level holds only the shared helpers and the whole-pipeline tools.
 """
 from __future__ import annotations
@@ -45,6 +46,16 @@ FLOORS = [
 ]
 # the long-video adapters return spotting's Interval records (spotting/intervals.py imports only errors and files)
 UPWARD_OK = {("datasets", "mertool.spotting.intervals")}
+# calls up a floor made inside a function (docs/design.md lists them, with why): module -> the module it calls
+LAZY_UP = {
+    ("mertool.cache.preprocess", "mertool.training.estimate"),
+    ("mertool.cache.preprocess", "mertool.training.parallel"),
+    ("mertool.datasets.smic", "mertool.spotting.apex"), ("mertool.face.flow", "mertool.cache.store"),
+    ("mertool.models.variants", "mertool.recipe"), ("mertool.training.train", "mertool.reports.evaluate"),
+    ("mertool.training.train", "mertool.reports.calibration"), ("mertool.training.runs", "mertool.predict.reject"),
+    ("mertool.training.estimate", "mertool.bench"), ("mertool.training.cluster", "mertool.bench"),
+    ("mertool.spotting.speed", "mertool.bench"),
+}
 TOP_LEVEL = {"__init__", "_moved", "errors", "files", "text", "paths", "recipe", "bench", "demo"}
 
 
@@ -129,13 +140,13 @@ def _floor(name: str) -> int:
     return next(i for i, f in enumerate(FLOORS) if top in f)
 
 
-def _module_level_imports(path: Path) -> list[str]:
-    """mertool modules imported at module level (not inside a function: those are the lazy imports)."""
+def _module_level_imports(path: Path, lazy: bool = False) -> list[str]:
+    """mertool modules imported at module level (with lazy=True: also those inside functions)."""
     found = []
 
     def walk(node):
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+            if not lazy and isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
                 continue
             if isinstance(child, ast.ImportFrom) and child.level == 0 and (child.module or "").startswith("mertool."):
                 found.append(child.module)
@@ -158,6 +169,22 @@ def test_no_module_imports_from_a_later_stage():
             if target.split(".")[1] != here and _floor(target) > _floor(name) and (here, target) not in UPWARD_OK:
                 wrong.append(f"{name} imports {target}")
     assert not wrong, "imports from a later stage (docs/design.md, the floors): " + "; ".join(wrong)
+
+
+def test_every_call_up_a_floor_is_one_design_md_lists():
+    found = set()
+    for name in _modules():
+        if name == "mertool":
+            continue
+        path = PKG.joinpath(*name.split(".")[1:])
+        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+        here = name.split(".")[1]
+        found |= {(name, target) for target in _module_level_imports(path, lazy=True)
+                  if target.split(".")[1] != here and _floor(target) > _floor(name)
+                  and (here, target) not in UPWARD_OK}
+    assert found <= LAZY_UP, (f"new lazy imports from a later stage: {sorted(found - LAZY_UP)}; call the lower stage "
+                              f"from the caller instead, or list it in docs/design.md and LAZY_UP with why")
+    assert LAZY_UP <= found, f"LAZY_UP lists calls that are gone: {sorted(LAZY_UP - found)} (update docs/design.md)"
 
 
 def test_top_level_holds_only_shared_helpers_and_whole_pipeline_tools():
