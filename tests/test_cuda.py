@@ -18,7 +18,7 @@ from mertool.training.dataset import augment_pair, augment_theta, load_dataset, 
 pytestmark = pytest.mark.cuda
 DEVICE = "cuda"
 ROOT = Path(__file__).resolve().parents[1]
-# the demo model (CVA + Swin FPF + AU, 48 px, width 0.25, Swin heads 1, 2, 4), shortened
+# the demo model (CVA + Swin FPF + AU, 32 px, width 0.25, Swin heads 1, 2, 4), shortened
 DEMO = ["train.epochs=2", "train.decay_epochs=1"]
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -182,8 +183,26 @@ def _prepare(data, videos: list[str], recipe: dict) -> list[tuple[np.ndarray, np
     return out
 
 
+@contextmanager
+def _one_thread():
+    """Run torch on one CPU thread for the block. The temporal CNN's ops are too small to split between threads: on
+    the 2-core machine shared with other work, 4 epochs of the demo spotter took 2.3 s on one thread and 10-31 s on
+    two (OpenMP's threads waiting on each other)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def train_model(seqs: list[tuple[np.ndarray, np.ndarray]], recipe: dict, seed: int) -> SpotNet:
-    """Fit a SpotNet on (inputs, labels) sequences (see the module docstring)."""
+    """Fit a SpotNet on (inputs, labels) sequences (see the module docstring), on one CPU thread (_one_thread)."""
+    with _one_thread():
+        return _train_model(seqs, recipe, seed)
+
+
+def _train_model(seqs: list[tuple[np.ndarray, np.ndarray]], recipe: dict, seed: int) -> SpotNet:
     tr, mc = recipe["train"], recipe["model"]
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
