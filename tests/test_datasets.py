@@ -326,3 +326,55 @@ def test_unknown_au_cells_in_a_manifest(tmp_path):
                                     "s1,c,x.png,y.png,others,unknown\ns1,d,x.png,y.png,others,\n")
     records, _ = load_records(tmp_path / "m.csv", kind="manifest")
     assert [r.aus_known for r in records] == [True, False, False, False]
+
+
+def test_find_sheets_reads_no_more_of_a_frame_folder_than_it_needs(tmp_path, monkeypatch):
+    """find_sheets searches the folder given whole and every small folder below it, in os.walk's sorted order, but
+    stops listing a frame folder (more than FRAME_FOLDER images) after that many images, and neither searches it
+    nor descends into it: a data set of a million frames costs ~50 names per frame folder."""
+    import os
+
+    from mertool.datasets import _sheet
+
+    (tmp_path / "b_notes").mkdir()
+    (tmp_path / "b_notes" / "coding.xlsx").write_bytes(b"")
+    for name in ("z.csv", "a.csv", "~$lock.xlsx", ".hidden.csv"):
+        (tmp_path / name).write_bytes(b"")
+    for i in range(60):  # images beside the sheets in the folder given: it is still searched whole
+        (tmp_path / f"root{i}.jpg").write_bytes(b"")
+    frames = tmp_path / "a_frames" / "sub01" / "EP01"
+    frames.mkdir(parents=True)
+    for i in range(5000):
+        (frames / f"img{i}.jpg").write_bytes(b"")
+    (frames / "stray.csv").write_bytes(b"")
+    (frames / "deeper").mkdir()
+    (frames / "deeper" / "inside.csv").write_bytes(b"")
+    few = tmp_path / "a_frames" / "sub01" / "EP02"   # 50 images: not a frame folder by the rule, searched
+    few.mkdir()
+    for i in range(_sheet.FRAME_FOLDER):
+        (few / f"img{i}.jpg").write_bytes(b"")
+    (few / "labels.csv").write_bytes(b"")
+
+    read = {}
+    scandir = os.scandir
+
+    class Counting:
+        def __init__(self, path):
+            self.path, self.it = Path(path), scandir(path)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.it.close()
+
+        def __iter__(self):
+            for entry in self.it:
+                read[self.path] = read.get(self.path, 0) + 1
+                yield entry
+
+    monkeypatch.setattr(_sheet.os, "scandir", Counting)
+    found = _sheet.find_sheets(tmp_path)
+    assert found == [tmp_path / "a.csv", tmp_path / "z.csv", few / "labels.csv", tmp_path / "b_notes" / "coding.xlsx"]
+    assert read[tmp_path] == 66 and read[few] == _sheet.FRAME_FOLDER + 1
+    assert read[frames] <= _sheet.FRAME_FOLDER + 3 and frames / "deeper" not in read  # 5003 entries there

@@ -31,7 +31,7 @@ OLD_DATA = "mertool.training.dataset"   # the old mertool.data module
 
 # docs/design.md's floors, bottom up: a module imports at module level only from its own floor or lower ones
 FLOORS = [
-    {"errors", "files", "text", "paths", "_moved"},   # shared helpers
+    {"errors", "files", "text", "paths", "number_text", "facts_table", "_moved"},   # shared helpers
     {"data"},                                           # the sample's facts and vocabulary
     {"datasets", "face"},                               # sheets -> records; the face
     {"synth"},                                          # synthetic data with known truth
@@ -56,7 +56,8 @@ LAZY_UP = {
     ("mertool.training.estimate", "mertool.bench"), ("mertool.training.cluster", "mertool.bench"),
     ("mertool.spotting.speed", "mertool.bench"),
 }
-TOP_LEVEL = {"__init__", "_moved", "errors", "files", "text", "paths", "recipe", "bench", "demo"}
+TOP_LEVEL = {"__init__", "_moved", "errors", "files", "text", "paths", "number_text", "facts_table", "recipe", "bench",
+             "demo"}
 
 
 def _modules() -> list[str]:

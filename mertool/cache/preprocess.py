@@ -446,22 +446,17 @@ def print_summary(summary: dict, console=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from mertool.facts_table import facts_table, run_time
+
     console = console or Console()
-    t = Table(title=f"preprocess {summary['dataset']}", show_header=False)
-    t.add_column(style="bold")
-    t.add_column()
-    fps = summary.get("frames_per_second")
     rows = [("samples read", summary["samples_read"]), ("cached now", summary["cached"]),
             ("already cached (--resume)", summary["already_cached"]),
             ("skipped", sum(summary["skipped"].values())), ("samples in cache", summary["in_cache"]),
             ("subjects in cache", summary["subjects_in_cache"]),
             ("alignment", summary["alignment"]["method"]), ("image size", summary["image_size"]),
-            ("time", f"{summary['seconds']:.1f} s" + (f" ({fps:.1f} frames/s, {summary['workers']} workers)"
-                                                      if fps else "")),
+            ("time", run_time(summary["seconds"], summary.get("frames_per_second"), summary["workers"])),
             ("cache", summary["cache"]), ("report", str(summary_path(summary["cache"])))]
-    for k, v in rows:
-        t.add_row(k, str(v))
-    console.print(t)
+    console.print(facts_table(f"preprocess {summary['dataset']}", rows))
     if summary["skipped_samples"]:
         s = Table(title="skipped samples")
         for c in ("reason", "count", "e.g."):

@@ -47,6 +47,7 @@ import numpy as np
 from mertool import __version__, files
 from mertool.data.aus import AU_VOCAB
 from mertool.errors import MertoolError
+from mertool.synth.faces import SHEET_NAME
 
 SCHEMA_VERSION = 1
 TEXT_FIELDS = ("subject", "sample_id", "emotion", "aus_raw", "source_onset", "source_apex")
@@ -351,8 +352,6 @@ def sample_fields(attrs_dataset: str, meta: dict) -> tuple[np.ndarray, np.ndarra
 
 def made_from_synth(attrs: dict) -> bool:
     """The cache was preprocessed from `mertool synth` data (its preprocess report names synth's coding sheet)."""
-    from mertool.synth.faces import SHEET_NAME
-
     text = attrs.get("preprocess_summary")
     try:
         sheet = json.loads(text).get("sheet") if text else None

@@ -95,6 +95,7 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     from rich.table import Table
 
     from mertool.cache.store import cache_info, flow_line, registration_line
+    from mertool.facts_table import facts_table
     from mertool.spotting.cache import is_spot_cache, print_spot_cache_info
 
     if is_spot_cache(file):
@@ -102,27 +103,21 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     info = cache_info(file)
     con = _console()
     a = info["attrs"]
-    t = Table(title=f"{file}", show_header=False)
-    t.add_column(style="bold")
-    t.add_column()
-    for k in ("dataset", "schema_version", "image_size", "mertool_version", "created"):
-        t.add_row(k, str(a.get(k, "")))
     align = a.get("alignment", {})
-    t.add_row("alignment", ", ".join(f"{k}={v}" for k, v in align.items()) if isinstance(align, dict) else str(align))
-    t.add_row("samples", str(info["samples"]))
-    t.add_row("subjects", str(len(info["subjects"])))
-    t.add_row("with landmarks", str(info["with_landmarks"]))
-    t.add_row("apex estimated", str(info["apex_estimated"]))
-    t.add_row("registration", registration_line(info["registration"]))
-    t.add_row("flow", flow_line(info["flow"]))
     unknown = info["aus_unknown"]
-    t.add_row("AU codes known", f"{info['aus_known']} of {info['samples']}"
+    rows = [(k, a.get(k, "")) for k in ("dataset", "schema_version", "image_size", "mertool_version", "created")]
+    rows += [("alignment", ", ".join(f"{k}={v}" for k, v in align.items()) if isinstance(align, dict) else align),
+             ("samples", info["samples"]), ("subjects", len(info["subjects"])),
+             ("with landmarks", info["with_landmarks"]), ("apex estimated", info["apex_estimated"]),
+             ("registration", registration_line(info["registration"])), ("flow", flow_line(info["flow"])),
+             ("AU codes known", f"{info['aus_known']} of {info['samples']}"
               + (f" ({unknown} unknown: the dataset codes no AUs)" if unknown else "")
-              + ("" if info["aus_known_stored"] else " (inferred: cache made before this field existed)"))
-    t.add_row("file size", f"{info['bytes'] / 2**20:.1f} MiB")
+              + ("" if info["aus_known_stored"] else " (inferred: cache made before this field existed)")),
+             ("file size", f"{info['bytes'] / 2**20:.1f} MiB")]
     if "merged_from" in a:
-        t.add_row("merged from", ", ".join(f"{s['path']} ({s['dataset']}, {s['samples']})" for s in a["merged_from"]))
-    con.print(t)
+        rows.append(("merged from", ", ".join(f"{s['path']} ({s['dataset']}, {s['samples']})"
+                                              for s in a["merged_from"])))
+    con.print(facts_table(f"{file}", rows))
     if len(info["datasets"]) > 1 or info["aus_unknown"]:
         d = Table(title="datasets")
         for col in ("dataset", "samples", "subjects", "AU codes known", "AU codes unknown"):

@@ -20,6 +20,7 @@ import numpy as np
 
 from mertool.data.aus import AU_VOCAB
 from mertool.errors import MertoolError
+from mertool.number_text import parse_number
 
 _PRESENCE = re.compile(r"^AU0*(\d+)_c$")
 
@@ -94,7 +95,7 @@ def read_openface_csv(path: str | Path) -> OpenFaceAUs:
             bits = [float(row[i]) >= 0.5 for _, i in presence]
         except ValueError:
             bad = next((header[i] for i in [col["frame"], col["success"], *(i for _, i in presence)]
-                        if not _is_number(row[i])), "?")
+                        if parse_number(row[i]) is None), "?")
             raise MertoolError(f"{path}: line {lineno}: column {bad} = {row[col.get(bad, 0)].strip()!r}: "
                                f"expected a number") from None
         frames.append(frame)
@@ -104,14 +105,6 @@ def read_openface_csv(path: str | Path) -> OpenFaceAUs:
         raise MertoolError(f"{path}: no data rows for face 0 (expected one row per frame)")
     return OpenFaceAUs(path, np.array(frames, np.int64), np.array(success, bool), tuple(au for au, _ in presence),
                        np.array(active, bool).reshape(len(frames), len(presence)))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
 
 
 def aus_from_openface(path: str | Path, onset: int | None = None, apex: int | None = None) -> tuple[int, ...]:

@@ -11,9 +11,11 @@ from functools import lru_cache
 from pathlib import Path
 
 from mertool.errors import MertoolError
+from mertool.number_text import parse_number
 
 SHEET_SUFFIXES = (".xlsx", ".xlsm", ".csv", ".xls")  # .xls is found only to say it needs converting
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+FRAME_FOLDER = 50   # more image files than this: a frame folder (find_sheets, find_frame_roots)
 HEADER_SCAN_ROWS = 50  # SAMM v2 has a 13-row preamble; anything deeper is not a header
 
 
@@ -156,25 +158,47 @@ def to_frame(table: Table, row: int, values: tuple, key: str, required: bool = T
         if required:
             raise MertoolError(f"{table.where(row, key)}: empty; expected a frame number")
         return None
-    try:
-        number = float(text)
-    except ValueError:
-        number = None
+    number = parse_number(text)
     if number is None or not number.is_integer() or number < 0:
         raise MertoolError(f"{table.where(row, key)}: {text!r} is not a frame number")
     return int(number)
 
 
 def find_sheets(folder: Path, max_depth: int = 6) -> list[Path]:
-    """Every xlsx/csv file under `folder` (frame folders are not descended into)."""
+    """Every xlsx/xlsm/csv/xls file under `folder`, down to `max_depth` folders, in os.walk's top-down sorted order.
+
+    A frame folder (a folder below `folder` with more than FRAME_FOLDER image files) is neither searched nor descended
+    into, and its listing is read only until that many images are seen: a data set of a million frames costs about
+    FRAME_FOLDER names per frame folder, not a million (on a network disk a full listing takes minutes). The folder
+    given is always searched whole. Hidden files and folders are skipped; symlinked folders are not followed.
+    """
     found = []
-    base = len(folder.parts)
-    for dirpath, dirnames, filenames in os.walk(folder):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found += [Path(dirpath) / f for f in sorted(filenames)
-                  if f.lower().endswith(SHEET_SUFFIXES) and not f.startswith(("~$", "."))]
-        if len(Path(dirpath).parts) - base >= max_depth:
-            dirnames[:] = []
+    pending = [(Path(folder), 0)]
+    while pending:
+        here, depth = pending.pop()
+        sheets, subdirs, images = [], [], 0
+        try:
+            with os.scandir(here) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith("."):
+                        continue
+                    if entry.is_dir():
+                        if not entry.is_symlink():
+                            subdirs.append(name)
+                    elif name.lower().endswith(IMAGE_SUFFIXES):
+                        images += 1
+                        if depth > 0 and images > FRAME_FOLDER:
+                            break
+                    elif name.lower().endswith(SHEET_SUFFIXES) and not name.startswith("~$"):
+                        sheets.append(name)
+        except OSError:  # as os.walk: a folder that cannot be listed is passed over
+            continue
+        if depth > 0 and images > FRAME_FOLDER:
+            continue
+        found += [here / f for f in sorted(sheets)]
+        if depth < max_depth:
+            pending += [(here / d, depth + 1) for d in sorted(subdirs, reverse=True)]
     return found
 
 
@@ -230,7 +254,7 @@ def find_frame_roots(folder: Path, subject_dirs: set[str], max_depth: int = 6) -
         if hits:
             roots.append((Path(dirpath), len(hits)))
             dirnames[:] = [d for d in dirnames if d.lower() not in wanted]  # a subject folder holds no other root
-        if len(Path(dirpath).parts) - base >= max_depth or len(filenames) > 50:  # deep, or a frame folder
+        if len(Path(dirpath).parts) - base >= max_depth or len(filenames) > FRAME_FOLDER:  # deep, or frame folder
             dirnames[:] = []
     return roots
 

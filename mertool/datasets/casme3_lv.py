@@ -41,12 +41,7 @@ def load(book: list[tuple[str, Rows]], sheet: Path) -> LongVideoSet:
     names = {key: next((i for i, c in enumerate(rows[header]) if cell_text(c).lower() == name), None)
              for key, name in (("aus", "au"), ("emotion", "objective class"))}
     expressions, videos = [], {}
-    for number, row in enumerate(rows[header + 1:], start=header + 2):
-        subject, filename = _names(row, col)
-        if not subject and not filename:
-            continue
-        where = f"{sheet} sheet {title!r} row {number}"
-        _check_names(where, subject, filename)
+    for number, row, where, subject, filename in _named_rows(rows, header, col, f"{sheet} sheet {title!r}"):
         video = video_id(subject, filename)
         iv = make_interval(where, video, subject, frame_cell(cell(row, col["onset"]), where, "onset"),
                            frame_cell(cell(row, col["apex"]), where, "apex"),
@@ -59,14 +54,18 @@ def load(book: list[tuple[str, Rows]], sheet: Path) -> LongVideoSet:
                         blinks=_blinks(book, sheet, title))
 
 
-def _names(row: tuple, col: dict) -> tuple[str, str]:
-    return cell_text(cell(row, col["subject"])), cell_text(cell(row, col["filename"]))
-
-
-def _check_names(where: str, subject: str, filename: str) -> None:
-    for key, text in (("Subject", subject), ("Filename", filename)):
-        if not text:
-            raise MertoolError(f"{where}: {key} is empty")
+def _named_rows(rows: Rows, header: int, col: dict, where: str):
+    """(row number, row, 'SHEET sheet TITLE row N', subject, filename) of every row below the header that names a
+    video; a row with neither is skipped, a row with one of the two is an error naming the empty one."""
+    for number, row in enumerate(rows[header + 1:], start=header + 2):
+        subject, filename = cell_text(cell(row, col["subject"])), cell_text(cell(row, col["filename"]))
+        if not subject and not filename:
+            continue
+        here = f"{where} row {number}"
+        for key, text in (("Subject", subject), ("Filename", filename)):
+            if not text:
+                raise MertoolError(f"{here}: {key} is empty")
+        yield number, row, here, subject, filename
 
 
 def _blinks(book: list[tuple[str, Rows]], sheet: Path, expressions_sheet: str) -> list[Interval]:
@@ -77,12 +76,7 @@ def _blinks(book: list[tuple[str, Rows]], sheet: Path, expressions_sheet: str) -
         if title == expressions_sheet or found is None or find_header(rows, COLUMNS) is not None:
             continue
         header, col = found
-        for number, row in enumerate(rows[header + 1:], start=header + 2):
-            subject, filename = _names(row, col)
-            if not subject and not filename:
-                continue
-            where = f"{sheet} sheet {title!r} row {number}"
-            _check_names(where, subject, filename)
+        for _number, row, where, subject, filename in _named_rows(rows, header, col, f"{sheet} sheet {title!r}"):
             blinks.append(make_interval(where, video_id(subject, filename), subject,
                                         frame_cell(cell(row, col["onset"]), where, "onset"), None,
                                         frame_cell(cell(row, col["offset"]), where, "offset"), None))

@@ -19,6 +19,7 @@ from mertool.datasets.longvideo import (FPS, TITLES, Expression, LongVideo, Long
                                         frame_cell, make_interval, subdirs)
 from mertool.datasets._sheet import cell_text
 from mertool.errors import MertoolError
+from mertool.number_text import parse_number
 
 KIND = "casme_sq"
 _NAME = re.compile(r"^([a-z]+\d*)_(\d+)$", re.I)          # anger1_1 -> video part anger1
@@ -30,15 +31,7 @@ _VIDEO_DIR = re.compile(r"^(\d+)_(\d{4})", re.I)           # 15_0401girlcrashing
 def _is_main_row(row: tuple) -> bool:
     cells = [cell_text(c) for c in row]
     return (len(cells) >= 8 and cells[0].isdigit() and bool(_NAME.match(cells[1]))
-            and all(_is_number(c) for c in cells[2:5]) and bool(_TYPE.match(cells[7])))
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
+            and all(parse_number(c) is not None for c in cells[2:5]) and bool(_TYPE.match(cells[7])))
 
 
 def matches(book: list[tuple[str, Rows]]) -> bool:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from mertool.datasets._sheet import cell_text, child, choose_root, find_frame_roots, find_sheets, norm
 from mertool.errors import MertoolError
+from mertool.number_text import parse_number
 from mertool.spotting.intervals import Interval
 
 __all__ = ["FPS", "KINDS", "TITLES", "Expression", "LongVideo", "LongVideoSet", "find_long_sheets", "load_long_videos",
@@ -210,11 +211,8 @@ def frame_cell(value, where: str, name: str, missing=(None,)) -> int | None:
     text = cell_text(value)
     if text == "":
         return None
-    try:
-        number = float(text)
-    except ValueError:
-        raise MertoolError(f"{where}: {name} {text!r} is not a frame number") from None
-    if not math.isfinite(number):
+    number = parse_number(text)
+    if number is None or not math.isfinite(number):
         raise MertoolError(f"{where}: {name} {text!r} is not a frame number")
     number = math.floor(number + 0.5)
     if number in missing:

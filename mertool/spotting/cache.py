@@ -312,36 +312,27 @@ def spot_cache_info(path) -> dict:
 def print_report(report: dict, console=None) -> None:
     """The end-of-run table of `mertool spot-cache`."""
     from rich.console import Console
-    from rich.table import Table
+
+    from mertool.facts_table import facts_table, run_time
 
     console = console or Console()
-    t = Table(title=f"spotting cache {report['dataset']}", show_header=False)
-    t.add_column(style="bold")
-    t.add_column()
-    fps = report.get("frames_per_second")
     rows = [("videos in sheet", report["videos_in_sheet"]), ("videos cached", report["videos_cached"]),
             ("computed now", report["computed_now"]), ("already cached (--resume)", report["already_cached"]),
             ("skipped", len(report["skipped"])), ("frames", report["frames"]),
             ("frames without a face (gaps)", report["gap_frames"]), ("frame rate of the data set", report["fps"]),
             ("expressions / blinks in sheet", f"{report['expressions']} / {report['blinks']}"),
-            ("time", f"{report['seconds']:.1f} s" + (f" ({fps:.1f} frames/s, {report['workers']} workers)"
-                                                      if fps else "")),
+            ("time", run_time(report["seconds"], report.get("frames_per_second"), report["workers"])),
             ("cache", report["cache"]), ("report", str(report_path(report["cache"])))]
-    for k, v in rows:
-        t.add_row(k, str(v))
-    console.print(t)
+    console.print(facts_table(f"spotting cache {report['dataset']}", rows))
     for video, reason in list(report["skipped"].items())[:10]:
         console.print(f"skipped {video}: {reason}", markup=False, highlight=False)
 
 
 def print_spot_cache_info(path, console) -> None:
     """`mertool cache info` of a spotting cache."""
-    from rich.table import Table
+    from mertool.facts_table import facts_table
 
     info = spot_cache_info(path)
-    t = Table(title=str(path), show_header=False)
-    t.add_column(style="bold")
-    t.add_column()
     feats = info["features"]
     rows = [("kind", "spotting (per-frame facial motion of long videos)"),
             ("dataset", f"{info['dataset']} ({info['title']})"), ("frame rate", f"{info['fps']:g} fps"),
@@ -354,6 +345,4 @@ def print_spot_cache_info(path, console) -> None:
                          f"anchor re-set every {feats['anchor_frames']} frames"),
             ("sheet", info["sheet"]), ("mertool_version", info["mertool_version"]), ("created", info["created"]),
             ("file size", f"{info['bytes'] / 2**20:.1f} MiB")]
-    for k, v in rows:
-        t.add_row(k, str(v))
-    console.print(t)
+    console.print(facts_table(str(path), rows))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from mertool.errors import MertoolError
 from mertool.files import write_text
+from mertool.number_text import parse_number
 
 TYPES = ("micro", "macro")
 COLUMNS = ("video", "onset", "offset", "apex", "type", "score")
@@ -131,10 +132,9 @@ def write_intervals_csv(path, intervals: Iterable[Interval]) -> Path:
 
 
 def _number(text: str, where: str, name: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise MertoolError(f"{where}: {name} {text!r} is not a number") from None
+    value = parse_number(text)
+    if value is None:
+        raise MertoolError(f"{where}: {name} {text!r} is not a number")
     if not math.isfinite(value):
         raise MertoolError(f"{where}: {name} {text!r} is not a finite number")
     return value
