@@ -95,8 +95,9 @@ def model_flops(model_cfg: dict, batch: int) -> dict:
         frames = torch.zeros(batch, 3, cfg.image_size, cfg.image_size)
         aus = torch.zeros(batch, cfg.num_aus)
         labels = torch.zeros(batch, dtype=torch.long)
+        flow = torch.zeros(batch, 3, cfg.image_size, cfg.image_size) if cfg.needs_flow else None  # u, v, strain
     with FlopCounterMode(display=False) as counter:
-        logits = model(frames, frames, aus)
+        logits = model(frames, frames, aus, flow=flow)
         forward = counter.get_total_flops()
         F.cross_entropy(logits.float(), labels).backward()
         total = counter.get_total_flops()

@@ -97,6 +97,19 @@ def test_flow_models_read_flow_not_frames():
             model(x, x, None)
 
 
+def test_training_flops_of_the_flow_models_for_the_estimate():
+    """The estimate before training counts a step's FLOPs (bench.model_flops): a flow-reading model is fed flow
+    (it was called with frames only, and `ablate`'s estimate said "not available")."""
+    from mertool.bench import model_flops
+
+    for cfg in ({**FLOW_MODEL, "arch": "ststnet"}, {**FLOW_MODEL, "arch": "offapexnet"}):
+        with torch.device("meta"):
+            forward = forward_flops(build_model(cfg, load_weights=False))
+        f = model_flops(cfg, batch=2)
+        assert f["forward_per_sample"] == pytest.approx(forward, rel=0.01), cfg["arch"]
+        assert 2 * forward < f["train_per_sample"] < 4 * forward, cfg["arch"]  # backward: about twice the forward
+
+
 def test_flow_model_config_errors():
     with pytest.raises(MertoolError, match="reads only the optical flow"):
         ModelConfig.from_dict({"arch": "ststnet", "image_size": 28})  # aus oracle and an AU head: not for STSTNet
@@ -226,6 +239,8 @@ def test_baselines_table_recipes_and_published_figures():
             assert r["train"]["weight_decay"] == 0 and r["augment"]["hflip"] == 0  # Adam, no augmentation
         assert recipes["paper-diff"]["model"]["motion"] == "diff" and recipes["paper-flow"]["model"]["motion"] == "flow"
         assert recipes["paper-diff"]["model"]["stem"] == ("mmnet" if base == "megc2019" else "light")
+        # the composite's protocol on either base: no AU input (the demo recipe alone would feed hand-coded AUs)
+        assert recipes["paper-diff"]["model"]["aus"] == recipes["paper-flow"]["model"]["aus"] == "none"
     paper = {v.name: v.paper for v in table.variants}
     # as the sources print them (the note names each); a figure no source confirms is n/a, never a guess
     assert paper["ststnet"]["megc2019"] == {"uf1": "0.7353", "uar": "0.7605"}
@@ -238,8 +253,9 @@ def test_baselines_table_recipes_and_published_figures():
 
 @pytest.mark.slow
 def test_baselines_table_runs_through_ablate_on_a_flow_cache(tmp_path, capsys):
-    """One fold of each variant on a small cache with Farneback flow: the table prints ours beside the published
-    composite figures (n/a where no source confirms one) and per dataset."""
+    """One fold of each variant on a small cache with Farneback flow, through one pool of two workers (as the docs
+    run it: the diff and flow variants of the paper's model read the same samples, one of them with flow): the table
+    prints ours beside the published composite figures (n/a where no source confirms one) and per dataset."""
     from conftest import make_synthetic_cache
     from mertool.cli import main
     from mertool.face.flow import add_flow
@@ -248,9 +264,16 @@ def test_baselines_table_runs_through_ablate_on_a_flow_cache(tmp_path, capsys):
     add_flow(cache, "farneback", workers=1)
     sets = [a for s in ("train.epochs=1", "train.decay_epochs=0", "model.fpf=none") for a in ("--set", s)]
     assert main(["ablate", "ablations/megc2019_baselines", "--cache", str(cache), "--base", "demo", "--out",
-                 str(tmp_path / "runs"), "--device", "cpu", "--quiet", "--subjects", "01", *sets]) == 0
+                 str(tmp_path / "runs"), "--device", "cpu", "--folds-per-device", "2", "--quiet", "--subjects", "01",
+                 *sets]) == 0
     md = (tmp_path / "runs" / "megc2019_baselines" / "table.md").read_text()
     for text in ("STSTNet", "OFF-ApexNet", "(apex - onset)", "(flow u, v, strain)", "0.7353", "0.7605", "n/a",
-                 "published megc2019 figures", "casme2 UF1", "/ 0.8686", "1/3 (partial)"):
+                 "published megc2019 figures", "casme2 UF1", "/ 0.8686", "1/3 (partial)", "| time |",
+                 "GFLOP/s measured before training; seed 0;"):
         assert text in md, (text, md)
     assert "SYNTHETIC" not in md  # this cache was not made by `mertool synth`
+    from mertool.reports.ablate import load_table, report_table
+
+    table = load_table("ablations/megc2019_baselines")
+    md = report_table(table, tmp_path / "runs" / "megc2019_baselines", None, synthetic=True)["markdown"].read_text()
+    assert "SYNTHETIC DATA" in md and "the paper's columns: the published megc2019 figures" in md  # not "casme2"

@@ -86,6 +86,8 @@ RUN: dict[str, Run] = {
     "mertool preprocess CASME2/ --out casme2-flow.h5 --flow tvl1": Run(
         expect=("flow: tvl1 (scikit-image", "on 10 pairs"), files=("casme2-flow.h5",)),
     "mertool cache add-flow casme2.h5 --flow tvl1": Run(expect=("tvl1 flow and strain for 10 pairs",)),
+    "mertool preprocess demo_data --out demo-flow.h5 --flow tvl1": Run(  # after the block's `synth demo_data`
+        expect=("flow: tvl1 (scikit-image", "on 10 pairs"), files=("demo-flow.h5",)),
     "mertool cache add-flow casme2.h5 --flow dis --replace": Run(expect=("(replacing tvl1 flow)",)),
     # evaluation and MEGC 2019 (samm.h5 and smic.h5 in the sandbox are synthetic caches of those data sets)
     "mertool evaluate runs/casme2-seed0 runs/casme2-seed1 runs/casme2-seed2 --json > results.json": Run(
@@ -184,6 +186,9 @@ LISTED: dict[str, str] = {
     "mertool ablate ablations/table2 --cache /shared/casme2.h5 --out /shared/runs --seeds 0,1,2 --executor slurm "
     "--slurm-partition gpu --folds-per-device 4":
         SLURM + "; tests/test_cluster.py::test_ablation_grid_with_seeds_in_one_array_then_collect",
+    "mertool ablate ablations/megc2019_baselines --cache demo-flow.h5 --out runs/ --folds-per-device 2":
+        "about 20 minutes on 2 CPU cores (800 epochs a fold for STSTNet and OFF-ApexNet); tests/test_baselines.py::"
+        "test_baselines_table_runs_through_ablate_on_a_flow_cache runs the table for one fold of one epoch",
     "mertool ablate ablations/table2 --out /shared/runs --collect":
         SLURM + " run to collect; tests/test_cluster.py::test_ablation_grid_with_seeds_in_one_array_then_collect",
 }

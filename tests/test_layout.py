@@ -54,7 +54,7 @@ LAZY_UP = {
     ("mertool.models.variants", "mertool.recipe"), ("mertool.training.train", "mertool.reports.evaluate"),
     ("mertool.training.train", "mertool.reports.calibration"), ("mertool.training.runs", "mertool.predict.reject"),
     ("mertool.training.estimate", "mertool.bench"), ("mertool.training.cluster", "mertool.bench"),
-    ("mertool.spotting.speed", "mertool.bench"),
+    ("mertool.spotting.speed", "mertool.bench"), ("mertool.reports.ablate", "mertool.bench"),
 }
 TOP_LEVEL = {"__init__", "_moved", "errors", "files", "text", "paths", "number_text", "facts_table", "recipe", "bench",
              "demo"}

@@ -1,6 +1,7 @@
 """Review fixes around the fold loop: diverged folds, the CUDA device set first, CPU threads from the affinity mask,
 models released between folds, subject spellings, padded evaluation chunks, the time-slicing warning."""
 import gc
+import json
 import weakref
 from pathlib import Path
 
@@ -73,6 +74,43 @@ def test_parallel_workers_report_diverged_folds_and_go_on(tmp_path, synthetic_ca
         ["fold 01", "fold 02", "fold 03"]  # each worker went on to its next fold
     assert "3 folds diverged" in stderr
     assert not list(out.glob("folds/*/predictions.csv"))
+
+
+def test_the_epoch_log_is_written_after_the_first_and_last_epoch_not_every_one(tmp_path, synthetic_cache,
+                                                                               monkeypatch):
+    # rewriting the whole log every epoch cost O(epochs^2): ~10 % of an 800-epoch STSTNet fold
+    writes = []
+    write_log = train.runs.write_log
+    monkeypatch.setattr(train.runs, "write_log", lambda d, log: (writes.append(len(log)), write_log(d, log)))
+    monkeypatch.setattr(train, "LOG_EVERY_S", 1e9)
+    recipe = fast_recipe("train.epochs=4", "data.image_size=32")
+    data = load_dataset(synthetic_cache, recipe["data"]["classes"], 32)
+    fdir = tmp_path / "fold"
+    train.run_fold(data, recipe, "01", fdir, device="cpu")
+    assert writes == [1, 4]
+    assert [json.loads(line)["epoch"] for line in (fdir / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4]
+    writes.clear()
+    monkeypatch.setattr(train, "LOG_EVERY_S", 0.0)  # a slow fold: every epoch, as before
+    train.run_fold(data, recipe, "01", tmp_path / "fold2", device="cpu")
+    assert writes == [1, 2, 3, 4]
+
+
+def test_a_diverged_fold_keeps_the_log_of_the_epochs_before(tmp_path, synthetic_cache, monkeypatch):
+    monkeypatch.setattr(train, "LOG_EVERY_S", 1e9)
+    epoch = train._train_epoch
+    calls = []
+
+    def nan_at_third(*args):  # the third epoch's loss is NaN
+        calls.append(1)
+        loss, correct, au = epoch(*args)
+        return (loss * float("nan") if len(calls) == 3 else loss), correct, au
+
+    monkeypatch.setattr(train, "_train_epoch", nan_at_third)
+    recipe = fast_recipe("train.epochs=5", "data.image_size=32")
+    data = load_dataset(synthetic_cache, recipe["data"]["classes"], 32)
+    with pytest.raises(train.FoldDiverged, match="epoch 3 of 5"):
+        train.run_fold(data, recipe, "01", tmp_path / "fold", device="cpu")
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "fold/log.jsonl").read_text().splitlines()] == [1, 2]
 
 
 # ---------------------------------------------------------------------------------------------------- devices

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -236,6 +237,7 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
     base_path = base_recipe_path(table, dataset, base, synthetic=synthetic)
     root = Path(out) / table.stem
     grid = variant_runs(table, base_path, root, overrides, seeds)  # every recipe checked before any training
+    machine = None if slurm is not None else this_machine(device, folds_per_device, grid, console)
     cache_data = load_cache(cache)
     for v, _run_dir, recipe in grid:  # e.g. an AU-fed variant on a cache with SMIC: refused before any training
         try:
@@ -255,7 +257,51 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
         train_runs_parallel([(recipe, run_dir, False) for _v, run_dir, recipe in grid], cache_data,
                             subjects=subjects, devices=device, folds_per_device=folds_per_device, select=select,
                             compile=compile, console=console, progress=progress)
-    return report_table(table, root, dataset, console=console, synthetic=synthetic)
+    return report_table(table, root, dataset, console=console, synthetic=synthetic, machine=machine)
+
+
+def this_machine(device, folds_per_device: int, grid: list, console) -> dict:
+    """Where and when the table is trained: date, host, workers, the load average and the device's dense matmul
+    rate, measured before training (the variants' times mean little without it: machines differ 3x)."""
+    from datetime import datetime, timezone
+
+    import torch
+
+    from mertool.bench import matmul_rate
+    from mertool.files import host_name
+    from mertool.training.parallel import parse_devices, plan_slots
+
+    devs = parse_devices(device)
+    slots = plan_slots(devs, folds_per_device)
+    rate = matmul_rate(devs[0], min_seconds=0.2)
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average (Windows)
+        load = None
+    out = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "host": host_name(),
+           "device": devs[0].type, "workers": len(slots),
+           "threads": slots[0].threads if len(slots) > 1 else torch.get_num_threads(), "load": load,
+           "rate": rate["flops"], "dtype": rate["dtype"],
+           "seeds": sorted({int(recipe["train"]["seed"]) for _v, _d, recipe in grid})}
+    console.print(machine_line(out))
+    return out
+
+
+def machine_line(m: dict) -> str:
+    """'trained 2026-12-06 07:10 UTC on host: cpu, 2 workers of 1 CPU thread, load average 3.9; dense float32 matmul
+    110 GFLOP/s measured before training; seed 0'."""
+    from mertool.text import plural
+
+    where = f"{m['device']}, {plural(m['workers'], 'worker')}"
+    if m["device"] == "cpu":
+        where += f" of {plural(m['threads'], 'CPU thread')}"
+    if m.get("load") is not None:
+        where += f", load average {m['load']:.1f}"
+    seeds = m.get("seeds") or []
+    return (f"trained {m['date']} on {m['host']}: {where}; dense {m['dtype']} matmul {m['rate'] / 1e9:.0f} GFLOP/s "
+            f"measured before training; {'seed' if len(seeds) == 1 else 'seeds'} "
+            f"{', '.join(str(x) for x in seeds)}; time: the sum of each variant's fold times (folds of an earlier, "
+            f"resumed run included)")
 
 
 def variant_runs(table: AblationTable, base_path: Path, root: Path, overrides=(), seeds=None) -> list:
@@ -292,14 +338,16 @@ def collect_table(table_path, out="runs", console=None) -> dict:
 
 
 def report_table(table: AblationTable, root: Path, dataset: str | None, console=None,
-                 synthetic: bool | None = None) -> dict:
+                 synthetic: bool | None = None, machine: dict | None = None) -> dict:
     """Collect each variant's run folder into the paper-layout table; write table.md and table.csv in root.
 
     synthetic (None: judged from the first run folder's cache, when it is still there) labels the caption: figures
-    on a `mertool synth` set are not comparable to published ones."""
+    on a `mertool synth` set are not comparable to published ones. machine (this_machine, from a run that trained
+    here) adds a line under the table: when, where, the matmul rate and the seeds."""
     from rich.console import Console
     from rich.table import Table
 
+    from mertool.training.estimate import duration
     from mertool.training.runs import SELECT_LABEL
 
     console = console or Console(markup=False)
@@ -315,6 +363,7 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
         rows.append({
             "variant": v.name, "label": v.label,
             "folds": f"{rep['done']}/{rep['expected']}" if rep else "0/?",
+            "train_seconds": rep["seconds"] if rep else None,
             "complete": bool(rep) and rep["complete"], "seeds": rep["seeds"] if rep else 0,
             **{k: (m[k] if m else None) for k in OURS},
             **{f"{k}_std": (rep["std"][k] if rep and rep["std"] else None) for k in OURS},
@@ -328,7 +377,8 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     provs = [provenance.is_synthetic((rep or {}).get("provenance")) for rep in reports.values() if rep]
     data_note = ""
     if any(provs) or synthetic:
-        data_note = (f"ours: synthetic faces (mertool synth); the paper's columns: the real {dataset or 'dataset'}. "
+        theirs = f"the published {table.composite} figures" if table.composite else f"the real {dataset or 'dataset'}"
+        data_note = (f"ours: synthetic faces (mertool synth); the paper's columns: {theirs}. "
                      f"{provenance.DATA_DIFFER[0].upper()}{provenance.DATA_DIFFER[1:]}.")
     elif None in provs:
         data_note = ("ours: data of unknown provenance (a cache from before mertool recorded it; it may be "
@@ -337,6 +387,7 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     has_best = any(r["best_on_test_accuracy"] is not None for r in rows)
     has_au = any(r["au_f1"] is not None for r in rows)
     headers = ["Variant", "AU input"] + [OUR_NAMES[k] for k in OURS] + (["AU F1"] if has_au else []) + ["folds"]
+    headers += ["time"]
     headers += [f"{SELECT_LABEL} Acc"] if has_best else []
     headers += [f"paper {c}" + (" (real data)" if any(provs) or synthetic else "") for c in table.paper_columns]
 
@@ -352,6 +403,7 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
         if has_au:  # the AU head's mean detection F1 (AUs with >= 10 positives), see evaluate
             out.append("-" if r["au_f1"] is None else f"{r['au_f1']:.4f}")
         out.append(r["folds"] + ("" if r["complete"] else " (partial)"))
+        out.append("-" if r["train_seconds"] is None else duration(r["train_seconds"]))
         if has_best:
             out.append("-" if r["best_on_test_accuracy"] is None else f"{100 * r['best_on_test_accuracy']:.2f}")
         out += [paper_cell(c, r[f"paper_{c}"], table.paper_missing) for c in table.paper_columns]
@@ -374,10 +426,14 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     console.print(t)
     if data_note:
         console.print(data_note)
+    if machine:
+        console.print(machine_line(machine))
     md = [f"**{caption}**", "", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     md += ["| " + " | ".join(cells(r)) + " |" for r in rows]
     if data_note:
         md += ["", data_note]
+    if machine:
+        md += ["", machine_line(machine)]
     if diffs:
         render_differences(diffs, console)
         md += ["", differences_markdown(diffs)]
@@ -511,7 +567,9 @@ def _variant_report(vdir: Path) -> dict | None:
         return None
     reps = [evaluate_run(d, partial=True) for d in run_dirs]
     done, expected = sum(len(r["done_folds"]) for r in reps), sum(len(r["expected_folds"]) for r in reps)
+    seconds = [f["seconds"] for r in reps for f in r["folds"] if f.get("seconds")]
     out = {"done": done, "expected": expected, "complete": done == expected, "seeds": len(reps),
+           "seconds": float(sum(seconds)) if seconds else None,
            "dataset": reps[0].get("dataset"), "metrics": reps[0]["metrics"], "std": None,
            "provenance": reps[0].get("provenance"),
            "cache": reps[0].get("cache"), "by_dataset": _mean_by_dataset(reps),

@@ -341,7 +341,8 @@ def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, sub
     for recipe, out, final in runs:
         out = Path(out)
         data, plan, todo = open_run(recipe, cache_data, out, subjects, devs[0], console)
-        key = data_fingerprint(data)  # variants that read the same samples share one copy
+        # variants that read the same samples share one copy; a flow-reading one needs the copy holding flow
+        key = (data_fingerprint(data), data.flow is not None)
         if key not in keys:
             keys[key] = len(datas)
             datas.append(data)

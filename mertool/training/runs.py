@@ -6,7 +6,7 @@ Layout (every file written through a temporary name and renamed, mertool.files):
   RUN/run.json                    classes, planned folds, skipped subjects, dropped emotions, cache fingerprint
   RUN/env.json                    versions, device, seed, git commit, command line (first invocation), and
                                   under "hosts" each host that wrote folds (its device, versions, command line)
-  RUN/folds/<subject>/log.jsonl   one line per epoch: loss, train accuracy, lr, seconds (rewritten each epoch)
+  RUN/folds/<subject>/log.jsonl   one line per epoch: loss, train accuracy, lr, seconds (rewritten every few seconds)
   RUN/folds/<subject>/checkpoint.pt, fold.json, [predictions_best_on_test.csv], predictions.csv
                                   (--select best-on-test adds the epoch chosen on the test subject apart; runs of
                                   the previous release wrote it as predictions_oracle.csv, still read)

@@ -250,6 +250,7 @@ def _optimizer(model: torch.nn.Module, tr: dict, device: torch.device) -> torch.
 
 
 PAPER_LR = 8e-4   # AdamW's learning rate in the paper's schedule
+LOG_EVERY_S = 2.0  # a fold's log.jsonl is rewritten at most this often (and after its first and last epoch)
 
 
 def suggested_lr(lr: float) -> float:
@@ -320,6 +321,7 @@ def _train_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir:
     log: list[dict] = []
     best = None
     t_start = time.perf_counter()
+    t_log = None  # when log.jsonl was last written
     epochs = int(tr["epochs"])
     for epoch in range(epochs):
         t0 = time.perf_counter()
@@ -330,6 +332,8 @@ def _train_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir:
         loss_total, n_correct, au_total = torch.stack(
             [loss_sum, correct.float(), au_loss_sum]).tolist()  # the epoch's one sync
         if not math.isfinite(loss_total + au_total):  # NaN probabilities would argmax to class 0, scored silently
+            if fold_dir is not None:  # the epochs before the divergence, for the diagnosis
+                runs.write_log(fold_dir, log)
             name = "final model" if test_subject is None else f"fold {test_subject}"
             raise FoldDiverged(f"{name}: training diverged at epoch {epoch + 1} of {epochs} (loss {loss_total}), no "
                                f"predictions written; the learning rate comes from train.lr = {tr['lr']:g}, "
@@ -346,8 +350,12 @@ def _train_fold(data: MERData, recipe: dict, test_subject: str | None, fold_dir:
             if best is None or acc > best["accuracy"]:  # earliest best epoch
                 best = {"epoch": epoch + 1, "accuracy": acc, "label": SELECT_LABEL, "probs": probs.cpu().numpy()}
         log.append(rec)
-        if fold_dir is not None:
+        # the whole log is rewritten (atomically) each time: every epoch would cost O(epochs^2), ~10 % of an
+        # 800-epoch STSTNet fold; the first epoch, then every LOG_EVERY_S seconds and the last epoch
+        if fold_dir is not None and (t_log is None or epoch + 1 == epochs
+                                     or time.perf_counter() - t_log >= LOG_EVERY_S):
             runs.write_log(fold_dir, log)
+            t_log = time.perf_counter()
         if on_epoch is not None:
             on_epoch(epoch + 1, epochs, rec)
 
