@@ -48,10 +48,10 @@ def dense(peaks, noises) -> None:
 def end_to_end(subjects: int = 2, per_subject: int = 6) -> None:
     import cv2
 
-    from mertool.cache import load_cache
-    from mertool.flow import FLOW_METHODS, add_flow
-    from mertool.preprocess import preprocess
-    from mertool.synth import synth
+    from mertool.cache.preprocess import preprocess
+    from mertool.cache.store import load_cache
+    from mertool.face.flow import FLOW_METHODS, add_flow
+    from mertool.synth.faces import synth
 
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "data"

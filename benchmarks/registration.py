@@ -5,8 +5,8 @@
 Prints the machine's fp32 matmul rate (mertool.bench.matmul_rate) with the timings, as every timing report must.
 Without FRAMES_DIR only the known rigid motions and synthetic figures are measured (skimage's astronaut).
 
-Registration is the default `--register consensus` (mertool.align: the rigid motion most of the face's patches agree
-on). Its residual is the still-face residual: `residual_before` the median motion of the patches that follow the
+Registration is the default `--register consensus` (mertool.face.align: the rigid motion most of the face's patches
+agree on). Its residual is the still-face residual: `residual_before` the median motion of the patches that follow the
 head in the unregistered pair, `residual` how far registration leaves them, measured on patches held out of the fit
 (two interleaved halves of the grid, each predicted by a fit to the other). For `ecc` and `landmarks` the residuals
 are the previous release's measure, the upper face's median optical flow before and after. Neither is checked
@@ -35,8 +35,8 @@ def _per_call(fn, reps: int = 5) -> float:
 def main(frames: Path | None) -> None:
     from skimage.data import astronaut
 
-    from mertool.align import FaceAligner, read_rgb
     from mertool.bench import matmul_rate
+    from mertool.face.align import FaceAligner, read_rgb
 
     rate = matmul_rate(torch.device("cpu"), torch.float32)
     print(f"fp32 matmul rate: {rate['flops'] / 1e9:.1f} GFLOP/s ({torch.get_num_threads()} threads)")
@@ -56,8 +56,8 @@ def main(frames: Path | None) -> None:
         print(f"{name}: align_pair {1e3 * pn:.0f} ms unregistered, {1e3 * pe:.0f} ms registered (consensus): "
               f"registration costs {1e3 * (pe - pn):.0f} ms per pair")
     with tempfile.TemporaryDirectory() as tmp:   # what registration costs a whole preprocess run
-        from mertool.preprocess import preprocess
-        from mertool.synth import synth
+        from mertool.cache.preprocess import preprocess
+        from mertool.synth.faces import synth
 
         synth(Path(tmp) / "data", subjects=2, per_subject=6, seed=0, workers=1, head_motion=6)
         for mode in ("none", "consensus", "ecc"):

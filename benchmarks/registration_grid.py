@@ -2,7 +2,7 @@
 
     python benchmarks/registration_grid.py [--register MODE ...] [--subjects N] [--quick]
 
-Every figure compares the cached pair's motion with the truth (mertool.motion_truth: synth's known AU and head
+Every figure compares the cached pair's motion with the truth (mertool.synth.motion_truth: synth's known AU and head
 motion), or, on the real clips, with a second method (ECC on small windows started from phase correlation); never
 with what the registration minimised. Prints the fp32 matmul rate beside the timings, as every timing report must.
 """
@@ -20,7 +20,7 @@ TOL = 0.15
 
 
 def grid(aligner, people, quick: bool) -> None:
-    from mertool.motion_truth import AU_SETS, PEAKS, head_motions, measure, render_pair
+    from mertool.synth.motion_truth import AU_SETS, PEAKS, head_motions, measure, render_pair
 
     heads = head_motions()
     if quick:
@@ -60,7 +60,7 @@ def grid(aligner, people, quick: bool) -> None:
 
 
 def rigid(aligner, people) -> None:
-    from mertool.motion_truth import head_motions, measure, render_pair
+    from mertool.synth.motion_truth import head_motions, measure, render_pair
 
     errs, rots = [], []
     for head in head_motions()[1:]:
@@ -75,8 +75,8 @@ def rigid(aligner, people) -> None:
 def real(aligner) -> None:
     import cv2
 
-    from mertool.align import read_rgb
-    from mertool.motion_truth import BROWS, window_shift
+    from mertool.face.align import read_rgb
+    from mertool.synth.motion_truth import BROWS, window_shift
 
     frames = REALDATA / "video" / "single_face" / "frames"
     if not frames.is_dir():
@@ -110,8 +110,8 @@ def frl(aligners) -> None:
     pair."""
     import cv2
 
-    from mertool.align import FaceAligner, chip_matrix, read_rgb
-    from mertool.motion_truth import BROWS, head_matrix, head_motions, window_shift
+    from mertool.face.align import FaceAligner, chip_matrix, read_rgb
+    from mertool.synth.motion_truth import BROWS, head_matrix, head_motions, window_shift
 
     path = REALDATA / "faces" / "frl_london" / "neutral_front" / "001_03.jpg"
     if not path.is_file():
@@ -174,9 +174,9 @@ def main() -> None:
     args = ap.parse_args()
     import cv2
 
-    from mertool.align import DEFAULT_REGISTER, FaceAligner
     from mertool.bench import matmul_rate
-    from mertool.motion_truth import subjects
+    from mertool.face.align import DEFAULT_REGISTER, FaceAligner
+    from mertool.synth.motion_truth import subjects
 
     cv2.setNumThreads(1)
     torch.set_num_threads(1)

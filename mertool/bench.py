@@ -8,9 +8,9 @@ Everything is measured in one process on one device, with the code the commands 
   fp32 on CPU) -- the practical ceiling the model's FLOP utilisation is measured against;
 - model FLOPs per training sample: torch's FlopCounterMode over forward + backward of one batch (counted on the meta
   device: the same operators, no compute);
-- training throughput: `mertool.train._train_epoch` (the loop `train-loso` runs: on-device gather, uint8 -> float,
-  batched augmentation, autocast, gradient accumulation, AdamW) on data loaded from an HDF5 cache; MFU = achieved
-  FLOP/s / dense rate;
+- training throughput: `mertool.training.train._train_epoch` (the loop `train-loso` runs: on-device gather,
+  uint8 -> float, batched augmentation, autocast, gradient accumulation, AdamW) on data loaded from an HDF5 cache;
+  MFU = achieved FLOP/s / dense rate;
 - data path: that epoch against the same step fed the same batches already built on the device; the difference is
   what gathering and augmenting costs, as a share of the epoch;
 - alignment (dlib detector + 68 landmarks + chip, and apex registration, on a 640 x 480 frame of skimage's astronaut,
@@ -45,7 +45,7 @@ def sync(device: torch.device) -> None:
 
 
 def run_dtype(device: torch.device) -> torch.dtype:
-    """The dtype training computes in: bf16 autocast on CUDA, fp32 on CPU (see mertool.train._autocast)."""
+    """The dtype training computes in: bf16 autocast on CUDA, fp32 on CPU (see mertool.training.train._autocast)."""
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
@@ -109,8 +109,8 @@ def model_flops(model_cfg: dict, batch: int) -> dict:
 def make_bench_cache(path: str | Path, emotions, image_size: int, samples: int = CASME2_SAMPLES,
                      subjects: int = CASME2_SUBJECTS, seed: int = 0) -> Path:
     """A cache of random frames the size of CASME II (emotions cycle so every class has samples)."""
-    from mertool.aus import AU_VOCAB
-    from mertool.cache import CachedSample, CacheWriter
+    from mertool.cache.store import CachedSample, CacheWriter
+    from mertool.data.aus import AU_VOCAB
 
     emotions = list(emotions)
     if samples < 2 or subjects < 1 or not emotions:
@@ -135,8 +135,8 @@ def make_bench_cache(path: str | Path, emotions, image_size: int, samples: int =
 
 def load_bench_data(cache: str | Path, recipe: dict, device: torch.device):
     """The cache -> MERData on the device, as train-loso loads it; returns (data, seconds)."""
-    from mertool.cache import load_cache
-    from mertool.data import load_for_recipe
+    from mertool.cache.store import load_cache
+    from mertool.training.dataset import load_for_recipe
 
     t0 = time.perf_counter()
     data = load_for_recipe(load_cache(cache), recipe).to(device)
@@ -146,11 +146,11 @@ def load_bench_data(cache: str | Path, recipe: dict, device: torch.device):
 
 @contextmanager
 def replayed_batches(batches: list):
-    """Make mertool.train's epoch loop take `batches` (built beforehand) instead of gathering and augmenting.
+    """Make mertool.training.train's epoch loop take `batches` (built beforehand) instead of gathering and augmenting.
 
     The loop, model step and optimizer stay exactly those of training; only the per-batch data path is replaced.
     """
-    import mertool.train as train
+    import mertool.training.train as train
 
     it = iter(batches)
     original = train._batch
@@ -170,9 +170,9 @@ def bench_training(recipe: dict, data, *, batch: int, steps: int | None = None, 
     `warmup` batches run first (None: the whole epoch, so every batch shape has been tuned or compiled). Returns
     seconds for both (the best of `repeats`), the data path timed alone, samples/s, and the model (for predict).
     """
-    from mertool.data import make_batches
     from mertool.models import build_model
-    from mertool.train import _batch, _optimizer, _train_epoch, setup_device
+    from mertool.training.dataset import make_batches
+    from mertool.training.train import _batch, _optimizer, _train_epoch, setup_device
 
     device = data.device
     setup_device(device)
@@ -255,7 +255,7 @@ def bench_alignment(aligner=None, min_seconds: float = 2.0, min_reps: int = 3) -
     measured in the same call with torch's threads as the rest of the report."""
     import cv2
 
-    from mertool.align import FaceAligner
+    from mertool.face.align import FaceAligner
 
     extra = {}
     if aligner is None:
@@ -292,8 +292,8 @@ def bench_predict(model: torch.nn.Module, recipe: dict, classes: list[str], devi
     """Latency of Predictor.predict_pair (two image files -> probabilities) and of its forward pass alone."""
     from PIL import Image
 
-    from mertool.predict import Predictor
-    from mertool.runs import make_checkpoint, save_checkpoint
+    from mertool.predict.predictor import Predictor
+    from mertool.training.runs import make_checkpoint, save_checkpoint
 
     path = save_checkpoint(make_checkpoint(model, recipe, classes), Path(workdir) / "bench-model.pt")
     files = []
@@ -345,7 +345,7 @@ def loso_estimate(samples_per_s: float, epochs: int, samples: int = CASME2_SAMPL
 
 @contextmanager
 def cudnn_benchmark(enabled: bool):
-    """cuDNN autotuning on or off for the training run inside (through the variable mertool.train.setup_device
+    """cuDNN autotuning on or off for the training run inside (through the variable mertool.training.train.setup_device
     reads, so spawned fold workers follow it too)."""
     old = os.environ.get("MERTOOL_CUDNN_BENCHMARK")
     os.environ["MERTOOL_CUDNN_BENCHMARK"] = "1" if enabled else "0"
@@ -363,7 +363,7 @@ def bench_loso(recipe: dict, cache: str | Path, devices, folds_per_device: int =
     """Wall time of a whole LOSO run (every fold of the cache, the recipe's schedule) into a temporary folder."""
     from rich.console import Console
 
-    from mertool.parallel import train_loso_parallel
+    from mertool.training.parallel import train_loso_parallel
 
     with tempfile.TemporaryDirectory(prefix="mertool-bench-loso-") as tmp, cudnn_benchmark(cudnn):
         t0 = time.perf_counter()
@@ -430,15 +430,15 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
     """Every measurement of `mertool bench` on one device; returns a JSON-ready report.
 
     With loso=True a whole LOSO of the recipe's schedule is also timed on the same cache, on `devices` (default:
-    `device`) with `folds_per_device` workers each (mertool.parallel). The optical-flow methods are measured on
+    `device`) with `folds_per_device` workers each (mertool.training.parallel). The optical-flow methods are measured on
     the CPU (bench_flow: `flow_faces` faces x `flow_patterns` at `flow_peaks` px; no peaks: not measured).
 
     Defaults: on CUDA the recipe's batch, one whole epoch of the cache after a warm-up epoch, best of 3;
     on CPU batch 4, 2 batches per epoch (a paper-size step takes seconds there), 1 optimizer step of warm-up, best
     of 3. The two ways of feeding an epoch alternate in order, so a slow drift in background load hits both.
     """
-    from mertool.runs import device_info
-    from mertool.train import resolve_device
+    from mertool.training.runs import device_info
+    from mertool.training.train import resolve_device
 
     log = log or (lambda msg: None)
     dev = resolve_device(device)
@@ -453,11 +453,11 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
         if value is not None and value < lo:
             raise MertoolError(f"{name} {value}: expected an integer >= {lo}")
     if loso:  # check the devices now, not after minutes of measuring
-        from mertool.parallel import parse_devices, plan_slots
+        from mertool.training.parallel import parse_devices, plan_slots
 
         plan_slots(parse_devices(devices or str(dev)), folds_per_device, threads)
     if cache is not None:  # a bad file fails now, not after minutes of measuring
-        from mertool.cache import open_cache
+        from mertool.cache.store import open_cache
 
         open_cache(cache).close()
     if threads is not None:
@@ -503,7 +503,7 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
                                                 len(set(data.subjects)))
 
         log("alignment (dlib HOG + 68 landmarks + chip) on skimage's astronaut")
-        from mertool.align import FaceAligner
+        from mertool.face.align import FaceAligner
 
         try:
             aligner = FaceAligner()
@@ -524,7 +524,7 @@ def run_bench(device: str | torch.device = "auto", recipe: str | Path = "casme2"
             log(f"full LOSO: {r['train']['epochs']} epochs per fold on {devices or dev}, {folds_per_device} "
                 f"fold(s) per device")
             if folds_per_device > 1 and cuda:
-                from mertool.parallel import parse_devices, time_slicing_warning
+                from mertool.training.parallel import parse_devices, time_slicing_warning
 
                 report["loso_warning"] = time_slicing_warning(parse_devices(devices or str(dev)), folds_per_device)
             report.update(bench_loso_variants(r, cache_path, devices or str(dev), folds_per_device, threads, compile,
@@ -551,9 +551,9 @@ def bench_flow(methods=None, peaks=(1.0, 3.0), patterns=None, faces: int = 2, no
     """
     import cv2
 
-    from mertool.align import FaceAligner
-    from mertool.flow import FLOW_METHODS, compute_flow
-    from mertool.synth import FLOW_PATTERNS, au_motion_pair, default_faces
+    from mertool.face.align import FaceAligner
+    from mertool.face.flow import FLOW_METHODS, compute_flow
+    from mertool.synth.faces import FLOW_PATTERNS, au_motion_pair, default_faces
 
     methods, patterns = tuple(methods or FLOW_METHODS), tuple(patterns or FLOW_PATTERNS)
     aligner = aligner or FaceAligner(size=size)

@@ -25,7 +25,7 @@ import shutil
 import time
 from pathlib import Path
 
-from mertool.aus import au_source_text
+from mertool.data.aus import au_source_text
 from mertool.errors import MertoolError
 from mertool.files import write_json
 
@@ -63,8 +63,8 @@ def _remove_runs(runs: Path) -> None:
 def _slots(device: str, workers: int) -> tuple[int, int | None]:
     """(folds at a time, CPU threads each): on CPU the cores this process may use are split between folds; one fold
     at a time on a GPU."""
-    from mertool.parallel import usable_cpus
-    from mertool.train import resolve_device
+    from mertool.training.parallel import usable_cpus
+    from mertool.training.train import resolve_device
 
     if resolve_device(device).type != "cpu":
         return 1, None
@@ -76,7 +76,7 @@ def _slots(device: str, workers: int) -> tuple[int, int | None]:
 def train_all(recipes: dict, cache: Path, runs: Path, *, device: str, workers: int, console,
               progress: bool) -> None:
     """Every variant's LOSO run (resumed where its folder exists) through one pool of workers."""
-    from mertool.parallel import train_runs_parallel
+    from mertool.training.parallel import train_runs_parallel
 
     folds, threads = _slots(device, workers)
     try:
@@ -89,7 +89,7 @@ def train_all(recipes: dict, cache: Path, runs: Path, *, device: str, workers: i
 
 def _train_seconds(run: dict, run_dir: Path) -> float:
     """The run's folds' (and final model's) own training times, summed: the variants share the pool's wall time."""
-    from mertool.runs import final_path, read_fold_summary
+    from mertool.training.runs import final_path, read_fold_summary
 
     final = read_fold_summary(final_path(run_dir)).get("seconds") or 0.0
     return sum(f.get("seconds") or 0.0 for f in run["folds"]) + final
@@ -97,7 +97,7 @@ def _train_seconds(run: dict, run_dir: Path) -> float:
 
 def report_run(recipe: dict, run_dir: Path, console) -> dict:
     """A run's evaluation report, confusion picture and AU F1 chart (report.json in the run folder)."""
-    from mertool.evaluate import au_f1_png, confusion_png, evaluate_runs, render, summed_confusion
+    from mertool.reports.evaluate import au_f1_png, confusion_png, evaluate_runs, render, summed_confusion
 
     report = evaluate_runs([run_dir])
     report["published"] = None  # synthetic clips in CASME II's layout: the published CASME II table does not apply
@@ -108,7 +108,7 @@ def report_run(recipe: dict, run_dir: Path, console) -> dict:
     report["au_png"] = str(au_png) if au_png else None
     cal = report["runs"][0].get("calibration")
     if cal:
-        from mertool.calibration import calibration_png
+        from mertool.reports.calibration import calibration_png
 
         report["calibration_png"] = str(calibration_png(cal, run_dir / "calibration.png",
                                                         f"{recipe.get('name', 'demo')}: reliability, pooled LOSO"))
@@ -124,10 +124,10 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
     from rich.console import Console
 
     from mertool.bench import matmul_rate
-    from mertool.preprocess import preprocess, print_summary
-    from mertool.train import resolve_device
+    from mertool.cache.preprocess import preprocess, print_summary
     from mertool.recipe import find_recipe, load_recipe
-    from mertool.synth import MANIFEST, check_settings, is_complete, make_folder, settings_key, synth
+    from mertool.synth.faces import MANIFEST, check_settings, is_complete, make_folder, settings_key, synth
+    from mertool.training.train import resolve_device
 
     console = console or Console(markup=False, soft_wrap=True)  # paths stay whole lines
     t_start = time.perf_counter()
@@ -309,7 +309,7 @@ def unseen_checks(unseen: Path, model: Path) -> list[dict]:
     """The final estimated-AU model on the unseen subject: one onset/apex pair and one still pair (two neutral
     frames before an onset), each with what predict answers (a class with its calibrated probability, or cannot
     judge and why) beside the truth."""
-    from mertool.predict import Predictor
+    from mertool.predict.predictor import Predictor
 
     samples = _unseen_samples(unseen)
     if len(samples) < 2 or not (model / "final").is_dir():

@@ -233,7 +233,7 @@ def _check_classes(classes, source: str) -> dict[str, list[str]]:
         classes = {str(c): [str(c)] for c in classes}
     if not isinstance(classes, dict) or len(classes) < 2:
         raise MertoolError(f"{where} = {classes!r}: expected a mapping of at least 2 classes to raw emotion names")
-    from mertool.classmap import split_name
+    from mertool.data.classmap import split_name
     from mertool.datasets import KINDS
 
     out: dict[str, list[str]] = {}

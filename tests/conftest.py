@@ -30,8 +30,8 @@ def make_synthetic_cache(path: Path, subjects: int = 4, per_class: int = 2, size
                          emotions=("happiness", "disgust", "repression", "surprise", "others"), seed: int = 0,
                          dataset: str = "casme2") -> Path:
     """Write a small cache whose apex differs from the onset by a class-specific pattern (learnable, not trivial)."""
-    from mertool.aus import AU_VOCAB
-    from mertool.cache import CachedSample, CacheWriter
+    from mertool.cache.store import CachedSample, CacheWriter
+    from mertool.data.aus import AU_VOCAB
 
     rng = np.random.default_rng(seed)
     class_aus = {"happiness": (6, 12), "disgust": (4, 9), "repression": (14, 17), "surprise": (1, 2),

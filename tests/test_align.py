@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from skimage import data
 
-from mertool import align
-from mertool.align import MISSING, NO_FACE, SIZE_MISMATCH, UNREADABLE, AlignSkip, FaceAligner, chip_matrix, \
+from mertool.face import align
+from mertool.face.align import MISSING, NO_FACE, SIZE_MISMATCH, UNREADABLE, AlignSkip, FaceAligner, chip_matrix, \
     read_rgb, to_chip
 from mertool.errors import MertoolError
 

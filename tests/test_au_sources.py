@@ -12,11 +12,11 @@ import pytest
 import torch
 import yaml
 
-from mertool.aus import AU_VOCAB
 from mertool.cli import main
-from mertool.data import load_dataset
+from mertool.data.aus import AU_VOCAB
 from mertool.recipe import flat_recipe, load_recipe, recipe_diff
-from mertool.train import au_bce, hide_test_aus, run_fold, split_fold, train_loso
+from mertool.training.dataset import load_dataset
+from mertool.training.train import au_bce, hide_test_aus, run_fold, split_fold, train_loso
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["data.image_size=64", "model.width=0.25", "train.epochs=2", "train.decay_epochs=1",
@@ -132,7 +132,7 @@ def test_predictions_carry_au_columns_and_evaluate_reports_au_detection(tmp_path
     assert by_au[4]["support"] == 8 and by_au[6]["support"] == 4  # disgust + others carry AU4 in this cache
     assert det["aus_counted"] == [a for a in AU_VOCAB if by_au[a]["support"] >= 10]
     assert (out / "au_f1.png").is_file() and report["au_png"].endswith("au_f1.png")
-    from mertool.evaluate import au_f1_figure
+    from mertool.reports.evaluate import au_f1_figure
     labels = {t.get_text() for t in au_f1_figure(report).axes[0].texts}  # rare AUs, an F1 of 0 included, say so
     assert labels == {f"n={row['support']}" for row in det["per_au"] if row["support"] < 10} and "n=0" in labels
     code = main(["evaluate", str(out), "--partial"])

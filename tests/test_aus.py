@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from mertool.aus import (AU_VOCAB, au_bits, bits_to_codes, format_aus, normalize_emotion, parse_au_argument,
+from mertool.data.aus import (AU_VOCAB, au_bits, bits_to_codes, format_aus, normalize_emotion, parse_au_argument,
                          parse_aus)
 from mertool.errors import MertoolError
 

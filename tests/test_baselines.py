@@ -121,7 +121,7 @@ def test_flow_model_config_errors():
 # ----------------------------------------------------------------------------------------------- flow data path
 
 def test_resize_flow_scales_displacements_not_strain():
-    from mertool.data import resize_flow
+    from mertool.training.dataset import resize_flow
 
     flow = np.zeros((2, 64, 64, 2), np.float16)
     flow[..., 0], flow[..., 1] = 2.0, -1.0
@@ -141,7 +141,7 @@ def test_augmentation_turns_the_flow_with_the_frames(hflip, angle):
     from skimage import data as skdata
     from skimage.transform import resize
 
-    from mertool.data import warp_flow, warp_pair
+    from mertool.training.dataset import warp_flow, warp_pair
 
     size, shift = 128, (3.0, -2.0)
     face = resize(skdata.astronaut().mean(-1)[40:240, 150:350], (size + 16, size + 16), anti_aliasing=True)
@@ -166,7 +166,7 @@ def test_augmentation_turns_the_flow_with_the_frames(hflip, angle):
 def _flow_cache(subjects: int = 4, per_class: int = 5, size: int = 32, seed: int = 0):
     """An in-memory cache whose frames are noise and whose flow carries the class: a motion band at a
     class-specific height (the pattern a micro-expression leaves), with the sign and length varying by sample."""
-    from mertool.cache import CacheData
+    from mertool.cache.store import CacheData
 
     rng = np.random.default_rng(seed)
     n = subjects * 3 * per_class
@@ -204,8 +204,8 @@ def _flow_recipe(model: str, *extra):
 
 @pytest.mark.parametrize("model", ["ststnet", "offapexnet"])
 def test_flow_models_learn_the_flow_of_a_held_out_subject(model, one_torch_thread):
-    from mertool.data import load_for_recipe
-    from mertool.train import run_fold
+    from mertool.training.dataset import load_for_recipe
+    from mertool.training.train import run_fold
 
     recipe = _flow_recipe(model)
     data = load_for_recipe(_flow_cache(), recipe)
@@ -215,7 +215,7 @@ def test_flow_models_learn_the_flow_of_a_held_out_subject(model, one_torch_threa
 
 
 def test_a_flow_model_on_a_cache_without_flow_names_the_fix():
-    from mertool.data import load_for_recipe
+    from mertool.training.dataset import load_for_recipe
 
     data = _flow_cache()
     data.flow = data.strain = None
@@ -226,7 +226,7 @@ def test_a_flow_model_on_a_cache_without_flow_names_the_fix():
 # ------------------------------------------------------------------------------------------ the baselines table
 
 def test_baselines_table_recipes_and_published_figures():
-    from mertool.ablate import load_table, paper_cell, variant_recipe
+    from mertool.reports.ablate import load_table, paper_cell, variant_recipe
 
     table = load_table(ROOT / "recipes" / "ablations" / "megc2019_baselines.yaml")
     assert table.composite == "megc2019" and table.by_dataset == ["casme2", "samm", "smic"]
@@ -258,7 +258,7 @@ def test_baselines_table_runs_through_ablate_on_a_flow_cache(tmp_path, capsys):
     prints ours beside the published composite figures (n/a where no source confirms one) and per dataset."""
     from conftest import make_synthetic_cache
     from mertool.cli import main
-    from mertool.flow import add_flow
+    from mertool.face.flow import add_flow
 
     cache = make_synthetic_cache(tmp_path / "c.h5", subjects=3, per_class=2, size=64)
     add_flow(cache, "farneback", workers=1)
@@ -272,7 +272,7 @@ def test_baselines_table_runs_through_ablate_on_a_flow_cache(tmp_path, capsys):
                  "GFLOP/s measured before training; seed 0;"):
         assert text in md, (text, md)
     assert "SYNTHETIC" not in md  # this cache was not made by `mertool synth`
-    from mertool.ablate import load_table, report_table
+    from mertool.reports.ablate import load_table, report_table
 
     table = load_table("ablations/megc2019_baselines")
     md = report_table(table, tmp_path / "runs" / "megc2019_baselines", None, synthetic=True)["markdown"].read_text()

@@ -9,7 +9,7 @@ from rich.console import Console
 
 from mertool.bench import (loso_estimate, make_bench_cache, matmul_rate, model_flops, render_bench, replayed_batches,
                            run_bench)
-from mertool.cache import load_cache, verify_cache
+from mertool.cache.store import load_cache, verify_cache
 from mertool.cli import main
 from mertool.recipe import load_recipe
 
@@ -74,13 +74,13 @@ def test_bench_end_to_end_on_a_synthetic_cache():
 
 @pytest.mark.slow
 def test_bench_without_the_landmark_model_skips_alignment_with_a_reason(monkeypatch):
-    import mertool.align
+    import mertool.face.align
     from mertool.errors import MertoolError
 
     def missing():
         raise MertoolError("face_recognition_models is not installed")
 
-    monkeypatch.setattr(mertool.align, "predictor_path", missing)
+    monkeypatch.setattr(mertool.face.align, "predictor_path", missing)
     rep = run_bench(**{**TINY, "repeats": 1})
     assert rep["align"] == rep["predict"] == {
         "skipped": "skipped: the landmark model is not available (face_recognition_models is not installed)"}
@@ -137,9 +137,9 @@ def test_matmul_rate_and_model_flops():
 
 def test_replayed_batches_feed_the_real_training_loop(synthetic_cache):
     """Prebuilt batches give the real epoch loop exactly what its own data path would have built."""
-    from mertool.data import load_dataset, make_batches
     from mertool.models import build_model
-    from mertool.train import _batch, _optimizer, _train_epoch
+    from mertool.training.dataset import load_dataset, make_batches
+    from mertool.training.train import _batch, _optimizer, _train_epoch
 
     r = load_recipe("casme2", ["data.image_size=64", *SMALL])
     data = load_dataset(synthetic_cache, r["data"]["classes"], 64)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import make_synthetic_cache
 
-from mertool.cache import cache_info, load_cache, merge_caches, verify_cache
+from mertool.cache.store import cache_info, load_cache, merge_caches, verify_cache
 from mertool.cli import main
 from mertool.errors import MertoolError
 

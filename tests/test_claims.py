@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from mertool import files, runs
+from mertool import files
+from mertool.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ["--set", "train.epochs=1", "--set", "augment.crop_padding=4"]
@@ -109,7 +110,7 @@ def test_two_processes_on_one_run_folder_train_every_fold_once(tmp_path, synthet
     from rich.console import Console
 
     from mertool.recipe import load_recipe
-    from mertool.train import train_loso
+    from mertool.training.train import train_loso
 
     one = tmp_path / "one"
     threads = torch.get_num_threads()

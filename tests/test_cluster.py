@@ -1,4 +1,4 @@
-"""--executor slurm (mertool/cluster.py) with submitit's DebugExecutor: chunking, retries, no re-runs, --dry-run.
+"""--executor slurm (mertool/training/cluster.py) with submitit's DebugExecutor: chunking, retries, no re-runs, --dry-run.
 The real one-node Slurm test is tests/test_slurm.py."""
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mertool import files, runs
+from mertool import files
+from mertool.training import runs
 from mertool.cli import main
 from mertool.errors import MertoolError
 
 submitit = pytest.importorskip("submitit", reason="submitit not installed (pip install -e '.[slurm]')")
 
-from mertool.cluster import FoldChunk, RunSpec, SlurmOptions, run_on_slurm  # noqa: E402
+from mertool.training.cluster import FoldChunk, RunSpec, SlurmOptions, run_on_slurm  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +50,7 @@ class FakeTraining:
 @pytest.fixture
 def fake(monkeypatch):
     f = FakeTraining()
-    monkeypatch.setattr("mertool.parallel.train_loso_parallel", f)
+    monkeypatch.setattr("mertool.training.parallel.train_loso_parallel", f)
     return f
 
 
@@ -112,7 +113,7 @@ def test_interrupting_the_wait_cancels_the_submitted_jobs(tmp_path, synthetic_ca
     def interrupted(jobs, options, console):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("mertool.cluster.wait_for", interrupted)
+    monkeypatch.setattr("mertool.training.cluster.wait_for", interrupted)
     spec = RunSpec(recipe(), str(synthetic_cache), str(tmp_path / "run"))
     with pytest.raises(KeyboardInterrupt):
         run_on_slurm([spec], options(tmp_path, folds_per_job=2), console=console())
@@ -127,7 +128,7 @@ def test_checkpoint_requeues_the_same_chunk(tmp_path):
 
 
 def test_ablation_grid_with_seeds_in_one_array_then_collect(tmp_path, synthetic_cache, fake, capsys):
-    from mertool import ablate
+    from mertool.reports import ablate
 
     table = tmp_path / "t.yaml"
     table.write_text(f"title: T\nbase: {ROOT / 'recipes' / 'casme2.yaml'}\nvariants:\n"
@@ -273,7 +274,7 @@ def test_lost_jobs_and_signals_cancel_the_submitted_jobs(tmp_path, synthetic_cac
     def lost(jobs, options, console):
         raise MertoolError("Slurm lost track of job(s) 1_0: not listed by squeue 600 s after submission")
 
-    monkeypatch.setattr("mertool.cluster.wait_for", lost)
+    monkeypatch.setattr("mertool.training.cluster.wait_for", lost)
     spec = RunSpec(recipe(), str(synthetic_cache), str(tmp_path / "run"))
     with pytest.raises(MertoolError, match="lost track.*cancelled jobs"):
         run_on_slurm([spec], options(tmp_path, folds_per_job=2), console=console())
@@ -287,7 +288,7 @@ def test_lost_jobs_and_signals_cancel_the_submitted_jobs(tmp_path, synthetic_cac
             time.sleep(5)  # the handler raises first
             raise AssertionError("the signal did not stop the wait")
 
-        monkeypatch.setattr("mertool.cluster.wait_for", signalled)
+        monkeypatch.setattr("mertool.training.cluster.wait_for", signalled)
         with pytest.raises(KeyboardInterrupt):
             run_on_slurm([spec], options(tmp_path, folds_per_job=2), console=console())
         assert len(cancelled) == 2, sig
@@ -295,7 +296,7 @@ def test_lost_jobs_and_signals_cancel_the_submitted_jobs(tmp_path, synthetic_cac
 
 
 def test_scancel_failure_names_the_jobs_still_running(tmp_path, monkeypatch):
-    from mertool.cluster import cancel_jobs
+    from mertool.training.cluster import cancel_jobs
 
     bin_dir = fake_slurm(tmp_path / "bin", scancel_error="scancel: error: Kill job error on job id 77: "
                                                           "Access/permission denied")

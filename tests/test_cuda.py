@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-import mertool.train as train
+import mertool.training.train as train
 from mertool.cli import main
-from mertool.data import augment_pair, augment_theta, load_dataset, warp_pair
 from mertool.recipe import load_recipe
+from mertool.training.dataset import augment_pair, augment_theta, load_dataset, warp_pair
 
 pytestmark = pytest.mark.cuda
 DEVICE = "cuda"
@@ -99,7 +99,7 @@ def test_predict_on_cuda_agrees_with_cpu(tmp_path, synthetic_cache, capsys):
     from PIL import Image
 
     from mertool.bench import astronaut_pair
-    from mertool.runs import make_checkpoint, save_checkpoint
+    from mertool.training.runs import make_checkpoint, save_checkpoint
 
     recipe = demo_recipe("train.epochs=1")
     data = load_dataset(synthetic_cache, recipe["data"]["classes"], recipe["data"]["image_size"])

@@ -290,11 +290,11 @@ def test_old_xls_sheet_is_named(tmp_path):
 def test_casme2_2014_question_marks_are_unknown_not_none(realdata, tmp_path):
     """The 2014 sheet's five '?' AU cells (all 'others'): aus_known false, no AU bits, and an oracle recipe that would
     feed them as "no AU active" is refused, naming them; the 2019 sheet codes every row."""
-    from mertool.cache import CachedSample, CacheWriter, load_cache
-    from mertool.aus import au_bits
-    from mertool.data import load_for_recipe
+    from mertool.cache.store import CachedSample, CacheWriter, load_cache
+    from mertool.data.aus import au_bits
     from mertool.errors import MertoolError
     from mertool.recipe import load_recipe
+    from mertool.training.dataset import load_for_recipe
 
     sheet = realdata / "annotations" / "casme2" / "CASME2-coding-20140508.xlsx"
     records, _ = load_records(sheet.parent, sheet=sheet)
@@ -318,7 +318,7 @@ def test_casme2_2014_question_marks_are_unknown_not_none(realdata, tmp_path):
 
 
 def test_unknown_au_cells_in_a_manifest(tmp_path):
-    from mertool.aus import parse_aus
+    from mertool.data.aus import parse_aus
 
     assert parse_aus("unknown").unknown and parse_aus("?").unknown and parse_aus("").unknown
     (tmp_path / "m.csv").write_text("subject,sample_id,onset_path,apex_path,emotion,aus\n"

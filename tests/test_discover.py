@@ -4,8 +4,8 @@ import pytest
 
 from conftest import make_synthetic_cache
 from mertool.cli import main
-from mertool.discover import resolve_short_form
 from mertool.errors import MertoolError
+from mertool.training.discover import resolve_short_form
 
 SMALL = ["data.image_size=64", "model.width=0.25", "model.fpf=none", "train.epochs=1", "augment.crop_padding=4"]
 

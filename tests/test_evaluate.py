@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mertool.ablate import NOT_IN_PAPER, load_table, variant_recipe
 from mertool.cli import main
 from mertool.errors import MertoolError
-from mertool.evaluate import ORACLE_LABEL, SELECT_LABEL, evaluate_run, evaluate_runs
-from mertool.runs import write_predictions
+from mertool.reports.ablate import NOT_IN_PAPER, load_table, variant_recipe
+from mertool.reports.evaluate import ORACLE_LABEL, SELECT_LABEL, evaluate_run, evaluate_runs
+from mertool.training.runs import write_predictions
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ["a", "b", "c"]

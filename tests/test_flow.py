@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from conftest import make_synthetic_cache
 
-from mertool.cache import load_cache, merge_caches, show_sample, verify_cache
+from mertool.cache.store import load_cache, merge_caches, show_sample, verify_cache
 from mertool.cli import main
 from mertool.errors import MertoolError
-from mertool.flow import add_flow, compute_flow, flow_params, flow_to_rgb, optical_strain
+from mertool.face.flow import add_flow, compute_flow, flow_params, flow_to_rgb, optical_strain
 
 
 # ------------------------------------------------------------------------------ accuracy against known motion
@@ -22,8 +22,8 @@ def au_pairs():
     """The astronaut's face at 224 px moved by a brow (AU 1+2) and a smile (AU 6+12) pattern at 1 and 3 px."""
     from skimage.data import astronaut
 
-    from mertool.align import FaceAligner
-    from mertool.synth import au_motion_pair
+    from mertool.face.align import FaceAligner
+    from mertool.synth.faces import au_motion_pair
 
     aligner, rgb = FaceAligner(size=224), astronaut()
     return {peak: [au_motion_pair(rgb, aus, peak, aligner=aligner, noise=1.5, seed=k)
@@ -175,7 +175,7 @@ def test_add_flow_refuses_existing_flow_unless_replace(small_cache, capsys):
 
 
 def test_interrupted_add_flow_leaves_the_cache_as_it_was(small_cache, monkeypatch):
-    from mertool import flow as flow_mod
+    from mertool.face import flow as flow_mod
 
     before = small_cache.read_bytes()
     real, calls = flow_mod.compute_flow, []
@@ -211,7 +211,7 @@ def test_merge_keeps_flow_only_when_made_alike(tmp_path):
 def test_preprocess_flow_and_resume(tmp_path):
     from test_preprocess import _small_folder
 
-    from mertool.preprocess import preprocess
+    from mertool.cache.preprocess import preprocess
 
     root = _small_folder(tmp_path / "CASME2", n=3)
     out = tmp_path / "c.h5"
@@ -236,7 +236,7 @@ def test_preprocess_flow_and_resume(tmp_path):
 def test_a_dead_flow_worker_is_one_line_and_leaves_the_cache(small_cache, monkeypatch, capsys):
     from concurrent.futures.process import BrokenProcessPool
 
-    from mertool import flow as flow_mod
+    from mertool.face import flow as flow_mod
 
     def dies(*args, **kwargs):
         raise BrokenProcessPool("a worker died")

@@ -34,7 +34,7 @@ def megc(**sets):
 
 @pytest.mark.parametrize("sheet", sorted(REAL))
 def test_composite_class_map_on_real_sheets(realdata, sheet):
-    from mertool.classmap import ClassMap
+    from mertool.data.classmap import ClassMap
     from mertool.datasets import load_records
 
     records, _ = load_records(realdata / "annotations" / sheet)
@@ -47,7 +47,7 @@ def test_composite_class_map_on_real_sheets(realdata, sheet):
 
 
 def test_class_map_dataset_qualifier():
-    from mertool.classmap import ClassMap
+    from mertool.data.classmap import ClassMap
 
     cmap = ClassMap({"neg": ["casme2:disgust", "samm:Fear"], "pos": ["happiness"]})
     assert cmap.index("casme2", "Disgust") == 0 and cmap.index("samm", "fears") == 0
@@ -67,8 +67,8 @@ def _strip_added_fields(path: Path) -> Path:
 
 
 def test_cache_of_the_first_release_still_loads(tmp_path):
-    from mertool.cache import CacheWriter, cache_info, load_cache, verify_cache
-    from mertool.data import load_dataset
+    from mertool.cache.store import CacheWriter, cache_info, load_cache, verify_cache
+    from mertool.training.dataset import load_dataset
 
     old = _strip_added_fields(make_synthetic_cache(tmp_path / "old.h5", subjects=2, per_class=1))
     data = load_cache(old)
@@ -85,7 +85,7 @@ def test_cache_of_the_first_release_still_loads(tmp_path):
 
 
 def test_old_smic_and_merged_caches_infer_unknown_aus(tmp_path):
-    from mertool.cache import load_cache, merge_caches
+    from mertool.cache.store import load_cache, merge_caches
 
     smic = _strip_added_fields(make_synthetic_cache(tmp_path / "smic.h5", subjects=2, per_class=1, dataset="smic",
                                                     emotions=("positive", "negative", "surprise")))
@@ -100,7 +100,7 @@ def test_old_smic_and_merged_caches_infer_unknown_aus(tmp_path):
 @pytest.fixture
 def composite(tmp_path) -> Path:
     """casme2 (2 subjects x 5 classes x 2) + smic (2 subjects x 3 classes x 2), merged as `cache merge` does."""
-    from mertool.cache import merge_caches
+    from mertool.cache.store import merge_caches
 
     casme = make_synthetic_cache(tmp_path / "casme2.h5", subjects=2)
     smic = make_synthetic_cache(tmp_path / "smic.h5", subjects=2, dataset="smic", seed=1,
@@ -109,7 +109,7 @@ def composite(tmp_path) -> Path:
 
 
 def test_oracle_aus_refuse_unknown_unless_the_recipe_says(composite):
-    from mertool.data import load_for_recipe
+    from mertool.training.dataset import load_for_recipe
 
     with pytest.raises(MertoolError, match=r"model.aus = oracle .* has 12 samples whose AU codes are unknown "
                                            r"\(smic: 12\); set data.unknown_aus"):
@@ -128,7 +128,7 @@ def test_oracle_aus_refuse_unknown_unless_the_recipe_says(composite):
 
 
 def test_include_list(composite, tmp_path):
-    from mertool.data import load_for_recipe
+    from mertool.training.dataset import load_for_recipe
 
     lst = tmp_path / "official.txt"
     lst.write_text("# two casme2 clips and one smic clip\ncasme2/1/EP00_00\ncasme2/01/EP01_01\n\n"
@@ -152,7 +152,7 @@ def test_include_list(composite, tmp_path):
 
 
 def test_counts_beside_official(composite):
-    from mertool.data import count_lines, load_for_recipe
+    from mertool.training.dataset import count_lines, load_for_recipe
 
     recipe = megc()
     lines = count_lines(load_for_recipe(composite, recipe), recipe["data"]["official_counts"])
@@ -174,8 +174,8 @@ def test_cache_info_shows_aus_known(composite, capsys):
 
 
 def test_short_form_picks_megc2019_for_the_composite_cache(tmp_path):
-    from mertool.cache import merge_caches
-    from mertool.discover import resolve_short_form
+    from mertool.cache.store import merge_caches
+    from mertool.training.discover import resolve_short_form
 
     parts = [make_synthetic_cache(tmp_path / f"{d}.h5", subjects=2, per_class=1, dataset=d, emotions=e)
              for d, e in (("casme2", ("happiness", "disgust")), ("smic", ("positive", "surprise")),
@@ -186,7 +186,7 @@ def test_short_form_picks_megc2019_for_the_composite_cache(tmp_path):
 
 
 def test_ablate_base_for_a_merged_cache(tmp_path):
-    from mertool.ablate import base_recipe_path, load_table
+    from mertool.reports.ablate import base_recipe_path, load_table
 
     table = load_table("ablations/table3")
     assert base_recipe_path(table, "casme2+samm+smic").name == "megc2019.yaml"
@@ -310,7 +310,7 @@ def trees(tmp_path_factory) -> dict:
 
     import cv2
 
-    from mertool.synth import synth
+    from mertool.synth.faces import synth
 
     root = tmp_path_factory.mktemp("megc")
     synth(root / "CASME2", subjects=3, per_subject=5, seed=5, workers=1)
@@ -370,7 +370,7 @@ def test_smic_preprocess_spots_the_apex(trees, caches):
     p = summary["published"]
     assert p["read"] == {"clips": 12, "subjects": 3, "emotions": {"positive": 3, "negative": 6, "surprise": 3}}
     assert not p["cached_matches"]
-    from mertool.cache import cache_info
+    from mertool.cache.store import cache_info
 
     info = cache_info(caches["smic"])
     assert info["aus_unknown"] == 12 and set(info["subjects"]) == {"s01", "s02", "s03"}
@@ -390,7 +390,7 @@ def test_megc2019_end_to_end(trees, caches, tmp_path):
         _cli("cache", "merge", caches["casme2"], caches["smic"], caches["mmew"], "--out", merged)
     info = _cli("cache", "info", merged)
     assert "casme2+smic+mmew" in info and "12 unknown" in info
-    from mertool.cache import load_cache
+    from mertool.cache.store import load_cache
 
     # a list in the official file's format (no header, CRLF, CASME II subjects `sub01`, SMIC `s01` and `s01_...`):
     # every composite clip of the cache but one, and one clip the cache lacks

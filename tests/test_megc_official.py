@@ -31,7 +31,7 @@ def test_megc2019_recipe_reads_the_shipped_list_by_default():
 
 
 def test_the_list_gives_the_published_counts():
-    from mertool.include import read_include_list
+    from mertool.data.include import read_include_list
 
     lst = read_include_list(SHIPPED)
     keys = [k for _, k, _ in lst.entries]
@@ -42,7 +42,7 @@ def test_the_list_gives_the_published_counts():
         assert Counter(lst.labels[k] for k in keys if k[0] == dataset) == classes, dataset
     # the quirks, read as mertool names the clips: CASME II `sub01` = sheet subject 1, SAMM `6` with file `006_1_2`,
     # SMIC `s01` / `s01_ne_01` = folders `s1` / `s1_ne_01`
-    from mertool.include import sample_key
+    from mertool.data.include import sample_key
 
     for d, s, i in (("casme2", "01", "EP02_01f"), ("samm", "006", "006_1_2"), ("smic", "s01", "s1_ne_01")):
         assert sample_key(d, s, i) in lst.keys()
@@ -50,7 +50,7 @@ def test_the_list_gives_the_published_counts():
 
 
 def test_the_shipped_list_is_the_official_file(realdata):
-    from mertool.include import read_include_list
+    from mertool.data.include import read_include_list
 
     real = realdata / "annotations" / "megc2019" / "combined_3class_gt.csv"
     ours, theirs = read_include_list(SHIPPED), read_include_list(real)
@@ -68,9 +68,9 @@ def test_the_shipped_list_is_the_official_file(realdata):
 def test_real_sheets_under_the_official_list(realdata, sheet, dataset, extra):
     """Both CASME II sheets give the official 145 clips (the 2019 sheet's 150 and the 2014 sheet's 147 under the
     class map), SAMM its 133, with the published class counts and every label as the list has it."""
-    from mertool.classmap import ClassMap
+    from mertool.data.classmap import ClassMap
+    from mertool.data.include import include_report
     from mertool.datasets import load_records
-    from mertool.include import include_report
 
     records, _ = load_records(realdata / "annotations" / sheet)
     recipe = _megc()
@@ -83,17 +83,17 @@ def test_real_sheets_under_the_official_list(realdata, sheet, dataset, extra):
     assert report["absent_datasets"] == {d: m for d, (m, _) in PUBLISHED.items() if d != dataset}
     assert [m for m in report["missing"] if m.startswith(dataset)] == []
     assert report["left_out"] == extra and report["label_mismatch"] == []
-    from mertool.include import read_include_list
+    from mertool.data.include import read_include_list
 
     keys = read_include_list(recipe["data"]["include"]).keys()
-    from mertool.include import sample_key
+    from mertool.data.include import sample_key
 
     listed = [r for r in records if sample_key(r.dataset, r.subject, r.sample_id) in keys]
     assert cmap.counts((r.dataset, r.emotion) for r in listed) == classes
 
 
 def test_include_list_errors(tmp_path):
-    from mertool.include import read_include_list
+    from mertool.data.include import read_include_list
 
     bad = tmp_path / "l.csv"
     bad.write_bytes(b"casme2,sub01,EP02_01f,7\r\n")
@@ -105,8 +105,8 @@ def test_include_list_errors(tmp_path):
 
 
 def test_a_cache_the_list_does_not_cover_is_a_clear_error(synthetic_cache):
-    from mertool.data import load_for_recipe
     from mertool.recipe import load_recipe
+    from mertool.training.dataset import load_for_recipe
 
     with pytest.raises(MertoolError, match=r"none of its 442 samples is in the cache .* --set data.include="):
         load_for_recipe(synthetic_cache, load_recipe("megc2019"))

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from mertool import metrics
+from mertool.reports import metrics
 
 # true / predicted over 5 classes; class 4 never occurs.
 #   class 0: TP 2, FP 2, FN 1 -> F1 4/7, recall 2/3, precision 1/2

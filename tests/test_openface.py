@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from mertool.aus import AU_VOCAB
+from mertool.data.aus import AU_VOCAB
+from mertool.data.openface import aus_from_openface, read_openface_csv
 from mertool.errors import MertoolError
-from mertool.openface import aus_from_openface, read_openface_csv
 
 # The 17 intensity and 18 presence AUs OpenFace 2.x writes, in its column order.
 R_AUS = (1, 2, 4, 5, 6, 7, 9, 10, 12, 14, 15, 17, 20, 23, 25, 26, 45)

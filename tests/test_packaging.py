@@ -18,8 +18,8 @@ CHECK = """
 import sys
 from pathlib import Path
 import mertool, mertool.paths
-from mertool.ablate import load_table, variant_recipe
 from mertool.recipe import find_recipe, load_recipe
+from mertool.reports.ablate import load_table, variant_recipe
 site = Path(sys.argv[1]).resolve()
 assert Path(mertool.__file__).resolve().is_relative_to(site), mertool.__file__
 assert mertool.paths.recipes_dir() == site / "mertool" / "recipes", mertool.paths.recipes_dir()

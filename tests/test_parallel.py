@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from mertool.errors import MertoolError
-from mertool.parallel import parse_devices, plan_slots, train_loso_parallel, train_runs_parallel
 from mertool.recipe import load_recipe
-from mertool.train import train_loso
+from mertool.training.parallel import parse_devices, plan_slots, train_loso_parallel, train_runs_parallel
+from mertool.training.train import train_loso
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ["data.image_size=64", "model.width=0.25", "train.epochs=2", "train.decay_epochs=1",

@@ -39,10 +39,10 @@ def frames(tmp_path_factory):
 
 def _train_final(cache, out):
     """A 1-epoch final model of the demo recipe on the cache, through run_fold (what train-loso --final runs)."""
-    from mertool.data import load_for_recipe
     from mertool.recipe import load_recipe
-    from mertool.runs import final_path
-    from mertool.train import run_fold
+    from mertool.training.dataset import load_for_recipe
+    from mertool.training.runs import final_path
+    from mertool.training.train import run_fold
 
     recipe = load_recipe("demo", TINY)
     data = load_for_recipe(cache, recipe)
@@ -53,11 +53,11 @@ def _train_final(cache, out):
 
 @pytest.mark.parametrize("option", list(OPTIONS))
 def test_predict_on_source_frames_reproduces_the_cache(option, frames, tmp_path, one_torch_thread):
-    from mertool.cache import load_cache
-    from mertool.predict import Predictor
-    from mertool.preprocess import preprocess
-    from mertool.runs import load_checkpoint
-    from mertool.train import predict_outputs
+    from mertool.cache.preprocess import preprocess
+    from mertool.cache.store import load_cache
+    from mertool.predict.predictor import Predictor
+    from mertool.training.runs import load_checkpoint
+    from mertool.training.train import predict_outputs
 
     cache = tmp_path / "c.h5"
     preprocess(frames / "manifest.csv", kind="manifest", out=cache, workers=0, progress=False, **OPTIONS[option])
@@ -91,8 +91,8 @@ def test_predict_on_source_frames_reproduces_the_cache(option, frames, tmp_path,
 def test_save_inputs_and_old_checkpoint_note(frames, tmp_path, capsys, one_torch_thread):
     """--save-inputs writes the cache's form of the pair and the AU vector read; a checkpoint without the record
     says in one line what predict assumes, and carries on."""
-    from mertool.cache import load_cache
-    from mertool.preprocess import preprocess
+    from mertool.cache.preprocess import preprocess
+    from mertool.cache.store import load_cache
 
     cache = tmp_path / "c.h5"
     preprocess(frames / "manifest.csv", kind="manifest", out=cache, workers=0, progress=False, register="landmarks")
@@ -110,7 +110,7 @@ def test_save_inputs_and_old_checkpoint_note(frames, tmp_path, capsys, one_torch
     assert saved["onset"].dtype == np.uint8 and saved["onset"].shape == c.onset[0].shape == (224, 224, 3)
     assert np.abs(saved["apex"].astype(float) - c.apex[0].astype(float)).mean() <= 1.0
     assert saved["aus"].dtype == np.float32 and saved["aus"].shape == (21,)
-    from mertool.aus import au_bits
+    from mertool.data.aus import au_bits
     assert np.array_equal(saved["aus"], au_bits((6, 12)).astype(np.float32))
 
     old = torch.load(model_path, weights_only=True)

@@ -12,7 +12,7 @@ import torch
 
 from mertool.cli import main
 from mertool.errors import MertoolError
-from mertool.predict import Predictor, parse_aus_input, sparkline
+from mertool.predict.predictor import Predictor, parse_aus_input, sparkline
 from test_spot import smile_clip, write_folder, write_video
 
 SMALL = ["data.image_size=64", "model.width=0.25"]
@@ -22,9 +22,9 @@ def save_model(path, *overrides):
     """A small untrained model saved in the checkpoint format `train-loso` writes (nothing heavy to train)."""
     from mertool.models import build_model
     from mertool.recipe import load_recipe
-    from mertool.runs import make_checkpoint, save_checkpoint
+    from mertool.training.runs import make_checkpoint, save_checkpoint
 
-    from mertool.align import describe
+    from mertool.face.align import describe
 
     recipe = load_recipe("casme2", SMALL + list(overrides))
     torch.manual_seed(0)
@@ -89,10 +89,10 @@ def test_pair_table_and_json_agree_with_the_library(files, capsys):
 def test_prediction_equals_the_cached_pipeline(files, tmp_path):
     """predict aligns and resizes exactly as preprocess + training do: same probabilities as the model on the
     cache entry of the same pair."""
-    from mertool.data import load_dataset
-    from mertool.preprocess import preprocess
-    from mertool.runs import load_checkpoint
-    from mertool.train import predict_probs
+    from mertool.cache.preprocess import preprocess
+    from mertool.training.dataset import load_dataset
+    from mertool.training.runs import load_checkpoint
+    from mertool.training.train import predict_probs
 
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("subject,sample_id,onset_path,apex_path,emotion,aus\n"
@@ -251,12 +251,12 @@ def test_frame_folder_spotting_and_override(files, capsys):
 # ------------------------------------------------------------------------------------------------ explain
 
 def test_explain_uses_the_models_own_cva_maps(files, tmp_path):
-    from mertool.explain import attention_image, explain_figure
+    from mertool.predict.explain import attention_image, explain_figure
 
     pred = Predictor(files["model"]).predict_pair(files["onset"], files["apex"], "6+12")
     assert len(pred.cva_maps) == 4
     model = Predictor(files["model"]).model
-    from mertool.data import resize_frames, to_float
+    from mertool.training.dataset import resize_frames, to_float
     x = to_float(resize_frames(torch.from_numpy(np.stack([pred.onset_crop, pred.apex_crop])).permute(0, 3, 1, 2), 64))
     aus = torch.zeros(1, 21)
     aus[0, [4, 8]] = 1  # AU6, AU12
@@ -332,7 +332,7 @@ def test_estimated_aus_are_the_default_and_printed(files, capsys, tmp_path):
     """No --aus on an estimated model: the head's estimate feeds the classifier and is printed with probabilities
     (table and JSON); --aus still overrides it, with a warning. An oracle model with --aus auto reads the estimate
     thresholded at 0.5."""
-    from mertool.data import resize_frames
+    from mertool.training.dataset import resize_frames
 
     est_model = save_model(tmp_path / "est.pt", "model.aus=estimated")
     code, out, err = run(capsys, files["onset"], files["apex"], "--model", est_model, "--json")

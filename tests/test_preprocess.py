@@ -11,11 +11,11 @@ import numpy as np
 import openpyxl
 import pytest
 
-from mertool.cache import load_cache
+from mertool.cache.preprocess import preprocess, summary_path
+from mertool.cache.store import load_cache
 from mertool.cli import main
 from mertool.datasets import class_counts
 from mertool.errors import MertoolError
-from mertool.preprocess import preprocess, summary_path
 
 # the CASME II 2019 coding sheet's header, column for column (two unnamed columns, 'Objective Classes' last)
 HEADER_2019 = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None, "Action Units",
@@ -280,7 +280,7 @@ def _small_folder(root: Path, n: int = 4, cropped: bool = True) -> Path:
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_interrupted_run_keeps_old_cache_then_resume(tmp_path, monkeypatch, workers):
-    from mertool import cache as cache_mod
+    from mertool.cache import store as cache_mod
 
     root = _small_folder(tmp_path / "CASME2")
     out = tmp_path / "c.h5"

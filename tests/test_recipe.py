@@ -105,7 +105,7 @@ def test_bad_recipe_files(tmp_path):
 
 def test_class_map_against_cache(tmp_path):
     from conftest import make_synthetic_cache
-    from mertool.data import load_dataset
+    from mertool.training.dataset import load_dataset
 
     cache = make_synthetic_cache(tmp_path / "c.h5", subjects=2, per_class=1, size=32,
                                  emotions=("Happiness", "disgust", "fear", "others"))

@@ -1,9 +1,9 @@
 """Registration of the apex onto the onset (align.FaceAligner.register), measured against ground truth or a second
 method, never against what it minimised: known rigid motions come back to 0.1 px and 0.05 deg; synthetic AU motion
-(mertool.motion_truth: synth's known AU and head motion) stays in the pair within 0.15 px at the AU's landmarks and
-adds no more than 0.15 px where the AU moves nothing; the real smile clip's brows agree to 0.5 px (ECC windows);
-implausible motion is refused and flagged (real wolfgang_langer grimace); caches record flags and patch figures, and
-caches from before them still load. The full grid is benchmarks/registration_grid.py."""
+(mertool.synth.motion_truth: synth's known AU and head motion) stays in the pair within 0.15 px at the AU's
+landmarks and adds no more than 0.15 px where the AU moves nothing; the real smile clip's brows agree to 0.5 px (ECC
+windows); implausible motion is refused and flagged (real wolfgang_langer grimace); caches record flags and patch
+figures, and caches from before them still load. The full grid is benchmarks/registration_grid.py."""
 from __future__ import annotations
 
 import json
@@ -15,11 +15,11 @@ import pytest
 from skimage import data
 
 from conftest import make_synthetic_cache
-from mertool import motion_truth
-from mertool.align import AlignSkip, FaceAligner, chip_matrix, face_patches, registration_warnings, upper_face_mask
-from mertool.cache import cache_info, load_cache, merge_caches, read_registration, show_sample, verify_cache
+from mertool.cache.store import cache_info, load_cache, merge_caches, read_registration, show_sample, verify_cache
 from mertool.cli import main
 from mertool.errors import MertoolError
+from mertool.face.align import AlignSkip, FaceAligner, chip_matrix, face_patches, registration_warnings, upper_face_mask
+from mertool.synth import motion_truth
 
 
 @pytest.fixture(scope="module")
@@ -142,8 +142,8 @@ def test_synth_au_motion_survives_head_motion(tmp_path):
     motion of the governed points, median over clips); without registration the head motion swamps it."""
     from PIL import Image
 
-    from mertool.align import read_rgb
-    from mertool.synth import synth
+    from mertool.face.align import read_rgb
+    from mertool.synth.faces import synth
 
     faces = tmp_path / "faces"
     faces.mkdir()
@@ -257,7 +257,7 @@ def test_predict_output_shows_the_flag(aligner, face):
     """predict prints the aligner's flag as a warning and puts it in its JSON (registration.flag)."""
     from rich.console import Console
 
-    from mertool.predict import AUInput, Prediction, render_prediction
+    from mertool.predict.predictor import AUInput, Prediction, render_prediction
 
     reg = aligner.align_pair(face, rigid(face, 1.0, 0.0, 10.0, (256, 256))[0]).registration
     pred = Prediction("happiness", {"happiness": 0.7, "others": 0.3}, AUInput(()), "a.png", "b.png",
@@ -274,7 +274,7 @@ def test_predict_output_shows_the_flag(aligner, face):
 def test_real_clip_brows_agree(realdata, aligner):
     """The neutral -> smile clip: img1 and img32 are ~9 px apart as cut; registered, each brow window moves <= 0.5 px
     between the crops (ECC on the window, started from phase correlation: a method the registration does not use)."""
-    from mertool.align import read_rgb
+    from mertool.face.align import read_rgb
 
     frames = realdata / "video" / "single_face" / "frames"
     if not frames.is_dir():
@@ -327,7 +327,7 @@ def test_old_cache_without_registration_still_loads(synthetic_cache, tmp_path, c
 def test_cache_without_flags_still_loads_and_resumes(synthetic_cache, tmp_path, capsys):
     """Caches of the previous release have /registration without quality and flag: they load, verify, report and
     show (NaN, nothing flagged); resumed, the writer adds both and new samples carry them."""
-    from mertool.cache import CachedSample, CacheWriter
+    from mertool.cache.store import CachedSample, CacheWriter
 
     with h5py.File(synthetic_cache, "a") as f:
         del f["registration/quality"], f["registration/flag"]
@@ -359,8 +359,8 @@ def test_preprocess_records_registration(tmp_path, capsys):
     refused pair; `cache show` draws the overlay with the flag."""
     from PIL import Image
 
-    from mertool.preprocess import preprocess, summary_path
-    from mertool.synth import synth
+    from mertool.cache.preprocess import preprocess, summary_path
+    from mertool.synth.faces import synth
 
     out = tmp_path / "syn"
     synth(out, subjects=1, per_subject=3, seed=4, workers=1, head_motion=5)
@@ -399,7 +399,7 @@ def test_predict_mirrors_the_training_cache():
     """A model's pairs are aligned as its cache's were: registered when recorded so (an 'ecc' cache keeps ECC), not
     when the cache predates registration (its alignment record has no `register`), ECC (the default then) when nothing
     is recorded."""
-    from mertool.predict import Predictor
+    from mertool.predict.predictor import Predictor
 
     old = {"method": "dlib-chip", "size": 224, "padding": 0.25, "upsample": 1, "detect_max_side": 640}
     assert Predictor._aligner(old).register_mode == "none"

@@ -103,7 +103,7 @@ def test_train_loso_on_slurm_survives_a_killed_and_a_preempted_job(tmp_path, slu
     assert tries[0] == (1, 2) and len(tries) >= 2, out  # 2 jobs of 2 folds, then the killed job's folds again
     assert re.search(r"all 4 folds done: \d+ jobs? in [23] tries", out), out
 
-    from mertool.evaluate import evaluate_run
+    from mertool.reports.evaluate import evaluate_run
 
     rep = evaluate_run(run)  # refuses a run with missing folds
     assert rep["done_folds"] == ["01", "02", "03", "04"] and rep["metrics"]["n"] == 20

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from skimage import data
 
-from mertool.align import FaceAligner
 from mertool.errors import MertoolError
-from mertool.spot import FrameSource, Spotter, find_apex, list_frame_files, plot_motion
+from mertool.face.align import FaceAligner
+from mertool.spotting.apex import FrameSource, Spotter, find_apex, list_frame_files, plot_motion
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +186,7 @@ def test_synth_clips_median_apex_error_at_most_two_frames(tmp_path, aligner):
     """50 clips from `mertool synth` (micro amplitude: <= 4 px in a 224-px face, noise, head jitter); the true apex
     comes from the coding sheet it writes, read by the CASME II adapter."""
     from mertool.datasets import load_records
-    from mertool.synth import synth
+    from mertool.synth.faces import synth
 
     synth(tmp_path / "syn", subjects=10, per_subject=5, seed=1, workers=1)
     records, _ = load_records(tmp_path / "syn")

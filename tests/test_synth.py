@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from mertool.cli import main
-from mertool.synth import MAX_PX, aligned_displacement, files_digest, synth
+from mertool.synth.faces import MAX_PX, aligned_displacement, files_digest, synth
 
 SUBJECTS, PER_SUBJECT = 3, 5     # 3 subjects from 2 default photos: the third reuses a photo with a new identity
 
@@ -46,7 +46,7 @@ def _manifest(out: Path) -> dict:
 
 
 def _frame(out: Path, s: dict, n: int) -> np.ndarray:
-    from mertool.align import read_rgb
+    from mertool.face.align import read_rgb
 
     return read_rgb(out / "CASME2-RAW" / f"sub{s['subject']}" / s["sample_id"] / f"img{n}.jpg")
 
@@ -54,7 +54,7 @@ def _frame(out: Path, s: dict, n: int) -> np.ndarray:
 # ------------------------------------------------------------------------------------------ layout and sheet
 
 def test_sheet_read_by_casme2_adapter(noisy):
-    from mertool.aus import parse_aus
+    from mertool.data.aus import parse_aus
     from mertool.datasets import detect_dataset, load_records
 
     assert detect_dataset(noisy) == "casme2"
@@ -140,7 +140,7 @@ def test_dlib_measured_displacement_matches_request(clean):
     """
     import dlib
 
-    from mertool.align import FaceAligner, chip_matrix, predictor_path
+    from mertool.face.align import FaceAligner, chip_matrix, predictor_path
 
     aligner, predictor = FaceAligner(size=224), dlib.shape_predictor(str(predictor_path()))
     rows = []
@@ -182,9 +182,9 @@ def test_dlib_measured_displacement_matches_request(clean):
 
 def test_warp_moves_only_governed_points(clean):
     """The rendering field itself: governed points move exactly as planned, every other landmark not at all."""
-    from mertool.align import FaceAligner
-    from mertool.synth import backward_field, border_anchors, frame_displacement, make_subjects, plan_samples
-    from mertool.synth import default_faces, ring_anchors
+    from mertool.face.align import FaceAligner
+    from mertool.synth.faces import backward_field, border_anchors, frame_displacement, make_subjects, plan_samples
+    from mertool.synth.faces import default_faces, ring_anchors
 
     subject = make_subjects(default_faces()[:1], 1, 0, FaceAligner(size=224))[0]
     h, w = subject.neutral.shape[:2]
@@ -315,7 +315,7 @@ def test_demo_end_to_end_small(tmp_path, capsys):
         assert rec["aus_source"] == "estimated" and rec["trained_on"].startswith("trained on synthetic demo faces")
     assert (out / "why.png").is_file()
     # ablate picks a table's demo base for a cache made from synth data (the AU-source table has one)
-    from mertool.ablate import base_recipe_path, cache_is_synthetic, load_table
+    from mertool.reports.ablate import base_recipe_path, cache_is_synthetic, load_table
     assert cache_is_synthetic(out / "demo.h5")
     table = load_table("ablations/au_source")
     assert base_recipe_path(table, "casme2", synthetic=True).name == "demo.yaml"

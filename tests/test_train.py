@@ -13,11 +13,11 @@ import torch
 
 from conftest import make_synthetic_cache
 from mertool.cli import main
-from mertool.data import augment_pair, make_batches
 from mertool.errors import MertoolError
 from mertool.recipe import load_recipe
-from mertool.runs import FINAL, load_checkpoint, plan_folds
-from mertool.train import fold_seed, lr_factor, predict_probs, run_fold, split_fold, train_loso
+from mertool.training.dataset import augment_pair, make_batches
+from mertool.training.runs import FINAL, load_checkpoint, plan_folds
+from mertool.training.train import fold_seed, lr_factor, predict_probs, run_fold, split_fold, train_loso
 
 ROOT = Path(__file__).resolve().parents[1]
 # Small but complete model (CVA + Swin FPF + AU) at 64 px, for the end-to-end test.
@@ -89,8 +89,8 @@ def test_batches_schedule_and_seeds():
 
 
 def test_fold_split_is_disjoint_and_subjects_without_samples_are_skipped(tmp_path):
-    from mertool.cache import load_cache
-    from mertool.data import load_dataset
+    from mertool.cache.store import load_cache
+    from mertool.training.dataset import load_dataset
 
     cache = make_synthetic_cache(tmp_path / "c.h5", subjects=3, per_class=1, size=32)
     c = load_cache(cache)
@@ -136,7 +136,7 @@ def test_loso_end_to_end_files_checkpoint_and_determinism(tmp_path, synthetic_ca
     # the fold checkpoint reproduces the fold's predictions
     model, ckpt = load_checkpoint(run / "folds" / "02" / "checkpoint.pt")
     assert ckpt["classes"] == info["classes"] and ckpt["uses_aus"] is True and ckpt["image_size"] == 64
-    from mertool.data import load_dataset
+    from mertool.training.dataset import load_dataset
     data = load_dataset(synthetic_cache, ckpt["recipe"]["data"]["classes"], 64)
     idx = torch.as_tensor(np.flatnonzero(data.subjects == "02"))
     probs = predict_probs(model, data, idx).numpy()
@@ -180,7 +180,7 @@ def test_resume_after_kill_mid_fold(tmp_path, synthetic_cache):
     done = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (run / "folds/01").iterdir()}
     # a partial run is refused by evaluate, naming the missing folds
     with pytest.raises(MertoolError, match=r"3 of 4 folds .*: 02, 03, 04"):
-        from mertool.evaluate import evaluate_run
+        from mertool.reports.evaluate import evaluate_run
         evaluate_run(run)
     (run / "folds/02/predictions_best_on_test.csv").write_text("left by an earlier attempt\n")
     assert main(args) == 0
@@ -202,7 +202,7 @@ def test_best_on_test_selection_is_recorded_apart_and_labelled(tmp_path, synthet
                progress=False)
     train_loso(r, synthetic_cache, run, subjects="03,04", device="cpu", select="oracle", console=console,
                progress=False)  # a second shard fills the same run folder; the old spelling means the same
-    from mertool.evaluate import evaluate_run, read_predictions
+    from mertool.reports.evaluate import evaluate_run, read_predictions
     label = "best epoch chosen on the test subject"
     rep = evaluate_run(run)
     assert rep["best_on_test"]["label"] == label
@@ -229,7 +229,7 @@ def test_best_on_test_selection_is_recorded_apart_and_labelled(tmp_path, synthet
 
 
 def test_run_fold_without_folder_and_final_mode(synthetic_cache):
-    from mertool.data import load_dataset
+    from mertool.training.dataset import load_dataset
     r = small_recipe("train.epochs=1", base=FAST)
     data = load_dataset(synthetic_cache, r["data"]["classes"], 64)
     res = run_fold(data, r, None, None, device="cpu")

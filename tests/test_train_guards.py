@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import mertool.train as train
-from mertool import parallel
+import mertool.training.train as train
 from mertool.cli import main
-from mertool.data import load_dataset
 from mertool.errors import MertoolError
 from mertool.recipe import load_recipe
-from mertool.runs import LosoPlan, select_subjects
+from mertool.training import parallel
+from mertool.training.dataset import load_dataset
+from mertool.training.runs import LosoPlan, select_subjects
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["data.image_size=64", "model.width=0.25", "model.fpf=none", "train.epochs=2", "train.decay_epochs=1",

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from mertool import metrics
-from mertool.calibration import apply_temperature, calibrate_parts, calibration_png, fit_temperature, \
+from mertool.reports import metrics
+from mertool.reports.calibration import apply_temperature, calibrate_parts, calibration_png, fit_temperature, \
     model_temperature, reliability
-from mertool.evaluate import evaluate_runs
-from mertool.provenance import cache_provenance, folder_provenance, merge, trained_on_line
-from mertool.reject import judge, motion_stats, pair_motion
+from mertool.cache.provenance import cache_provenance, folder_provenance, merge, trained_on_line
+from mertool.predict.reject import judge, motion_stats, pair_motion
+from mertool.reports.evaluate import evaluate_runs
 
 from test_evaluate import CLASSES, FOLDS, make_run
 
@@ -116,7 +116,7 @@ def test_paired_bootstrap_tells_real_differences_from_noise():
 # ------------------------------------------------------------------------------------------------ provenance
 
 def test_synth_folder_is_synthetic_and_a_real_folder_is_not(tmp_path):
-    from mertool.synth import MANIFEST, settings_key
+    from mertool.synth.faces import MANIFEST, settings_key
 
     (tmp_path / "syn").mkdir()
     (tmp_path / "syn" / MANIFEST).write_text(json.dumps({"settings": settings_key(2, 2, 0, None)}))
@@ -204,8 +204,8 @@ def test_reject_no_motion_judges_shifted_pairs_and_refuses_far_motion():
 
 def test_estimate_from_flops_and_rate_then_from_finished_folds(tmp_path):
     from mertool.bench import model_flops
-    from mertool.estimate import MFU, slow_hint, training_estimate
     from mertool.recipe import load_recipe
+    from mertool.training.estimate import MFU, slow_hint, training_estimate
 
     recipe = load_recipe("demo")
     rate = {"flops": 50e9, "dtype": "float32"}
@@ -232,7 +232,7 @@ def test_estimate_from_flops_and_rate_then_from_finished_folds(tmp_path):
 def test_ablation_table_wraps_names_at_80_columns_and_tests_differences(tmp_path):
     from rich.console import Console
 
-    from mertool.ablate import load_table, report_table
+    from mertool.reports.ablate import load_table, report_table
 
     long = "Vertical attention with position focaliser and hand-coded action units"
     (tmp_path / "t.yaml").write_text(
@@ -257,7 +257,7 @@ def test_ablation_table_wraps_names_at_80_columns_and_tests_differences(tmp_path
 
 
 def test_preprocess_warns_when_most_samples_are_skipped():
-    from mertool.preprocess import mostly_skipped
+    from mertool.cache.preprocess import mostly_skipped
 
     summary = {"samples_read": 255, "in_cache": 1, "frames_root": "/data/CASME2/CASME2-RAW",
                "skipped_samples": {"missing frame file": [{"detail": "sub01/EP02_01: img46.jpg not found"}] * 250,
@@ -269,8 +269,8 @@ def test_preprocess_warns_when_most_samples_are_skipped():
 
 
 def test_divergence_hint_and_flat_attention(tmp_path):
-    from mertool.explain import explain_figure, uniform_note
-    from mertool.train import suggested_lr
+    from mertool.predict.explain import explain_figure, uniform_note
+    from mertool.training.train import suggested_lr
 
     assert suggested_lr(1e6) == 8e-4 and suggested_lr(1e-3) == pytest.approx(1e-4)
     assert "nearly uniform" in uniform_note(0.581, 0.588) and uniform_note(0.2, 0.9) == ""

@@ -1,4 +1,4 @@
-"""`preprocess` and `cache info|verify|show|merge`: parse arguments and call mertool.preprocess / mertool.cache."""
+"""`preprocess` and `cache info|verify|show|merge`: parse arguments and call mertool.cache."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -69,7 +69,7 @@ def preprocess_cmd(
       mertool preprocess /data/SAMM --dataset samm --sheet SAMM_Micro_FACS_Codes_v2.xlsx --resume
       mertool preprocess /data/SMIC --smic-part HS --smic-apex spot --out smic.h5
     """
-    from mertool.preprocess import preprocess, print_summary, smic_options
+    from mertool.cache.preprocess import preprocess, print_summary, smic_options
 
     options = None
     if smic_apex is not None or smic_part is not None:
@@ -94,7 +94,7 @@ def info_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> None
     """
     from rich.table import Table
 
-    from mertool.cache import cache_info, flow_line, registration_line
+    from mertool.cache.store import cache_info, flow_line, registration_line
     from mertool.facts_table import facts_table
     from mertool.spotting.cache import is_spot_cache, print_spot_cache_info
 
@@ -142,7 +142,7 @@ def verify_cmd(file: Path = typer.Argument(..., help="Cache file (.h5).")) -> No
     Example:
       mertool cache verify casme2.h5
     """
-    from mertool.cache import verify_cache
+    from mertool.cache.store import verify_cache
 
     report = verify_cache(file)
     if report["ok"]:
@@ -171,7 +171,7 @@ def show_cmd(
     Example:
       mertool cache show casme2.h5 01/EP02_01f --png ep02.png
     """
-    from mertool.cache import registration_text, show_sample
+    from mertool.cache.store import registration_text, show_sample
 
     r = show_sample(file, sample, png, gain, dpi)
     fl = r["flow"]
@@ -198,8 +198,8 @@ def add_flow_cmd(
       mertool cache add-flow casme2.h5 --flow tvl1
       mertool cache add-flow casme2.h5 --flow dis --replace
     """
-    from mertool.flow import add_flow
-    from mertool.preprocess import _progress
+    from mertool.cache.preprocess import _progress
+    from mertool.face.flow import add_flow
 
     if workers < 0:
         raise MertoolError(f"--workers {workers}: expected 0 or more")
@@ -233,7 +233,7 @@ def merge_cmd(
     Example:
       mertool cache merge casme2.h5 samm.h5 --out composite.h5
     """
-    from mertool.cache import merge_caches
+    from mertool.cache.store import merge_caches
 
     r = merge_caches(files, out)
     note = " (subjects prefixed with their dataset)" if r["subjects_prefixed"] else ""

@@ -51,7 +51,7 @@ Frame numbers are the numbers in imgN.jpg-style file names, otherwise 1-based po
 
 
 def _is_image(path: Path) -> bool:
-    from mertool.spot import is_sequence
+    from mertool.spotting.apex import is_sequence
     return not is_sequence(path)
 
 
@@ -140,8 +140,8 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
     """One pair or one clip: table (or JSON) on stdout, pictures on request."""
     from rich.console import Console
 
-    from mertool.predict import Predictor, render_prediction, sparkline
-    from mertool.provenance import trained_on_line
+    from mertool.cache.provenance import trained_on_line
+    from mertool.predict.predictor import Predictor, render_prediction, sparkline
 
     if save_inputs is not None and save_inputs.suffix != ".npz":
         raise MertoolError(f"--save-inputs {save_inputs}: expected a file name ending in .npz")
@@ -176,17 +176,17 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
     if plot is not None:
         if spot is None:
             raise MertoolError(f"--plot {plot}: nothing was spotted (both --onset and --apex were given)")
-        from mertool.spot import plot_motion
+        from mertool.spotting.apex import plot_motion
         plot_motion(spot, plot, title=str(inputs[0]))
         err.print(f"wrote motion plot {plot}")
     if explain is not None and pred.onset_crop is not None:
-        from mertool.explain import explain_figure
+        from mertool.predict.explain import explain_figure
         title = (f"{pred.emotion} ({pred.probabilities[pred.emotion]:.2f})" if pred.emotion is not None
                  else f"cannot judge: {pred.verdict.code}")
         explain_figure(pred.onset_crop, pred.apex_crop, pred.cva_maps, explain, title=title)
         err.print(f"wrote explanation {explain}")
         if pred.cva_maps:
-            from mertool.explain import attention_image, uniform_note
+            from mertool.predict.explain import attention_image, uniform_note
 
             att = attention_image(pred.cva_maps[-1], 8)
             note = uniform_note(float(att.min()), float(att.max()))
@@ -206,9 +206,9 @@ def _predict_one(inputs, model, aus, as_json, onset, apex, plot, explain, device
 
 def _predict_batch(pairs: Path, model: Path, fmt: str, device: str, err, force: bool = False) -> int:
     """Every row of a pairs CSV -> CSV/JSONL on stdout; failed rows keep their error and make the exit code 1."""
-    from mertool.align import registration_warnings
-    from mertool.predict import Predictor, batch_csv, batch_jsonl
-    from mertool.provenance import trained_on_line
+    from mertool.cache.provenance import trained_on_line
+    from mertool.face.align import registration_warnings
+    from mertool.predict.predictor import Predictor, batch_csv, batch_jsonl
 
     predictor = Predictor(model, device=device, force=force)
     for note in predictor.notes:

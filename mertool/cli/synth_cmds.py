@@ -64,7 +64,7 @@ def synth_cmd(
         typer.echo(f"frames:   {s['frames_root']}\nsheet:    {s['sheet']}")
         typer.echo(f"next:     mertool spot-cache {s['out']} --out {Path(s['out']).name}.spot.h5")
         return
-    from mertool.synth import synth
+    from mertool.synth.faces import synth
 
     s = synth(out_dir, faces=faces, subjects=subjects, per_subject=per_subject or 20, seed=seed, workers=workers,
               noise=not clean, jitter=not clean, progress=not quiet, head_motion=head_motion)

@@ -1,4 +1,4 @@
-"""`train-loso`, `evaluate`, `ablate`: parse arguments and call mertool.train / evaluate / ablate."""
+"""`train-loso`, `evaluate`, `ablate`: parse arguments and call mertool.training / reports."""
 from __future__ import annotations
 
 import json
@@ -18,7 +18,7 @@ _FPD_HELP = ("Folds trained at once on each device (worker processes); a small m
              "Without NVIDIA MPS the processes' kernels do not run concurrently: the GPU time-slices between them "
              "(measure K against 1 with `mertool bench --loso --folds-per-device K`).")
 
-# Slurm options, shared by train-loso and ablate (see mertool/cluster.py)
+# Slurm options, shared by train-loso and ablate (see mertool/training/cluster.py)
 _EXECUTOR = typer.Option("local", "--executor", help="local (this machine) or slurm (one job array through "
                                                      "submitit; pip install -e '.\\[slurm]').")
 _PARTITION = typer.Option(None, "--slurm-partition", help="Slurm partition (default: the cluster's default).")
@@ -49,7 +49,7 @@ def _slurm_options(executor, dry_run, partition, gpus, time_min, folds_per_job, 
     if devices:  # this machine's devices mean nothing on the nodes Slurm picks
         raise MertoolError(f"--devices {devices}: with --executor slurm each job uses the GPUs Slurm gives it; set "
                            f"how many with --slurm-gpus-per-job N (and --folds-per-device K for folds on each)")
-    from mertool.cluster import SlurmOptions, parse_slurm_opts
+    from mertool.training.cluster import SlurmOptions, parse_slurm_opts
 
     return SlurmOptions(partition=partition, gpus_per_job=gpus, time_min=time_min, folds_per_job=folds_per_job,
                         opts=parse_slurm_opts(opts), max_retries=retries, logs=logs,
@@ -64,7 +64,7 @@ def _console(quiet_stdout: bool = False):
 
 def _select(select: str) -> str:
     """--select, with the deprecation line for the previous release's spelling."""
-    from mertool.runs import SELECT_DEPRECATION, check_select
+    from mertool.training.runs import SELECT_DEPRECATION, check_select
 
     if select == "oracle":
         _console(quiet_stdout=True).print(f"warning: {SELECT_DEPRECATION}", soft_wrap=True)
@@ -110,9 +110,9 @@ def train_loso_cmd(
       mertool train-loso casme2 --cache casme2.h5 --devices cuda:0,cuda:1 --folds-per-device 4
       mertool train-loso casme2 --cache casme2.h5 --executor slurm --slurm-partition gpu --folds-per-job 6
     """
-    from mertool.discover import resolve_short_form
-    from mertool.parallel import train_loso_parallel
     from mertool.recipe import find_recipe, load_recipe
+    from mertool.training.discover import resolve_short_form
+    from mertool.training.parallel import train_loso_parallel
 
     from mertool.spotting.learned import train_spotting_cli
 
@@ -129,7 +129,7 @@ def train_loso_cmd(
     if out is None:
         out = Path("runs") / f"{find_recipe(recipe).stem}-seed{r['train']['seed']}"
     if slurm is not None:
-        from mertool.cluster import train_loso_slurm
+        from mertool.training.cluster import train_loso_slurm
 
         train_loso_slurm(r, cache, out, subjects=subjects, select=select, final=final, compile=compile_,
                          options=slurm, console=_console(), dry_run=dry_run)
@@ -160,7 +160,7 @@ def evaluate_cmd(
       mertool evaluate runs/casme2-seed0 runs/casme2-seed1 runs/casme2-seed2 --json > results.json
       mertool evaluate runs/megc2019-seed0 --by-dataset
     """
-    from mertool.evaluate import (au_f1_png, confusion_png, evaluate_runs, render, render_by_dataset,
+    from mertool.reports.evaluate import (au_f1_png, confusion_png, evaluate_runs, render, render_by_dataset,
                                   summed_confusion, to_json)
     from mertool.spotting.learned import is_spotting_run
 
@@ -183,7 +183,7 @@ def evaluate_cmd(
         au_png = au_f1_png(report, png.with_name("au_f1.png"))
         report["au_png"] = str(au_png) if au_png else None
     if len(run_dirs) == 1 and report["runs"][0].get("calibration"):
-        from mertool.calibration import calibration_png
+        from mertool.reports.calibration import calibration_png
 
         report["calibration_png"] = str(calibration_png(report["runs"][0]["calibration"],
                                                         Path(run_dirs[0]) / "calibration.png",
@@ -241,7 +241,7 @@ def ablate_cmd(
       mertool ablate ablations/table2 --cache casme2.h5 --seeds 0,1,2 --executor slurm --slurm-partition gpu
       mertool ablate ablations/table2 --out runs/ --collect
     """
-    from mertool.ablate import collect_table, list_variants, parse_seeds, run_table
+    from mertool.reports.ablate import collect_table, list_variants, parse_seeds, run_table
 
     slurm = _slurm_options(executor, dry_run, slurm_partition, slurm_gpus_per_job, slurm_time, folds_per_job,
                            slurm_opt, max_retries, slurm_logs, folds_per_device, slurm_poll, devices)

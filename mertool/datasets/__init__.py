@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 
+from mertool.data.records import SampleRecord
 from mertool.datasets import casme2, casme3, manifest, mmew, samm, smic
 from mertool.datasets._sheet import find_sheets, first_row, header_keys
 from mertool.errors import MertoolError
-from mertool.records import SampleRecord
 
 # detection order matters: SAMM's and MMEW's headers are supersets of CASME II's
 ADAPTERS = {m.KIND: m for m in (samm, casme3, mmew, casme2, manifest, smic)}
@@ -194,6 +194,6 @@ def make_report(kind: str, records: Sequence[SampleRecord], extra: Mapping, warn
 
 def class_counts(records: Sequence[SampleRecord], classes: Mapping[str, Sequence[str]]) -> dict[str, int]:
     """Samples per class for a recipe's class map {class: [raw emotion names or dataset:emotion]}."""
-    from mertool.classmap import ClassMap
+    from mertool.data.classmap import ClassMap
 
     return ClassMap(classes).counts((r.dataset, r.emotion) for r in records)

@@ -348,8 +348,8 @@ def sheet_records(table: Table, kind: str, subject_width: int = 0,
             except MertoolError as exc:
                 malformed.append({"row": row, "detail": str(exc)})
         return records
-    from mertool.aus import parse_aus
-    from mertool.records import SampleRecord
+    from mertool.data.aus import parse_aus
+    from mertool.data.records import SampleRecord
 
     records = []
     for row, values in table.rows:

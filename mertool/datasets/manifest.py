@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mertool.aus import parse_aus
+from mertool.data.aus import parse_aus
+from mertool.data.records import SampleRecord
 from mertool.datasets._sheet import cell_text, read_table, to_frame
 from mertool.errors import MertoolError
-from mertool.records import SampleRecord
 
 KIND = "manifest"
 TITLE = "CSV manifest"

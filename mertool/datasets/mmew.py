@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from mertool.data.records import SampleRecord
 from mertool.datasets._sheet import attach_frames, read_table, sheet_records
-from mertool.records import SampleRecord
 
 KIND = "mmew"
 TITLE = "MMEW"

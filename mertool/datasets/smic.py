@@ -17,9 +17,9 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from mertool.data.records import SampleRecord
 from mertool.datasets._sheet import choose_root, frame_index
 from mertool.errors import MertoolError
-from mertool.records import SampleRecord
 
 KIND = "smic"
 TITLE = "SMIC"
@@ -106,7 +106,7 @@ def load(sheet, folder: Path, layout: str | None = None, part: str = "HS", apex:
     methods: Counter = Counter()
     chosen = {}
     if apex == "spot" and spotter is None and records:
-        from mertool.spot import Spotter
+        from mertool.spotting.apex import Spotter
 
         spotter = Spotter()  # one aligner (dlib models) for every clip
     for i, rec in enumerate(records):
@@ -152,7 +152,7 @@ def _apex(rec: SampleRecord, method: str, spotter) -> tuple[int, str]:
     middle = numbers[(len(numbers) - 1) // 2]
     if method == "middle" or len(numbers) < 3:
         return middle, "middle" if method == "middle" else "middle (clip too short to spot)"
-    from mertool.spot import FrameSource
+    from mertool.spotting.apex import FrameSource
 
     try:
         return spotter.spot(FrameSource(rec.onset_path.parent)).apex, "spot"

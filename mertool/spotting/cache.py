@@ -80,7 +80,7 @@ def _init_worker(settings: dict) -> None:
 
 def _work(task: tuple) -> tuple:
     """One video: ('ok', id, part path, seconds) or ('skip', id, reason)."""
-    from mertool.spot import FrameSource
+    from mertool.spotting.apex import FrameSource
     from mertool.spotting.features import MotionTracker
 
     video, folder, parts = task
@@ -155,7 +155,7 @@ def build_spot_cache(dataset_dir, out=None, kind: str | None = None, resume: boo
 
 
 def _run(tasks, settings: dict, workers: int, progress: bool):
-    from mertool.synth import _progress
+    from mertool.synth.faces import _progress
 
     if not tasks:
         return

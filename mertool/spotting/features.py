@@ -5,7 +5,7 @@
     feats.track        # N x R x 2 float32: region displacement in crop px since the shot's first frame (NaN = gap)
 
 The face is found ONCE per shot (dlib HOG, `FaceAligner.locate`) and then followed: every frame is cut and
-registered onto the shot's first frame by the public registration of mertool.align (`FaceAligner.register`, the
+registered onto the shot's first frame by the public registration of mertool.face.align (`FaceAligner.register`, the
 rigid fit of the stable landmarks that `preprocess --register landmarks` applies; ECC refinement with
 `register="ecc"`, about 6 times slower), with the face box moved along with the head. Optical flow (Farneback) is
 measured from an anchor frame to each frame; the anchor is re-set every `anchor_frames` frames (about a second), so
@@ -105,7 +105,7 @@ class MotionTracker:
 
     def __init__(self, fps: float, size: int = 128, register: str = "landmarks", anchor_seconds: float = 1.0,
                  min_ncc: float = 0.5, redetect: int = 5, radius: float = 0.06, aligner=None):
-        from mertool.align import FaceAligner
+        from mertool.face.align import FaceAligner
 
         if fps <= 0:
             raise MertoolError(f"fps {fps}: expected a positive frame rate")
@@ -128,7 +128,7 @@ class MotionTracker:
         """Features of every frame of `source` (a spot.FrameSource); `progress(i, n)` after each frame."""
         import cv2
 
-        from mertool.align import AlignSkip
+        from mertool.face.align import AlignSkip
 
         t0 = time.perf_counter()
         n = len(source)

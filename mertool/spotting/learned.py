@@ -329,8 +329,8 @@ def train_loso_spotting(recipe: dict, cache, out, subjects: str | list[str] | No
                         console=None) -> dict:
     """One fold per held-out subject of a spotting cache; every fold's intervals into RUN/intervals.csv."""
     from mertool.recipe import save_recipe
-    from mertool.runs import fold_dirname
     from mertool.spotting.cache import load_spot_cache
+    from mertool.training.runs import fold_dirname
 
     data = load_spot_cache(cache)
     out = Path(out)

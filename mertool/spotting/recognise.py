@@ -24,7 +24,7 @@ def read_frames(source, numbers: set[int]) -> dict[int, np.ndarray]:
     """The frames with these numbers, read in one pass (a video file is decoded once)."""
     want = set(int(n) for n in numbers)
     if source.files is not None:
-        from mertool.align import read_rgb
+        from mertool.face.align import read_rgb
         return {n: read_rgb(source.files[source.index(n)]) for n in want}
     out = {}
     for num, rgb in zip(source.numbers, source):
@@ -38,7 +38,7 @@ def read_frames(source, numbers: set[int]) -> dict[int, np.ndarray]:
 def classify_intervals(intervals: list[Interval], source, predictor) -> list[dict]:
     """For every interval: its class, probability and all probabilities (or the reason it could not be cut), and
     how its apex was registered (align.Registration.to_dict(), as `predict`'s JSON gives it; None unregistered)."""
-    from mertool.align import AlignSkip
+    from mertool.face.align import AlignSkip
 
     need = {iv.onset for iv in intervals} | {iv.apex if iv.apex is not None else iv.onset for iv in intervals}
     frames = read_frames(source, need)
@@ -66,7 +66,7 @@ def classify_intervals(intervals: list[Interval], source, predictor) -> list[dic
 def predict_long(path, predictor, spotter=None, fps: float | None = None, progress=None) -> dict:
     """`mertool predict LONG_VIDEO`: spot every interval, classify each; returns a JSON-ready dict with the
     outcome of the spotting (key `outcome`, not JSON) for the timeline."""
-    from mertool.spot import FrameSource
+    from mertool.spotting.apex import FrameSource
     from mertool.spotting.video import interval_dict, spot_video
 
     outcome = spot_video(path, spotter, fps, progress)
@@ -93,7 +93,7 @@ def predict_long_cli(src, model, spotter, as_json: bool, plot, device: str, err)
     from rich.console import Console
     from rich.progress import Progress
 
-    from mertool.predict import Predictor
+    from mertool.predict.predictor import Predictor
     from mertool.spotting.video import plot_timeline
 
     predictor = Predictor(model, device=device)
@@ -117,7 +117,7 @@ def render_long(result: dict, console) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    from mertool.align import registration_warnings
+    from mertool.face.align import registration_warnings
     from mertool.spotting.video import render_timeline
 
     render_timeline(result["outcome"], console)
@@ -147,8 +147,8 @@ def str_evaluate(spot_run, model, gt_classes: dict[tuple[str, int, int], str] | 
     import json
     from dataclasses import replace
 
-    from mertool.predict import Predictor
-    from mertool.spot import FrameSource
+    from mertool.predict.predictor import Predictor
+    from mertool.spotting.apex import FrameSource
     from mertool.spotting.cache import load_spot_cache
     from mertool.spotting.intervals import read_intervals_csv
     from mertool.spotting.megc import DatasetGT, evaluate_str, score_spotting
@@ -196,7 +196,7 @@ def _frames_folder(data, video: str) -> Path:
 
 def _class_map(predictor):
     """Raw emotion name -> the model's class (its recipe's class map), or the name itself when it is a class."""
-    from mertool.aus import normalize_emotion
+    from mertool.data.aus import normalize_emotion
 
     classes = (predictor.ckpt.get("recipe") or {}).get("data", {}).get("classes") or {}
     table = {normalize_emotion(raw): cls for cls, raws in classes.items() for raw in raws}
@@ -210,6 +210,6 @@ def _class_map(predictor):
 
 def _au_source(predictor) -> str:
     """What the classifier read for every interval (classify_intervals): estimated, estimated-thresholded or none."""
-    from mertool.predict import au_source_name
+    from mertool.predict.predictor import au_source_name
 
     return au_source_name(predictor.aus("auto")) if predictor.has_au_head else "none"

@@ -23,9 +23,9 @@ def write_test_video(path: Path, seconds: float = 10.0, fps: float = 30.0, seed:
     """A synthetic long video of one subject in a 640 x 480 frame (MJPEG .avi)."""
     import cv2
 
-    from mertool.align import FaceAligner
+    from mertool.face.align import FaceAligner
     from mertool.spotting.synth import plan_video, render_video
-    from mertool.synth import ALIGNED, default_faces, make_subjects
+    from mertool.synth.faces import ALIGNED, default_faces, make_subjects
 
     subject = make_subjects(default_faces()[:1], 1, seed, FaceAligner(size=int(ALIGNED), upsample_first=1))[0]
     spec = plan_video("spNO.1", 0, "a", 0, int(round(seconds * fps)), fps, seed)
@@ -46,7 +46,7 @@ def bench_spotting(seconds: float = 10.0, register: str = "landmarks", log=None)
     import torch
 
     from mertool.bench import matmul_rate
-    from mertool.spot import FrameSource
+    from mertool.spotting.apex import FrameSource
     from mertool.spotting.features import MotionTracker
 
     log = log or (lambda msg: None)

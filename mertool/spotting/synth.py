@@ -2,7 +2,7 @@
 
     summary = synth_long("long_out", subjects=4, videos_per_subject=1, seconds=30, seed=0)
 
-Each video is one subject of mertool.synth (a real photo given its own shape, tone, light and background, its
+Each video is one subject of mertool.synth.faces (a real photo given its own shape, tone, light and background, its
 landmarks found by dlib) filmed for `seconds` at `fps`, with these events placed apart from each other in time:
 
 - micro-expressions: an AU pattern of one of synth's classes, peak landmark displacement 2.5-4 px in a 224-px
@@ -104,7 +104,7 @@ class VideoSpec:
 
 def plan_video(subject: str, index: int, filename: str, k: int, frames: int, fps: float, seed: int) -> VideoSpec:
     """Events of one video, placed in order with gaps of at least half a second between expressions."""
-    from mertool.synth import CLASS_PATTERNS, CLASSES, MIDLINE_AUS, _pick
+    from mertool.synth.faces import CLASS_PATTERNS, CLASSES, MIDLINE_AUS, _pick
 
     rng = np.random.default_rng([seed, 11, index, k])
     s = fps / 30.0                      # timings are drawn for 30 fps and scaled
@@ -172,7 +172,7 @@ def head_pose(spec: VideoSpec, n: int) -> tuple[float, float, float]:
 
 def event_field(subject, event: Event, shape: tuple[int, int]) -> np.ndarray:
     """H x W x 2 backward field of the event at full strength (frame px)."""
-    from mertool.synth import (MAX_PX, aligned_displacement, backward_field, border_anchors, clamp_to_neighbours,
+    from mertool.synth.faces import (MAX_PX, aligned_displacement, backward_field, border_anchors, clamp_to_neighbours,
                                ring_anchors)
 
     pts = subject.points()
@@ -192,7 +192,7 @@ def render_video(subject, spec: VideoSpec, noise: bool = True):
     """Yield (frame number from 0, uint8 RGB frame) for every frame of the video."""
     import cv2
 
-    from mertool.synth import _head_source
+    from mertool.synth.faces import _head_source
 
     h, w = subject.neutral.shape[:2]
     fields = [event_field(subject, e, (h, w)) for e in spec.events]
@@ -250,8 +250,8 @@ def write_sheet(path, specs: list[VideoSpec]) -> Path:
     import openpyxl
     from openpyxl.writer.excel import ExcelWriter
 
-    from mertool.aus import format_aus
-    from mertool.synth import FIXED_TIME, _write_zip_fixed, objective_class
+    from mertool.data.aus import format_aus
+    from mertool.synth.faces import FIXED_TIME, _write_zip_fixed, objective_class
 
     wb = openpyxl.Workbook()
     ws = wb.active
@@ -297,8 +297,8 @@ def synth_long(out, faces=None, subjects: int = 4, videos_per_subject: int = 1, 
                fps: float = 30.0, seed: int = 0, workers: int = 2, noise: bool = True,
                progress: bool = False) -> dict:
     """Write synthetic long videos in CAS(ME)^3 part A's layout into `out`; returns the summary."""
-    from mertool.align import FaceAligner
-    from mertool.synth import ALIGNED, _progress, _replace_dir, default_faces, folder_faces, make_folder, \
+    from mertool.face.align import FaceAligner
+    from mertool.synth.faces import ALIGNED, _progress, _replace_dir, default_faces, folder_faces, make_folder, \
         make_subjects
 
     if not 1 <= subjects <= 99:

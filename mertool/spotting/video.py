@@ -67,7 +67,7 @@ def video_fps(path: Path) -> float | None:
 
 def is_long(path, seconds: float = 4.0) -> bool:
     """More than `seconds` of frames (a frame folder counted at 30 fps): a recording to spot, not one clip."""
-    from mertool.spot import FrameSource
+    from mertool.spotting.apex import FrameSource
 
     path = Path(path)
     n = len(FrameSource(path))
@@ -86,7 +86,7 @@ def load_spotter(spotter=None):
 def spot_video(path, spotter=None, fps: float | None = None, progress=None, register: str = "landmarks"
                ) -> SpotOutcome:
     """Track the face through the video, measure its motion, and spot intervals."""
-    from mertool.spot import FrameSource
+    from mertool.spotting.apex import FrameSource
     from mertool.spotting.features import MotionTracker
 
     path = Path(path)
@@ -169,7 +169,7 @@ def plot_timeline(outcome: SpotOutcome, path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mertool.explain import save_figure
+    from mertool.predict.explain import save_figure
 
     nums = outcome.features.numbers
     fig, ax = plt.subplots(figsize=(9, 2.8), dpi=110)

@@ -20,7 +20,7 @@ Layout (schema 1):
   /registration/method  utf-8 N            (consensus | ecc | landmarks | "" when the apex was not registered)
   /registration/upsample int8 N            (detector upsampling that found the onset's face; -1 = no detection)
   /flow              float16 N x S x S x 2  (optional: optical flow onset -> apex, crop px, u then v; NaN = not yet
-                                            computed; mertool.flow)
+                                            computed; mertool.face.flow)
   /strain            float16 N x S x S      (optional: magnitude of the optical strain tensor of /flow)
   attrs: schema_version, dataset, au_vocab, image_size, alignment (JSON), mertool_version, created,
          flow (JSON: method, parameters, library; only with /flow)
@@ -45,9 +45,9 @@ import h5py
 import numpy as np
 
 from mertool import __version__, files
-from mertool.aus import AU_VOCAB
+from mertool.data.aus import AU_VOCAB
 from mertool.errors import MertoolError
-from mertool.synth import SHEET_NAME
+from mertool.synth.faces import SHEET_NAME
 
 SCHEMA_VERSION = 1
 TEXT_FIELDS = ("subject", "sample_id", "emotion", "aus_raw", "source_onset", "source_apex")
@@ -758,7 +758,7 @@ def show_sample(path: str | Path, sample: str, png: str | Path, gain: float | No
 
 def _draw_flow(ax_flow, ax_strain, flow: np.ndarray, strain: np.ndarray, method: str) -> dict:
     """The flow as a colour wheel (with its key) and the strain as a heat map; returns the scales drawn."""
-    from mertool.flow import colour_wheel, flow_to_rgb
+    from mertool.face.flow import colour_wheel, flow_to_rgb
 
     rgb, max_px = flow_to_rgb(flow)
     ax_flow.imshow(rgb)
@@ -867,7 +867,7 @@ def merge_caches(paths, out: str | Path, block: int = 64) -> dict:
                         "created": str(f.attrs.get("created", "")), "subjects_prefixed": prefix and "+" not in n}
                        for p, f, n in zip(paths, files, names)]
             writer.set_attrs(merged_from=json.dumps(sources))
-            from mertool.provenance import cache_provenance, merge
+            from mertool.cache.provenance import cache_provenance, merge
 
             writer.set_attrs(provenance=json.dumps(merge([cache_provenance(_attrs(f)) for f in files])))
         except BaseException:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mertool.aus import AU_VOCAB
+from mertool.data.aus import AU_VOCAB
 from mertool.errors import MertoolError
 from mertool.number_text import parse_number
 

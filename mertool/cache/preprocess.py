@@ -8,7 +8,7 @@ recorded by reason; several faces in a frame is a note, not a skip (the largest 
 stored in the cache's attributes and written beside it as `<out>.json`.
 
 With `flow` (tvl1 | dis | farneback) a second step computes the optical flow and strain of every cached pair, onset
-to apex, on the registered crops (mertool.flow.fill_flow, with its own progress bar), before the cache gets its
+to apex, on the registered crops (mertool.face.flow.fill_flow, with its own progress bar), before the cache gets its
 final name.
 """
 from __future__ import annotations
@@ -23,10 +23,10 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mertool.align import DEFAULT_REGISTER, MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, FaceAligner, describe, \
-    read_rgb, registration_warnings, resize_square
-from mertool.aus import au_bits
-from mertool.cache import CachedSample, CacheWriter, open_cache, read_registration, registration_summary
+from mertool.face.align import DEFAULT_REGISTER, MISSING, REGISTER_MODES, SIZE_MISMATCH, AlignSkip, FaceAligner, \
+    describe, read_rgb, registration_warnings, resize_square
+from mertool.cache.store import CachedSample, CacheWriter, open_cache, read_registration, registration_summary
+from mertool.data.aus import au_bits
 from mertool.errors import MertoolError
 from mertool.files import write_json
 
@@ -232,7 +232,7 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
     and with `align=False` the cropped ones are resized to `size`. `options` go to the dataset adapter (SMIC's part
     and apex method, `smic_options`). `register` (consensus | ecc | landmarks | none) is how the apex is brought onto
     the onset (align.FaceAligner.register). `flow` (none | tvl1 | dis | farneback) adds optical flow and strain to the
-    cache, `flow_options` that method's parameters (mertool.flow.FLOW_DEFAULTS).
+    cache, `flow_options` that method's parameters (mertool.face.flow.FLOW_DEFAULTS).
     """
     if size < 16:
         raise MertoolError(f"--size {size}: expected at least 16 px")
@@ -240,7 +240,7 @@ def preprocess(folder, kind: str | None = None, sheet=None, out=None, workers: i
         raise MertoolError(f"--workers {workers}: expected 0 or more")
     flow_wanted = None
     if flow != "none":
-        from mertool.flow import flow_params
+        from mertool.face.flow import flow_params
 
         flow_wanted = {"method": flow, "params": flow_params(flow, **(flow_options or {}))}
     t_start = time.perf_counter()
@@ -324,8 +324,8 @@ def _announce(tasks: list[_Task], aligner: FaceAligner, workers: int) -> None:
     """Print (stderr) how long the alignment will take, timed on the first sample here before the workers start."""
     from rich.console import Console
 
-    from mertool.estimate import duration
-    from mertool.parallel import usable_cpus
+    from mertool.training.estimate import duration
+    from mertool.training.parallel import usable_cpus
 
     t0 = time.perf_counter()
     try:
@@ -341,7 +341,7 @@ def _announce(tasks: list[_Task], aligner: FaceAligner, workers: int) -> None:
 
 def _flow_step(writer: CacheWriter, wanted: dict, workers: int, progress: bool) -> dict:
     """Flow and strain for every cached pair without them (all of them, or a resumed run's new ones)."""
-    from mertool.flow import fill_flow
+    from mertool.face.flow import fill_flow
 
     with _progress(progress) as bar:
         job = bar.add_task(f"flow {wanted['method']}", total=None, note="")
@@ -356,7 +356,7 @@ def _summary(writer: CacheWriter, tally: _Tally, report: dict, records, out: Pat
              workers: int, loop_s: float, total_s: float, base: Path | None = None) -> dict:
     """The run's report: counts, skips by reason, emotions in the cache, the sheet's warnings, speed, and where the
     data came from (synthetic when `mertool synth` wrote the folder)."""
-    from mertool.provenance import folder_provenance
+    from mertool.cache.provenance import folder_provenance
 
     meta = writer.f["meta"]
     emotions = Counter(meta["emotion"].asstr()[:])

@@ -7,8 +7,8 @@
 
 Pairs go through the pipeline `preprocess` uses: the face chip from the ONSET frame's landmarks, the apex
 registered onto it as the training cache's was (FaceAligner.align_pair), at the cache's 224 px, resized to the
-model's input size as training does (mertool.data.resize_frames), scaled to [0, 1]. One forward pass gives the
-probabilities and, for pictures, the model's CVA attention maps.
+model's input size as training does (mertool.training.dataset.resize_frames), scaled to [0, 1]. One forward pass
+gives the probabilities and, for pictures, the model's CVA attention maps.
 """
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from mertool.aus import au_bits, format_aus, parse_au_argument
+from mertool.data.aus import au_bits, format_aus, parse_au_argument
 from mertool.errors import MertoolError
-from mertool.reject import Verdict  # noqa: F401  (Prediction's type)
+from mertool.predict.reject import Verdict  # noqa: F401  (Prediction's type)
 
 NO_AUS = "none"
 AUTO = "auto"
@@ -103,8 +103,8 @@ def _mismatch(source: str, what: str) -> str:
 
 def openface_input(path: str | Path, uses_aus: bool, onset: int | None = None, apex: int | None = None,
                    where: str = "--aus-from", source: str | None = None) -> AUInput:
-    """AUs read from an OpenFace 2.x CSV (mertool.openface): active from onset to apex, or in the apex row."""
-    from mertool.openface import read_openface_csv
+    """AUs read from an OpenFace 2.x CSV (mertool.data.openface): active from onset to apex, or in the apex row."""
+    from mertool.data.openface import read_openface_csv
 
     of = read_openface_csv(path)
     codes = of.codes_between(onset, apex)
@@ -133,7 +133,7 @@ class Prediction:
     aus_estimated: dict[int, float] | None = None   # the AU head's probability per AU (models with an AU head)
     au_vector: np.ndarray | None = field(default=None, repr=False)  # the 21 values the classifier read (float32)
     model_au_source: str = ""                        # what the model learnt from: oracle | estimated | none
-    verdict: "Verdict | None" = None                # the reject option's (mertool.reject): judged, or why not
+    verdict: "Verdict | None" = None                # the reject option's (mertool.predict.reject): judged, or why not
     forced: bool = False                             # a class given although the verdict says cannot judge
     calibration: str = ""                            # how the probabilities were calibrated (temperature)
     stability: dict | None = None                    # a clip: the class at apex -2 .. +2 frames
@@ -217,7 +217,7 @@ class ResizePairs:
         return {"method": "resize", "size": self.size}
 
     def align_pair(self, onset: np.ndarray, apex: np.ndarray, name: str = ""):
-        from mertool.align import SIZE_MISMATCH, AlignedPair, AlignSkip, resize_square
+        from mertool.face.align import SIZE_MISMATCH, AlignedPair, AlignSkip, resize_square
 
         if onset.shape != apex.shape:  # resizing frames of different sizes would add motion between them
             raise AlignSkip(SIZE_MISMATCH, f"{name or 'pair'}: onset {onset.shape[:2]} and apex {apex.shape[:2]} "
@@ -235,7 +235,7 @@ def pair_maker(settings) -> tuple[object, str]:
     """
     import inspect
 
-    from mertool.align import FaceAligner
+    from mertool.face.align import FaceAligner
 
     if not isinstance(settings, dict):  # older checkpoints: their caches were registered by ECC, then the default
         return FaceAligner(register="ecc"), DEFAULTS_NOTE
@@ -259,9 +259,9 @@ class Predictor:
     """A trained mertool model plus the pair-making its training cache used; predicts pairs, CSV batches and clips."""
 
     def __init__(self, model: str | Path, device: str | torch.device = "cpu", aligner=None, force: bool = False):
-        from mertool.calibration import model_temperature
-        from mertool.runs import load_checkpoint, resolve_model_path
-        from mertool.train import resolve_device
+        from mertool.reports.calibration import model_temperature
+        from mertool.training.runs import load_checkpoint, resolve_model_path
+        from mertool.training.train import resolve_device
 
         self.device = resolve_device(device)
         self.model_path = resolve_model_path(model)
@@ -308,7 +308,7 @@ class Predictor:
     def _forward(self, onset: np.ndarray, apex: np.ndarray, aus: AUInput):
         """classify() plus the 21 values the classifier read as its AU vector (zeros when it reads none): one
         forward pass, two for a thresholded estimate (the head's output first, then the classifier on it)."""
-        from mertool.data import resize_frames, to_float
+        from mertool.training.dataset import resize_frames, to_float
 
         frames = torch.from_numpy(np.stack([onset, apex])).permute(0, 3, 1, 2).contiguous()
         frames = to_float(resize_frames(frames, self.image_size)).to(self.device)
@@ -332,18 +332,18 @@ class Predictor:
 
     def motion(self, onset: np.ndarray, apex: np.ndarray) -> dict[str, float]:
         """The pair's motion as the model sees it (its input size), as the checkpoint's training statistics were
-        measured (mertool.reject.pair_motion)."""
-        from mertool.data import resize_frames
-        from mertool.reject import pair_motion
+        measured (mertool.predict.reject.pair_motion)."""
+        from mertool.predict.reject import pair_motion
+        from mertool.training.dataset import resize_frames
 
         frames = resize_frames(torch.from_numpy(np.stack([onset, apex])).permute(0, 3, 1, 2).contiguous(),
                                self.image_size)
         return {k: float(v[0]) for k, v in pair_motion(frames[:1], frames[1:]).items()}
 
     def _predict(self, onset_rgb, apex_rgb, aus: AUInput, onset_name: str, apex_name: str) -> Prediction:
-        from mertool.align import NO_FACE, AlignSkip
-        from mertool.aus import AU_VOCAB
-        from mertool.reject import Verdict, judge
+        from mertool.data.aus import AU_VOCAB
+        from mertool.face.align import NO_FACE, AlignSkip
+        from mertool.predict.reject import Verdict, judge
 
         try:
             pair = self.aligner.align_pair(onset_rgb, apex_rgb, name=onset_name)
@@ -371,7 +371,7 @@ class Predictor:
                      aus_from: str | Path | None = None, apex_frame: int | None = None) -> Prediction:
         """Classify an onset/apex image pair; AUs from `aus` or from an OpenFace CSV (its apex_frame row, or the
         last row)."""
-        from mertool.align import read_rgb
+        from mertool.face.align import read_rgb
 
         if aus_from is not None:
             _one_au_source(aus, aus_from)
@@ -387,8 +387,8 @@ class Predictor:
         With aus_from (an OpenFace CSV of the same clip), an AU is active when OpenFace codes it in any frame from
         the onset to the apex. Returns (Prediction, SpotResult or None when both frames were given).
         """
-        from mertool.openface import read_openface_csv
-        from mertool.spot import FrameSource, Spotter
+        from mertool.data.openface import read_openface_csv
+        from mertool.spotting.apex import FrameSource, Spotter
 
         openface = None
         if aus_from is not None:
@@ -420,7 +420,7 @@ class Predictor:
     def apex_stability(self, source, onset: int, apex: int, aus: AUInput, emotion: str, reach: int = 2) -> dict:
         """The class with the apex moved by -reach .. +reach frames: how much the answer hangs on the exact apex
         (a video and its extracted frames can spot it a frame apart)."""
-        from mertool.align import AlignSkip
+        from mertool.face.align import AlignSkip
 
         numbers = list(source.numbers) if hasattr(source, "numbers") else None
         rows = []
@@ -637,7 +637,7 @@ def _registration_lines(pred: Prediction, console) -> None:
         return
     from rich.markup import escape
 
-    from mertool.align import registration_warnings
+    from mertool.face.align import registration_warnings
 
     for line in registration_warnings("pair", pred.registration):
         console.print(f"[yellow]warning:[/] {escape(line)}", soft_wrap=True)

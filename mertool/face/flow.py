@@ -161,7 +161,7 @@ def fill_flow(f, method: str, params: dict | None = None, workers: int = 2,
     cache whose flow was made with other settings is refused (the caller removes it first). `on_pair(done, total)`
     reports progress. Returns {'method', 'params', 'pairs', 'seconds', 'seconds_per_pair'}.
     """
-    from mertool.cache import create_flow_datasets
+    from mertool.cache.store import create_flow_datasets
 
     settings = flow_settings(method, params)
     if "flow" in f.attrs:
@@ -242,7 +242,7 @@ def add_flow(path: str | Path, method: str = "tvl1", params: dict | None = None,
     import h5py
 
     from mertool import files
-    from mertool.cache import open_cache
+    from mertool.cache.store import open_cache
 
     path = Path(path)
     flow_params(method, **(params or {}))   # a bad method or parameter fails before any copying

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mertool import files, metrics, provenance, runs
-from mertool.aus import AU_VOCAB
+from mertool import files
+from mertool.cache import provenance
+from mertool.data.aus import AU_VOCAB
 from mertool.errors import MertoolError
-from mertool.runs import read_predictions  # noqa: F401  (imported from here by older code and tests)
+from mertool.reports import metrics
+from mertool.training import runs
+from mertool.training.runs import read_predictions  # noqa: F401  (imported from here by older code and tests)
 
 SELECT_LABEL = runs.SELECT_LABEL
 ORACLE_LABEL = SELECT_LABEL  # the previous release's name of this label (imported by older code)
@@ -50,7 +53,7 @@ def _run_synthetic(info: dict) -> bool:
     try:
         import h5py
 
-        from mertool.cache import made_from_synth
+        from mertool.cache.store import made_from_synth
 
         with h5py.File(cache.get("path", ""), "r") as f:
             return made_from_synth(dict(f.attrs))
@@ -64,7 +67,7 @@ def _subject_datasets(info: dict, subjects) -> dict[str, str]:
     known = info.get("subject_datasets") or {}
     rest = [s for s in subjects if s not in known]
     if rest:
-        from mertool.cache import infer_datasets
+        from mertool.cache.store import infer_datasets
 
         known = {**known, **dict(zip(rest, infer_datasets(_run_dataset(info) or "?", rest)))}
     return {s: str(known[s]) for s in subjects}
@@ -142,7 +145,7 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
                                     "epoch": (runs.fold_best_on_test(summary) or {}).get("epoch"),
                                     "label": SELECT_LABEL}
         folds.append(fold)
-    from mertool.calibration import calibrate_parts
+    from mertool.reports.calibration import calibrate_parts
 
     provenance = info.get("provenance") or _old_run_provenance(info)
     report = {"run": str(run_dir), "protocol": PROTOCOL, "classes": classes, "expected_folds": expected,
@@ -166,10 +169,10 @@ def evaluate_run(run_dir: str | Path, partial: bool = False) -> dict:
 
 def _old_run_provenance(info: dict) -> dict:
     """A run folder from before run.json recorded provenance: its cache's, when the cache is still there."""
-    from mertool.provenance import UNKNOWN, cache_provenance
+    from mertool.cache.provenance import UNKNOWN, cache_provenance
 
     try:
-        from mertool.cache import open_cache
+        from mertool.cache.store import open_cache
 
         with open_cache((info.get("cache") or {}).get("path", "")) as f:
             return cache_provenance(dict(f.attrs))
@@ -247,7 +250,7 @@ def evaluate_runs(run_dirs, partial: bool = False) -> dict:
     if any(synthetic):  # synthetic faces are never ranked against results published on a real dataset
         out["published_note"] = provenance.DATA_DIFFER + ": the published table is not shown"
     elif headline or len(scored) == 1:
-        from mertool.published import standing
+        from mertool.reports.published import standing
 
         datasets = {r["dataset"] for r in scored}
         sources = {r["au_source"]["text"] for r in scored}
@@ -509,7 +512,7 @@ def render(report: dict, console) -> None:
     if report.get("published_note"):
         console.print(report["published_note"])
     if report.get("published"):
-        from mertool.published import render_standing
+        from mertool.reports.published import render_standing
 
         render_standing(report["published"], console)
         if report["published"].get("data_note"):
@@ -552,7 +555,7 @@ def render_by_dataset(report: dict, console) -> None:
             cells.append(f"{v.mean():.4f} ± {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}")
         t.add_row(name, str(rows[0]["n"]), *cells)
     console.print(t)
-    from mertool.include import report_lines
+    from mertool.data.include import report_lines
 
     for line in report_lines(scored[0].get("include")):  # the official list: clips missing, extra clips left out
         console.print(line, soft_wrap=True)

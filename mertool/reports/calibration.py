@@ -106,8 +106,9 @@ def calibrate_parts(parts: list[dict]) -> dict | None:
 def calibrate_run(run_dir: str | Path, write: bool = True) -> dict | None:
     """A finished run's calibration (every fold done), written to RUN/calibration.json and stamped into the final
     model's checkpoint when it exists; None while folds are missing."""
-    from mertool import files, runs
-    from mertool.evaluate import evaluate_parts
+    from mertool import files
+    from mertool.reports.evaluate import evaluate_parts
+    from mertool.training import runs
 
     run_dir = Path(run_dir)
     parts, missing = evaluate_parts(run_dir)
@@ -147,7 +148,7 @@ def model_temperature(ckpt: dict, model_path: str | Path) -> tuple[float, str]:
     rec = ckpt.get("calibration")
     if isinstance(rec, dict) and rec.get("temperature"):
         return float(rec["temperature"]), f"temperature {float(rec['temperature']):.2f}, fitted on {rec['fitted_on']}"
-    from mertool import runs
+    from mertool.training import runs
 
     path = Path(model_path).resolve()
     run_dir = path.parent.parent if path.name == runs.FINAL_MODEL else path.parent.parent.parent
@@ -172,7 +173,7 @@ def calibration_png(cal: dict, path: str | Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mertool.evaluate import save_figure
+    from mertool.reports.evaluate import save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 4.0), dpi=110, sharey=True)
     for ax, key, name in ((axes[0], "before", "before (softmax)"),

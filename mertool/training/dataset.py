@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mertool.cache import CacheData, load_cache, pair_settings
-from mertool.classmap import ClassMap
+from mertool.cache.provenance import cache_provenance
+from mertool.cache.store import CacheData, load_cache, pair_settings
+from mertool.data.classmap import ClassMap
 from mertool.errors import MertoolError
-from mertool.provenance import cache_provenance
 
 
 @dataclass
@@ -43,7 +43,7 @@ class MERData:
     excluded: dict[str, int] = field(default_factory=dict)  # other reasons a sample was left out -> count
     pairs: dict = field(default_factory=dict)  # how the cache made its pairs (cache.pair_settings): checkpoints
     #                                            record it, so that `predict` makes its pairs the same way
-    provenance: dict = field(default_factory=dict)  # where the cache's data came from (mertool.provenance)
+    provenance: dict = field(default_factory=dict)  # where the cache's data came from (mertool.cache.provenance)
     include: dict | None = None            # include.include_report of data.include: what the list left out
     flow: torch.Tensor | None = None       # N x 3 x S x S float16 (u, v in pixels at S, optical strain); loaded
     #                                        only for a model that reads flow (ModelConfig.needs_flow)
@@ -220,7 +220,7 @@ def load_for_recipe(cache: str | Path | CacheData, recipe: dict) -> MERData:
                        recipe_name=recipe.get("name") or "recipe", select=select, excluded=excluded,
                        flow=ModelConfig.from_dict(recipe["model"]).needs_flow)
     if recipe["data"].get("include"):
-        from mertool.include import include_report
+        from mertool.data.include import include_report
 
         out.include = include_report(recipe["data"]["include"], data, ClassMap(recipe["data"]["classes"]))
     return out
@@ -233,7 +233,7 @@ def recipe_selection(data: CacheData, recipe: dict) -> tuple[np.ndarray, dict[st
     select = np.ones(len(data), dtype=bool)
     excluded: dict[str, int] = {}
     if recipe["data"].get("include"):
-        from mertool.include import include_mask
+        from mertool.data.include import include_mask
 
         listed, missing = include_mask(recipe["data"]["include"], data)
         excluded["not in data.include"] = int((~listed).sum())

@@ -21,7 +21,7 @@ DATA_DIFFER = ("synthetic data: not comparable with results published on the rea
 
 def folder_provenance(folder) -> dict:
     """A dataset folder's provenance: synthetic when `mertool synth` wrote it (its synth.json manifest is there)."""
-    from mertool.synth import MANIFEST, read_manifest
+    from mertool.synth.faces import MANIFEST, read_manifest
 
     folder = Path(folder).expanduser()
     base = folder if folder.is_dir() else folder.parent
@@ -44,7 +44,7 @@ def cache_provenance(attrs: dict) -> dict:
                 return prov
         except (TypeError, ValueError):
             pass
-    from mertool.synth import MANIFEST, SHEET_NAME
+    from mertool.synth.faces import MANIFEST, SHEET_NAME
 
     try:
         summary = json.loads(attrs.get("preprocess_summary") or "{}")

@@ -56,8 +56,8 @@ class TruthPair:
 def subjects(n: int = 2, seed: int = 0):
     """`n` synth identities on the default photos (skimage's astronaut, matplotlib's Grace Hopper), found by dlib
     as `synth` finds them."""
-    from mertool.align import FaceAligner
-    from mertool.synth import ALIGNED, default_faces, make_subjects
+    from mertool.face.align import FaceAligner
+    from mertool.synth.faces import ALIGNED, default_faces, make_subjects
 
     return make_subjects(default_faces(), n, seed, FaceAligner(size=int(ALIGNED), upsample_first=1))
 
@@ -65,7 +65,7 @@ def subjects(n: int = 2, seed: int = 0):
 def render_pair(subject, aus, peak: float, head=None, noise: bool = True, seed: int = 0) -> TruthPair:
     """Onset and apex of `aus` (both sides, full intensity) at `peak` aligned px, the head moved by `head`
     ((dx, dy) frame px, degrees) between them; no sub-pixel jitter, so the motion is exactly what is recorded."""
-    from mertool.synth import SampleSpec, frame_displacement, render_clip
+    from mertool.synth.faces import SampleSpec, frame_displacement, render_clip
 
     spec = SampleSpec(subject=subject.name, sample_id="truth", emotion="others", aus=tuple(aus),
                       sides={a: "B" for a in aus}, intensity={a: 1.0 for a in aus}, peak=float(peak), first=1,
@@ -101,7 +101,7 @@ def pair_motion(truth: TruthPair, chip: np.ndarray, apex_map: np.ndarray) -> np.
 
 def measure(aligner, truth: TruthPair) -> dict:
     """Align the pair and compare its motion at the landmarks with the unregistered, still-head truth."""
-    from mertool.align import chip_matrix
+    from mertool.face.align import chip_matrix
 
     pair = aligner.align_pair(truth.onset, truth.apex)
     chip = chip_matrix(pair.chip)

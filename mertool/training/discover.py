@@ -17,7 +17,7 @@ CHOOSE = "name them: mertool train-loso RECIPE --cache FILE"
 
 def mertool_caches(folder: str | Path = ".") -> list[tuple[Path, str]]:
     """(path, dataset) of every *.h5 file in `folder` that opens as a mertool cache, sorted by name."""
-    from mertool.cache import open_cache
+    from mertool.cache.store import open_cache
 
     found = []
     for path in sorted(Path(folder).glob("*.h5")):
@@ -31,7 +31,7 @@ def mertool_caches(folder: str | Path = ".") -> list[tuple[Path, str]]:
 
 def cache_dataset(cache: str | Path) -> str:
     """The `dataset` attribute of a cache (casme2, samm, casme2+samm, ...)."""
-    from mertool.cache import open_cache
+    from mertool.cache.store import open_cache
 
     with open_cache(cache) as f:
         return str(f.attrs.get("dataset", ""))

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from mertool import files
-from mertool.aus import format_aus
+from mertool.data.aus import format_aus
 from mertool.errors import MertoolError
 
 FORMAT = "mertool-synth"
@@ -296,7 +296,7 @@ def default_faces() -> list[tuple[str, np.ndarray]]:
     import matplotlib
     import skimage.data
 
-    from mertool.align import read_rgb
+    from mertool.face.align import read_rgb
 
     return [("astronaut", skimage.data.astronaut()),
             ("grace_hopper", read_rgb(Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"))]
@@ -304,7 +304,7 @@ def default_faces() -> list[tuple[str, np.ndarray]]:
 
 def folder_faces(folder) -> list[tuple[str, np.ndarray]]:
     """Every image in a folder (sorted by name)."""
-    from mertool.align import ImageError, read_rgb
+    from mertool.face.align import ImageError, read_rgb
 
     folder = Path(folder).expanduser()
     if not folder.is_dir():
@@ -325,7 +325,7 @@ def prepare_face(name: str, rgb: np.ndarray, aligner) -> BaseFace | None:
     """Find the face, rescale the photo so the chip is ALIGNED px wide (area filter when shrinking); None if no face."""
     import cv2
 
-    from mertool.align import AlignSkip, chip_matrix
+    from mertool.face.align import AlignSkip, chip_matrix
 
     try:
         loc = aligner.locate(rgb, name)
@@ -459,7 +459,7 @@ def render_identity(base: BaseFace, ident: Identity, size: int = FRAME_SIZE) -> 
 
 def make_subject(index: int, base: BaseFace, ident: Identity, aligner) -> Subject | None:
     """Render the identity and find its landmarks with dlib (None when the detector misses the face)."""
-    from mertool.align import AlignSkip, chip_matrix
+    from mertool.face.align import AlignSkip, chip_matrix
 
     neutral, _ = render_identity(base, ident)
     try:
@@ -657,7 +657,7 @@ def au_motion_pair(rgb: np.ndarray, aus=(1, 2), peak: float = 1.0, size: int = i
     """
     import cv2
 
-    from mertool.align import FaceAligner, chip_matrix, to_chip
+    from mertool.face.align import FaceAligner, chip_matrix, to_chip
 
     aligner = aligner or FaceAligner(size=size)
     loc = aligner.locate(rgb)
@@ -854,7 +854,7 @@ def synth(out, faces=None, subjects: int = 10, per_subject: int = 20, seed: int 
 
     `head_motion` > 0 adds a rigid head motion to every clip: `head_motion` frame px of shift and up to a quarter of
     that in degrees of rotation from the onset to the apex (draw_head_motion())."""
-    from mertool.align import FaceAligner
+    from mertool.face.align import FaceAligner
 
     check_settings(subjects, per_subject)
     if not 0 <= head_motion <= 40:

@@ -4,10 +4,11 @@
 
 A small model leaves a large GPU mostly idle; several folds at once fill it. Each worker is a spawned process
 (CUDA cannot be forked) that receives the dataset once through shared memory, takes the next subject from a queue
-and calls `mertool.train.run_fold`, the same function the sequential `train_loso` calls. A fold's seed depends only
-on the run seed and its subject and every fold writes its own folder, so the run folder holds the same files as a
-sequential run: on CPU the predictions are identical when each process uses the same number of threads (oneDNN's
-reductions depend on the thread count, at the 1e-5 level). Resuming and `--subjects` shards work as in `train_loso`.
+and calls `mertool.training.train.run_fold`, the same function the sequential `train_loso` calls. A fold's seed
+depends only on the run seed and its subject and every fold writes its own folder, so the run folder holds the same
+files as a sequential run: on CPU the predictions are identical when each process uses the same number of threads
+(oneDNN's reductions depend on the thread count, at the 1e-5 level). Resuming and `--subjects` shards work as in
+`train_loso`.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ class Slot:
 
 def parse_devices(devices: str | list[str] | None) -> list[torch.device]:
     """'cuda:0,cuda:1' / 'cpu' / 'auto' / a list -> devices (each checked like --device; repeats are allowed)."""
-    from mertool.train import resolve_device
+    from mertool.training.train import resolve_device
 
     items = devices.split(",") if isinstance(devices, str) else list(devices or ["auto"])
     items = [str(d).strip() for d in items]
@@ -108,8 +109,8 @@ class Job:
 
 def _worker(slot: Slot, datas: list, jobs: list[Job], select: str, compile: bool, tasks, events) -> None:
     """Worker process: train (job, subject) tasks from the queue until a None, reporting epochs and results."""
-    from mertool.runs import FINAL, FoldBusy, final_path, fold_path
-    from mertool.train import FoldDiverged, run_fold, setup_device
+    from mertool.training.runs import FINAL, FoldBusy, final_path, fold_path
+    from mertool.training.train import FoldDiverged, run_fold, setup_device
 
     torch.set_num_threads(slot.threads)
     device = torch.device(slot.device)
@@ -150,7 +151,7 @@ def _worker(slot: Slot, datas: list, jobs: list[Job], select: str, compile: bool
 
 def _task_name(jobs: list[Job], task) -> str:
     """'fold 03' or 'final model', prefixed with the run's name when the pool trains several runs."""
-    from mertool.runs import FINAL
+    from mertool.training.runs import FINAL
 
     j, subject = task
     name = "final model" if subject == FINAL else f"fold {subject}"
@@ -220,7 +221,7 @@ def run_parallel(datas: list, jobs: list[Job], tasks: list[tuple[int, str]], slo
     """
     import torch.multiprocessing as mp
 
-    from mertool.runs import FINAL
+    from mertool.training.runs import FINAL
 
     ctx = mp.get_context("spawn")
     task_q, events = ctx.Queue(), ctx.Queue()
@@ -315,10 +316,10 @@ def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, sub
     """
     from rich.console import Console
 
-    from mertool.cache import CacheData, load_cache
-    from mertool.estimate import announce, fold_sizes
-    from mertool.runs import FINAL, check_select, data_fingerprint, final_done, fold_done, open_run
-    from mertool.train import print_run_summary, raise_diverged, train_loso
+    from mertool.cache.store import CacheData, load_cache
+    from mertool.training.estimate import announce, fold_sizes
+    from mertool.training.runs import FINAL, check_select, data_fingerprint, final_done, fold_done, open_run
+    from mertool.training.train import print_run_summary, raise_diverged, train_loso
 
     console = console or Console(markup=False)
     select = check_select(select)

@@ -126,7 +126,7 @@ def implausible_registration(reg: dict) -> str | None:
     """Why a pair's registration is not to be trusted, or None: align's refusal (`applied` false: head motion beyond
     align.IMPLAUSIBLE, its `flag` saying which), else a residual above align.RESIDUAL_WARN after registration (real
     pairs leave under 1 px). A flag on a registration that was applied (a fallback to landmarks) is a warning."""
-    from mertool.align import RESIDUAL_WARN
+    from mertool.face.align import RESIDUAL_WARN
 
     if reg.get("applied") is False:
         return reg.get("flag") or "refused by the registration"

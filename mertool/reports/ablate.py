@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mertool import provenance
+from mertool.cache import provenance
 from mertool.errors import MertoolError
 from mertool.files import write_text
 from mertool.recipe import find_recipe, load_recipe, read_yaml
@@ -147,7 +147,7 @@ def variant_recipe(table: AblationTable, variant: Variant, base_path: Path, over
 
 def cache_dataset(cache) -> str | None:
     """The `dataset` attribute of a cache (casme2, samm, ...)."""
-    from mertool.cache import open_cache
+    from mertool.cache.store import open_cache
 
     with open_cache(cache) as f:
         value = f.attrs.get("dataset")
@@ -155,9 +155,9 @@ def cache_dataset(cache) -> str | None:
 
 
 def cache_is_synthetic(cache) -> bool:
-    """The cache was preprocessed from `mertool synth` data (mertool.provenance: its record, or for an older cache
+    """The cache was preprocessed from `mertool synth` data (mertool.cache.provenance: its record, or for an older cache
     its preprocess report naming synth's coding sheet)."""
-    from mertool.cache import open_cache
+    from mertool.cache.store import open_cache
 
     with open_cache(cache) as f:
         return provenance.cache_provenance(dict(f.attrs)).get("synthetic") is True
@@ -226,9 +226,9 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
     """
     from rich.console import Console
 
-    from mertool.cache import load_cache
-    from mertool.data import recipe_selection
-    from mertool.parallel import train_runs_parallel
+    from mertool.cache.store import load_cache
+    from mertool.training.dataset import recipe_selection
+    from mertool.training.parallel import train_runs_parallel
 
     console = console or Console(markup=False)
     table = load_table(table_path)
@@ -245,7 +245,7 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
         except MertoolError as exc:
             raise MertoolError(f"{table.path}: variant {v.name}: {exc}") from None
     if slurm is not None:
-        from mertool.cluster import RunSpec, run_on_slurm
+        from mertool.training.cluster import RunSpec, run_on_slurm
 
         specs = [RunSpec(recipe, str(Path(cache).resolve()), str(run_dir.resolve()), subjects, select,
                          compile=compile) for _v, run_dir, recipe in grid]
@@ -269,7 +269,7 @@ def this_machine(device, folds_per_device: int, grid: list, console) -> dict:
 
     from mertool.bench import matmul_rate
     from mertool.files import host_name
-    from mertool.parallel import parse_devices, plan_slots
+    from mertool.training.parallel import parse_devices, plan_slots
 
     devs = parse_devices(device)
     slots = plan_slots(devs, folds_per_device)
@@ -347,8 +347,8 @@ def report_table(table: AblationTable, root: Path, dataset: str | None, console=
     from rich.console import Console
     from rich.table import Table
 
-    from mertool.estimate import duration
-    from mertool.runs import SELECT_LABEL
+    from mertool.training.estimate import duration
+    from mertool.training.runs import SELECT_LABEL
 
     console = console or Console(markup=False)
     rows = []
@@ -495,9 +495,9 @@ def _run_synthetic(rep: dict) -> bool | None:
 def paired_differences(table: AblationTable, root: Path, reports: dict) -> dict | None:
     """Each finished variant against the first (the baseline row) by a paired bootstrap over the subjects both
     ran (their folds' predictions, pooled over seeds per subject); None when fewer than two variants are done."""
-    from mertool import metrics
-    from mertool.evaluate import evaluate_parts
-    from mertool.runs import is_run, read_run_info
+    from mertool.reports import metrics
+    from mertool.reports.evaluate import evaluate_parts
+    from mertool.training.runs import is_run, read_run_info
 
     done = [v for v in table.variants if reports.get(v.name) and reports[v.name]["complete"]]
     if len(done) < 2:
@@ -559,8 +559,8 @@ def differences_markdown(diffs: dict) -> str:
 
 def _variant_report(vdir: Path) -> dict | None:
     """One variant's figures: its run folder, or the mean (and std) over its seed<N> run folders."""
-    from mertool.evaluate import evaluate_run, evaluate_runs
-    from mertool.runs import is_run, run_au_source
+    from mertool.reports.evaluate import evaluate_run, evaluate_runs
+    from mertool.training.runs import is_run, run_au_source
 
     run_dirs = [vdir] if is_run(vdir) else sorted(d for d in vdir.glob("seed*") if is_run(d))
     if not run_dirs:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from mertool.aus import normalize_emotion
+from mertool.data.aus import normalize_emotion
 
 
 def split_name(raw) -> tuple[str | None, str]:

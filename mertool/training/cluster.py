@@ -6,7 +6,7 @@ Every fold of every run (a LOSO run, or each variant x seed of an ablation table
 into chunks of `folds_per_job`, and each chunk is one task of a Slurm job array. A task trains its folds through the
 same code path as `train-loso` (`train_loso_parallel` with the chunk's subjects, `folds_per_device` workers on each
 GPU Slurm gave it) into the run folders on the shared filesystem, which stay the single source of truth: a fold is
-done when its predictions.csv exists (mertool.runs).
+done when its predictions.csv exists (mertool.training.runs).
 
 Faults: the submitting process polls the scheduler (squeue, so clusters without job accounting work too) until every
 task has left the queue, and stops with an error naming the job ids if Slurm no longer lists a job it never saw
@@ -39,7 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mertool import runs
+from mertool.training import runs
 from mertool.errors import MertoolError
 from mertool.text import plural
 
@@ -144,7 +144,7 @@ class FoldChunk:
         return [f"{self.specs[u.run].out}:{u.subject}" for u in self.units]
 
     def _train(self, spec: RunSpec, todo: list[Unit], devices: str, threads: int | None) -> None:
-        from mertool.parallel import train_loso_parallel
+        from mertool.training.parallel import train_loso_parallel
 
         train_loso_parallel(spec.recipe, spec.cache, spec.out, subjects=[u.subject for u in todo if u.subject !=
                                                                          runs.FINAL],
@@ -373,7 +373,7 @@ def _slurm_messages(options: SlurmOptions, command: str):
 def train_loso_slurm(recipe: dict, cache, out, *, subjects=None, select="last", final=False, compile=False,
                      options: SlurmOptions, console, dry_run: bool = False) -> dict | None:
     """`train-loso --executor slurm`: one job array for the run's unfinished folds, then the usual summary."""
-    from mertool.train import print_run_summary
+    from mertool.training.train import print_run_summary
 
     out = Path(out)
     if not Path(cache).is_file():

@@ -110,7 +110,7 @@ class FrameSource:
     def __iter__(self) -> Iterator[np.ndarray]:
         """RGB uint8 frames in order."""
         if self.files is not None:
-            from mertool.align import read_rgb
+            from mertool.face.align import read_rgb
             for p in self.files:
                 yield read_rgb(p)
             return
@@ -136,7 +136,7 @@ class FrameSource:
         """One frame (RGB) by its frame number."""
         i = self.index(number)
         if self.files is not None:
-            from mertool.align import read_rgb
+            from mertool.face.align import read_rgb
             return read_rgb(self.files[i])
         cap = self._open()
         try:
@@ -270,7 +270,7 @@ class Spotter:
     def __init__(self, aligner=None, sigma: float = 2.0, peak_fraction: float = 0.9, quiet_fraction: float = 0.2,
                  settle_window: int = 5, settle_tol: float = 0.03, top_fraction: float = 0.1, eye_margin: int = 4):
         if aligner is None:
-            from mertool.align import FaceAligner
+            from mertool.face.align import FaceAligner
             aligner = FaceAligner()
         self.aligner = aligner
         self.sigma, self.peak_fraction, self.quiet_fraction = sigma, peak_fraction, quiet_fraction
@@ -279,7 +279,7 @@ class Spotter:
 
     def motion(self, source: FrameSource, progress=None) -> np.ndarray:
         """Per-frame motion against the first frame; `progress(i, n)` is called after each frame."""
-        from mertool.align import AlignSkip
+        from mertool.face.align import AlignSkip
 
         meter, ref, values = None, None, []
         registered = self.aligner.register_mode != "none"
@@ -315,7 +315,7 @@ def plot_motion(result: SpotResult, path: str | Path, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mertool.explain import save_figure
+    from mertool.predict.explain import save_figure
 
     fig, ax = plt.subplots(figsize=(6.4, 2.8), dpi=110)
     ax.plot(result.numbers, result.motion, color="0.7", lw=1, label="motion vs first frame")

@@ -1,7 +1,7 @@
 """Leave-one-subject-out training: one fold per held-out subject, a fixed schedule, the last epoch as the result.
 
 `train_loso` -> `run_fold` -> `_train_epoch`: this module keeps the fold loop and the math; every file a run
-writes (layout, plan, checkpoints, predictions, records) is handed to mertool.runs, which owns the run folder.
+writes (layout, plan, checkpoints, predictions, records) is handed to mertool.training.runs, which owns the run folder.
 
 `select="best-on-test"` additionally records, per fold, the epoch with the best accuracy on the held-out subject.
 That is test-set selection (what published MER code does), so it lives in separate files labelled
@@ -23,12 +23,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mertool import runs
-from mertool.data import MERData, augment_theta, make_batches, to_float, warp_flow, warp_pair
 from mertool.errors import MertoolError
 from mertool.text import plural
-from mertool.runs import FINAL, SELECT_BEST, SELECT_LABEL, check_select, device_info, fold_done, make_checkpoint, \
-    open_run
+from mertool.training import runs
+from mertool.training.dataset import MERData, augment_theta, make_batches, to_float, warp_flow, warp_pair
+from mertool.training.runs import FINAL, SELECT_BEST, SELECT_LABEL, check_select, device_info, fold_done, \
+    make_checkpoint, open_run
 
 
 # ----------------------------------------------------------------------------------------------- device and seeds
@@ -453,7 +453,7 @@ def train_loso(recipe: dict, cache, out, *, subjects=None, device="auto",
     console.print(f"{len(data)} samples, {len(plan.folds)} folds ({len(todo)} here), device {device}, "
                   f"run folder {out}")
 
-    from mertool.estimate import announce, fold_sizes
+    from mertool.training.estimate import announce, fold_sizes
 
     left = [s for s in todo if not fold_done(out, plan.fold_dirs[s])]
     train_final = final and not runs.final_done(out)
@@ -513,9 +513,9 @@ def print_run_summary(out: Path, console) -> dict:
     done."""
     from rich.table import Table
 
-    from mertool.evaluate import evaluate_run
+    from mertool.reports.evaluate import evaluate_run
 
-    from mertool.calibration import calibrate_run
+    from mertool.reports.calibration import calibrate_run
 
     calibrate_run(out)  # once every fold is done: the per-fold temperatures, stamped into the final model
     report = evaluate_run(out, partial=True)
@@ -549,7 +549,7 @@ def print_run_summary(out: Path, console) -> dict:
                                                 else "")
                       + f"  UF1 {m['uf1']:.2f}  UAR {m['uar']:.2f}  macro F1 {m['macro_f1']:.2f}"
                       + (" (95 % intervals over subjects)" if ci else ""))
-        from mertool.provenance import is_synthetic, words
+        from mertool.cache.provenance import is_synthetic, words
 
         if is_synthetic(report.get("provenance")) is not False:
             console.print(f"data: {words(report.get('provenance'))}")

@@ -31,7 +31,7 @@ Checkpoint format (`checkpoint.pt`, `model.pt`): a dict of tensors and plain val
                  fingerprint; `predict` makes its pairs the same way. Checkpoints written before it have none.
   trained_on     (newer) datasets, subjects, samples per class, provenance (synthetic or not), AU source and the
                  training pairs' motion statistics (runs.training_record); older checkpoints lack it,
-  calibration    (newer, final model) its temperature and how it was fitted (mertool.calibration).
+  calibration    (newer, final model) its temperature and how it was fitted (mertool.reports.calibration).
 
 Predictions CSV: sample_id, subject, true, predicted, p_<class> (one probability column per class, 6 decimals);
 a model with an AU head adds aus_true (the coded AUs, '?' where the dataset codes none) and au<N> (the head's
@@ -58,7 +58,7 @@ import numpy as np
 import torch
 
 from mertool import __version__, files
-from mertool.aus import AU_VOCAB
+from mertool.data.aus import AU_VOCAB
 from mertool.errors import MertoolError
 
 RECIPE = "recipe.yaml"
@@ -118,7 +118,7 @@ def run_au_source(run_dir: Path) -> dict:
     and the words reports print (aus.au_source_text); a run folder without its recipe reads as unknown."""
     import yaml
 
-    from mertool.aus import au_source_text
+    from mertool.data.aus import au_source_text
     from mertool.models.config import au_source
 
     try:
@@ -226,15 +226,15 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     Returns (data on CPU, plan, subjects to run here); shared by train_loso, the parallel and cluster runners.
     write=False (a dry run) checks an existing run folder and creates nothing.
     """
-    from mertool.cache import CacheData, load_cache
-    from mertool.data import count_lines, load_for_recipe
+    from mertool.cache.store import CacheData, load_cache
+    from mertool.training.dataset import count_lines, load_for_recipe
 
     cache_data = cache if isinstance(cache, CacheData) else load_cache(cache)
     data = load_for_recipe(cache_data, recipe)
     plan = plan_folds(data, cache_data.subjects)
     todo = select_subjects(plan, subjects)
     prepare_run(Path(out), recipe, data, plan, device, write=write)
-    from mertool.provenance import words
+    from mertool.cache.provenance import words
 
     console.print(f"data: {words(data.provenance)}" + (f" ({data.provenance['detected']})"
                                                        if data.provenance.get("detected") else ""))
@@ -246,7 +246,7 @@ def open_run(recipe: dict, cache, out: Path, subjects, device: torch.device, con
     for reason, n in data.excluded.items():
         if n:
             console.print(f"left out: {n} samples, {reason}")
-    from mertool.include import report_lines
+    from mertool.data.include import report_lines
 
     for line in report_lines(data.include):  # which official clips the cache lacks, which extra ones were left out
         console.print(line, soft_wrap=True)
@@ -522,7 +522,7 @@ def write_predictions(path: Path, sample_ids, subjects, labels, probs: np.ndarra
                       au_known: np.ndarray | None = None) -> None:
     """predictions CSV: sample_id, subject, true, predicted, p_<class>...; with an AU head also aus_true (the
     cache's AU codes, '?' where the dataset codes none) and au1 ... au45 (the head's probabilities). Atomic."""
-    from mertool.aus import bits_to_codes
+    from mertool.data.aus import bits_to_codes
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -614,8 +614,8 @@ def make_checkpoint(model: torch.nn.Module, recipe: dict, classes: list[str], pa
 
 def training_record(data, train_idx: np.ndarray, au_source: str) -> dict:
     """What a model was trained on, for its checkpoint: datasets, subjects, samples per class, provenance
-    (synthetic or not), the AU source, and the statistics of its training pairs' motion (mertool.reject)."""
-    from mertool.reject import motion_stats
+    (synthetic or not), the AU source, and the statistics of its training pairs' motion (mertool.predict.reject)."""
+    from mertool.predict.reject import motion_stats
 
     labels = data.labels[torch.as_tensor(train_idx)].cpu().numpy()
     counts = np.bincount(labels, minlength=len(data.classes))
@@ -691,7 +691,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
 
 def git_commit() -> str | None:
     """The source tree's commit (with '+dirty' when it has uncommitted changes), or None outside git."""
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]   # mertool/training/runs.py -> the checkout
     try:
         sha = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
                              timeout=10).stdout.strip()

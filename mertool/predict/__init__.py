@@ -1,0 +1,30 @@
+"""Predictions for new data, and when not to trust them.
+
+    predictor.py  Predictor: an onset/apex pair, a CSV of pairs or a clip -> Prediction (emotion, probabilities)
+    reject.py     the reject option: no motion, a pair unlike any the model trained on, an implausible registration
+    explain.py    pictures of what the model saw: onset, apex, their difference, the CVA attention
+
+`mertool.predict` was one module (now predictor.py) until 0.1.0: its names are re-exported here, so
+`from mertool.predict import Predictor` keeps working and stays the public path.
+"""
+from mertool.predict.predictor import (
+    AU_THRESHOLD, AUTO, DEFAULTS_NOTE, NO_AUS, AUInput, Prediction, Predictor, ResizePairs, au_input_words,
+    au_source_name, batch_csv, batch_jsonl, openface_input, pair_maker, parse_aus_input, read_pairs_csv,
+    render_prediction, sparkline)
+from mertool.predict.reject import Verdict
+
+__all__ = ["AU_THRESHOLD", "AUTO", "DEFAULTS_NOTE", "NO_AUS", "AUInput", "Prediction", "Predictor",
+           "ResizePairs", "Verdict", "au_input_words", "au_source_name", "batch_csv", "batch_jsonl",
+           "openface_input", "pair_maker", "parse_aus_input", "read_pairs_csv", "render_prediction",
+           "sparkline"]
+
+
+def __getattr__(name: str):
+    # a name the old module had but the list above lacks (a private helper, or one added since): same object
+    if name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+    try:
+        return getattr(importlib.import_module("mertool.predict.predictor"), name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
