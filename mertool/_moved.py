@@ -72,6 +72,19 @@ class _OldPaths:
         module.__spec__ = module.__spec__.loader_state   # the moved module keeps its own spec
 
 
+def forward_names(package: str, module: str):
+    """A package's module-level `__getattr__` that answers a name its re-export list lacks (a private helper, or one
+    added since) from `module`, the module the package's path used to be: the same object, not a copy."""
+    def __getattr__(name: str):
+        if not name.startswith("__"):
+            try:
+                return getattr(importlib.import_module(module), name)
+            except AttributeError:
+                pass
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    return __getattr__
+
+
 def install() -> None:
     """Put the finder first on sys.meta_path (once). It answers only the old paths, where no file is any more; first,
     so that another finder (an editable install of an older checkout) cannot answer them with an old file."""

@@ -158,14 +158,18 @@ def _module_level_imports(path: Path, lazy: bool = False) -> list[str]:
     return found
 
 
+def _source(name: str) -> Path:
+    """The file of module `name` (a package's __init__.py)."""
+    path = PKG.joinpath(*name.split(".")[1:])
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
 def test_no_module_imports_from_a_later_stage():
     wrong = []
     for name in _modules():
         if name == "mertool":
             continue
-        path = PKG.joinpath(*name.split(".")[1:])
-        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-        here = name.split(".")[1]
+        path, here = _source(name), name.split(".")[1]
         for target in _module_level_imports(path):
             if target.split(".")[1] != here and _floor(target) > _floor(name) and (here, target) not in UPWARD_OK:
                 wrong.append(f"{name} imports {target}")
@@ -177,9 +181,7 @@ def test_every_call_up_a_floor_is_one_design_md_lists():
     for name in _modules():
         if name == "mertool":
             continue
-        path = PKG.joinpath(*name.split(".")[1:])
-        path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
-        here = name.split(".")[1]
+        path, here = _source(name), name.split(".")[1]
         found |= {(name, target) for target in _module_level_imports(path, lazy=True)
                   if target.split(".")[1] != here and _floor(target) > _floor(name)
                   and (here, target) not in UPWARD_OK}

@@ -7,6 +7,7 @@
 `mertool.cache` was one module (now store.py) until 0.1.0: its names are re-exported here, so
 `from mertool.cache import load_cache` keeps working and stays the public path.
 """
+from mertool._moved import forward_names
 from mertool.cache.store import (
     ADDED_FIELDS, INT_FIELDS, NO_AU_CODES, QUALITY_FIELDS, REFUSED, REGISTRATION_FIELDS, SCHEMA_VERSION,
     TEXT_FIELDS, CacheData, CachedSample, CacheWriter, cache_info, checksum, create_flow_datasets, find_sample,
@@ -22,12 +23,5 @@ __all__ = ["ADDED_FIELDS", "INT_FIELDS", "NO_AU_CODES", "QUALITY_FIELDS", "REFUS
            "registration_summary", "registration_text", "sample_fields", "show_sample", "verify_cache"]
 
 
-def __getattr__(name: str):
-    # a name the old module had but the list above lacks (a private helper, or one added since): same object
-    if name.startswith("__"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    try:
-        return getattr(importlib.import_module("mertool.cache.store"), name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+# a name the old module had but the list above lacks: the same object, from mertool.cache.store
+__getattr__ = forward_names(__name__, "mertool.cache.store")

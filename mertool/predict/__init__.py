@@ -7,6 +7,7 @@
 `mertool.predict` was one module (now predictor.py) until 0.1.0: its names are re-exported here, so
 `from mertool.predict import Predictor` keeps working and stays the public path.
 """
+from mertool._moved import forward_names
 from mertool.predict.predictor import (
     AU_THRESHOLD, AUTO, DEFAULTS_NOTE, NO_AUS, AUInput, Prediction, Predictor, ResizePairs, au_input_words,
     au_source_name, batch_csv, batch_jsonl, openface_input, pair_maker, parse_aus_input, read_pairs_csv,
@@ -19,12 +20,5 @@ __all__ = ["AU_THRESHOLD", "AUTO", "DEFAULTS_NOTE", "NO_AUS", "AUInput", "Predic
            "sparkline"]
 
 
-def __getattr__(name: str):
-    # a name the old module had but the list above lacks (a private helper, or one added since): same object
-    if name.startswith("__"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    try:
-        return getattr(importlib.import_module("mertool.predict.predictor"), name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+# a name the old module had but the list above lacks: the same object, from mertool.predict.predictor
+__getattr__ = forward_names(__name__, "mertool.predict.predictor")

@@ -7,6 +7,7 @@
 Long synthetic videos for spotting are made by mertool.spotting.synth. `mertool.synth` was one module (now faces.py)
 until 0.1.0: its names are re-exported here, so `from mertool.synth import synth` keeps working.
 """
+from mertool._moved import forward_names
 from mertool.synth.faces import (
     ALIGNED, AMPLITUDE, AU_MOTION, CHIP_RANGE, CLASS_PATTERNS, CLASSES, FIXED_TIME, FLOW_PATTERNS, FORMAT,
     FRAME_SIZE, IMAGE_SUFFIXES, JPEG_QUALITY, MANIFEST, MARKER, MAX_PX, MIDLINE_AUS, N_POINTS, RAW_DIR,
@@ -29,12 +30,5 @@ __all__ = ["ALIGNED", "AMPLITUDE", "AU_MOTION", "CHIP_RANGE", "CLASS_PATTERNS", 
            "write_sheet"]
 
 
-def __getattr__(name: str):
-    # a name the old module had but the list above lacks (a private helper, or one added since): same object
-    if name.startswith("__"):
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-    try:
-        return getattr(importlib.import_module("mertool.synth.faces"), name)
-    except AttributeError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+# a name the old module had but the list above lacks: the same object, from mertool.synth.faces
+__getattr__ = forward_names(__name__, "mertool.synth.faces")
