@@ -57,16 +57,22 @@ def test_held_out_codes_are_hidden_and_checked(synthetic_cache):
         hide_test_aus(data, torch.as_tensor(test_np), torch.as_tensor(leak), "02")
 
 
+def folds_with_scrambled_test_aus(data, r, subject):
+    """The fold of `subject` trained twice: on the cache as it is, and with that subject's AU codes inverted.
+    Returns both results and the subject's sample mask."""
+    a = run_fold(data, r, subject)
+    mask = torch.as_tensor(data.subjects == subject)
+    scrambled = data.aus.clone()
+    scrambled[mask] = 1.0 - scrambled[mask]
+    return a, run_fold(replace(data, aus=scrambled), r, subject), mask
+
+
 @pytest.mark.parametrize("source", ["estimated", "none"])
 def test_held_out_codes_do_not_change_a_fold(synthetic_cache, source, one_torch_thread):
     """Scrambling the test subject's AU codes in the cache changes nothing in its fold (estimated / none)."""
     r = recipe(f"model.aus={source}")
     data = data_of(synthetic_cache, r)
-    a = run_fold(data, r, "03")
-    mask = torch.as_tensor(data.subjects == "03")
-    scrambled = data.aus.clone()
-    scrambled[mask] = 1.0 - scrambled[mask]
-    b = run_fold(replace(data, aus=scrambled), r, "03")
+    a, b, _mask = folds_with_scrambled_test_aus(data, r, "03")
     np.testing.assert_array_equal(a.probs, b.probs)
     np.testing.assert_array_equal(a.au_probs, b.au_probs)
     assert a.log[-1]["loss"] == b.log[-1]["loss"]
@@ -80,11 +86,7 @@ def test_oracle_tested_on_thresholded_estimates(synthetic_cache, one_torch_threa
 
     r = recipe("model.aus=oracle", "train.test_aus=thresholded")
     data = data_of(synthetic_cache, r)
-    a = run_fold(data, r, "03")
-    mask = torch.as_tensor(data.subjects == "03")
-    scrambled = data.aus.clone()
-    scrambled[mask] = 1.0 - scrambled[mask]
-    b = run_fold(replace(data, aus=scrambled), r, "03")
+    a, b, mask = folds_with_scrambled_test_aus(data, r, "03")
     np.testing.assert_array_equal(a.probs, b.probs)
     test = torch.as_tensor(np.flatnonzero(mask.numpy()))
     with torch.no_grad():
