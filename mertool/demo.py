@@ -74,7 +74,7 @@ def _slots(device: str, workers: int) -> tuple[int, int | None]:
 
 
 def train_all(recipes: dict, cache: Path, runs: Path, *, device: str, workers: int, console,
-              progress: bool) -> None:
+              progress: bool, rate: dict | None = None) -> None:
     """Every variant's LOSO run (resumed where its folder exists) through one pool of workers."""
     from mertool.training.parallel import train_runs_parallel
 
@@ -82,7 +82,7 @@ def train_all(recipes: dict, cache: Path, runs: Path, *, device: str, workers: i
     try:
         train_runs_parallel([(recipes[name], runs / name, final) for name, _, _, final in VARIANTS], cache,
                             devices=device, folds_per_device=folds, threads=threads, console=console,
-                            progress=progress)
+                            progress=progress, rate=rate)
     except MertoolError as exc:
         raise MertoolError(f"{exc} (or delete {runs} to train it again)") from None
 
@@ -172,7 +172,7 @@ def demo(out="demo_out", subjects: int = SUBJECTS, per_subject: int = PER_SUBJEC
     console.print(f"[3/{steps}] train-loso {recipe_path.name}, one run per AU source, in one pool of workers:")
     for name, title, extra, final in VARIANTS:
         console.print(f"      --set {' '.join(extra)}{' --final' if final else ''}: {title} -> {runs / name}")
-    train_all(recipes, cache, runs, device=device, workers=workers, console=console, progress=progress)
+    train_all(recipes, cache, runs, device=device, workers=workers, console=console, progress=progress, rate=rate)
     times["train"] = time.perf_counter() - t
 
     t = time.perf_counter()

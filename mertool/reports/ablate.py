@@ -256,7 +256,8 @@ def run_table(table_path, cache, out="runs", *, subjects=None, device="auto", fo
     else:  # every variant's folds through one pool of workers (one at a time in this process when it has one)
         train_runs_parallel([(recipe, run_dir, False) for _v, run_dir, recipe in grid], cache_data,
                             subjects=subjects, devices=device, folds_per_device=folds_per_device, select=select,
-                            compile=compile, console=console, progress=progress)
+                            compile=compile, console=console, progress=progress,
+                            rate=machine and {"flops": machine["rate"], "dtype": machine["dtype"]})
     return report_table(table, root, dataset, console=console, synthetic=synthetic, machine=machine)
 
 

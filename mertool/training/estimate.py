@@ -101,12 +101,14 @@ def fold_sizes(data, subjects: list[str], final: bool) -> list[int]:
     return [int((subj != s).sum()) for s in subjects] + ([len(subj)] if final else [])
 
 
-def announce(console, jobs: list[tuple], device: torch.device, workers: int, what: str) -> dict | None:
-    """Print the estimate (and the slow-schedule hint) before training; never stops a run."""
+def announce(console, jobs: list[tuple], device: torch.device, workers: int, what: str,
+             rate: dict | None = None) -> dict | None:
+    """Print the estimate (and the slow-schedule hint) before training; never stops a run. `rate`: the device's
+    matmul rate when the caller has measured it already (the demo, ablate), else it is measured here."""
     if not any(n for _r, _run, n in jobs):
         return None
     try:
-        est = training_estimate(jobs, device, workers)
+        est = training_estimate(jobs, device, workers, rate)
     except Exception as exc:  # an estimate must never stop the training it describes
         console.print(f"estimate: not available ({type(exc).__name__}: {exc})")
         return None

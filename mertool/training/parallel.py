@@ -306,13 +306,15 @@ def train_loso_parallel(recipe: dict, cache, out: str | Path, *, subjects=None, 
 
 def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, subjects=None, devices="auto",
                         folds_per_device: int = 1, threads: int | None = None, select: str = "last",
-                        compile: bool = False, console=None, progress: bool = True) -> list[dict]:
+                        compile: bool = False, console=None, progress: bool = True,
+                        rate: dict | None = None) -> list[dict]:
     """Several LOSO runs ((recipe, run folder, train the final model) each, e.g. the variants of an ablation) on
     one cache through one pool of workers; returns each run's summary, in order.
 
     One pool for all: no worker starts per run, and no slot idles at the end of one run while the next waits.
     The final models go first (the longest tasks), then the runs' folds in order. Each run folder ends up with
-    the same files as its own `train_loso_parallel` would write.
+    the same files as its own `train_loso_parallel` would write. `rate`: the device's matmul rate when the caller
+    has measured it (the estimate then reuses it rather than measuring again).
     """
     from rich.console import Console
 
@@ -362,7 +364,7 @@ def train_runs_parallel(runs: list[tuple[dict, str | Path, bool]], cache, *, sub
     console.print(f"{len(tasks)} trainings on {n_workers} workers on {', '.join(sorted({s.device for s in slots}))} "
                   f"({plural(slots[0].threads, 'CPU thread')} each)")
     announce(console, sizes, devs[0], len({s.device for s in slots}) if devs[0].type == "cuda" else n_workers,
-             f"{len(tasks)} trainings on {n_workers} workers")
+             f"{len(tasks)} trainings on {n_workers} workers", rate)
     t0 = time.perf_counter()
     with _Display(console, total, slots[:max(1, n_workers)], progress) as display:
         for t in done:
